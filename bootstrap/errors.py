@@ -1,0 +1,63 @@
+"""The one exception hierarchy of kube-bootstrap and the exit codes it maps to.
+
+Every error a user can cause is a :class:`BootstrapError`; the CLI translates it in one place
+(``bootstrap.cli.main``) into a one-line message and its documented exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+EXIT_OK = 0
+EXIT_PHASE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INVALID_CONFIG = 3
+EXIT_PREFLIGHT_FAILED = 4
+EXIT_WAIT_TIMEOUT = 5
+
+
+class BootstrapError(click.ClickException):
+    """A failure the user can act on; never shown with a traceback unless ``-v``."""
+
+    exit_code = EXIT_PHASE_FAILED
+
+
+class PhaseError(BootstrapError):
+    """A phase could not complete (a file is wrong, a write failed, ...)."""
+
+    exit_code = EXIT_PHASE_FAILED
+
+
+class PkiError(PhaseError):
+    """An existing certificate, key or kubeconfig is unusable; the message names the file and the fix."""
+
+
+class ConfigError(BootstrapError):
+    """The configuration (file or flags) is invalid; carries every problem found, each naming its field."""
+
+    exit_code = EXIT_INVALID_CONFIG
+
+    def __init__(self, problems: Sequence[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+    def format_message(self) -> str:
+        if len(self.problems) == 1:
+            return f"invalid configuration: {self.problems[0]}"
+        lines = [f"invalid configuration ({len(self.problems)} problems):"]
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class PreflightError(BootstrapError):
+    """One or more preflight checks failed."""
+
+    exit_code = EXIT_PREFLIGHT_FAILED
+
+
+class WaitTimeoutError(BootstrapError):
+    """The control plane did not become healthy before the deadline."""
+
+    exit_code = EXIT_WAIT_TIMEOUT

@@ -1,0 +1,84 @@
+"""The one place that writes files: atomic, with the final mode from the first byte.
+
+A crash at any point leaves either the old file or the new one, never a truncated key or a
+half-written manifest. Temporary files start with a dot because the kubelet ignores dot-files in
+its static pod directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(directory: Path, mode: int = 0o755) -> None:
+    """Create ``directory`` (and parents) if missing; a directory we create gets ``mode``."""
+    if directory.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True, mode=mode)
+    # mkdir's mode is filtered by the umask; set it explicitly.
+    os.chmod(directory, mode)
+
+
+def write_atomic(path: Path, data: bytes, mode: int, dir_mode: int = 0o755) -> bool:
+    """Write ``data`` to ``path`` atomically with ``mode``; return False when the content was already there.
+
+    Unchanged content is not rewritten, so the mtime is kept (the kubelet and humans both notice
+    rewrites). A differing mode on an unchanged file is corrected in place.
+    """
+    try:
+        if path.read_bytes() == data:
+            if (path.stat().st_mode & 0o7777) != mode:
+                os.chmod(path, mode)
+            return False
+    except FileNotFoundError:
+        pass
+    ensure_dir(path.parent, dir_mode)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+class Rootfs:
+    """Maps host paths (as written into manifests and kubeconfigs) to where they live for this run.
+
+    With ``--rootfs DIR`` every path the tool reads or writes is resolved under DIR, while the
+    paths written into files stay host paths.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root
+
+    def path(self, host_path: str | Path) -> Path:
+        """The real location of ``host_path`` (an absolute host path)."""
+        host = Path(host_path)
+        if self.root is None:
+            return host
+        return self.root / host.relative_to(host.anchor)
+
+    def __repr__(self) -> str:
+        return f"Rootfs({self.root!s})"
