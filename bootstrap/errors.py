@@ -24,6 +24,10 @@ class BootstrapError(click.ClickException):
     exit_code = EXIT_PHASE_FAILED
 
 
+class UsageError(click.UsageError):
+    """The command line is wrong (exit 2); click's own usage errors are of this kind too."""
+
+
 class PhaseError(BootstrapError):
     """A phase could not complete (a file is wrong, a write failed, ...)."""
 

@@ -1,0 +1,5 @@
+"""``python -m bootstrap`` runs the CLI."""
+
+from bootstrap.cli import main
+
+main()

@@ -1,0 +1,204 @@
+"""Command-line entry point: parses, builds the run data, dispatches; nothing else.
+
+Errors are translated into messages and exit codes in exactly one place, :func:`main`.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bootstrap import __version__
+from bootstrap.errors import EXIT_PHASE_FAILED
+from bootstrap.output import OUTPUT_FORMATS, Reporter
+from bootstrap.phases import PHASES
+from bootstrap.runner import run_phases
+from bootstrap.rundata import RunData, RunOptions
+from bootstrap.workflow import Phase, help_tree, plan
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# kubeadm flag name -> click parameter name; values land in RunOptions.overrides under the flag name.
+CONFIG_FLAGS: dict[str, tuple[str, type | click.ParamType, str]] = {
+    "advertise-address": ("advertise_address", str, "The IP address the API server advertises."),
+    "apiserver-bind-port": ("apiserver_bind_port", int, "Port for the API server to bind to (6443)."),
+    "node-name": ("node_name", str, "The node name (default: the hostname, lower-cased)."),
+    "control-plane-endpoint": ("control_plane_endpoint", str, "A stable host[:port] for the control plane."),
+    "service-cidr": ("service_cidr", str, "Service virtual IP range (10.96.0.0/12)."),
+    "pod-network-cidr": ("pod_network_cidr", str, "Pod network range; enables node CIDR allocation."),
+    "service-dns-domain": ("service_dns_domain", str, "Service DNS domain (cluster.local)."),
+    "cert-dir": ("cert_dir", str, "Where certificates are stored (/etc/kubernetes/pki)."),
+    "kubernetes-version": ("kubernetes_version", str, "Kubernetes version of the control plane."),
+    "apiserver-cert-extra-sans": (
+        "apiserver_cert_extra_sans", str, "Extra SANs (IPs or DNS names, comma-separated) for the API server cert."
+    ),
+}
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def run_options(func: F) -> F:
+    """The options every run command shares (config, rootfs, dry-run, output, kubeadm flags)."""
+    decorators = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration)."),
+        click.option("--rootfs", type=click.Path(path_type=Path, file_okay=False),
+                     help="Resolve every host path under this directory."),
+        click.option("--dry-run", is_flag=True, help="Write nothing real: files go to a temporary directory."),
+        click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True,
+                     help="json prints one result document on stdout."),
+        click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks."),
+    ]
+    for flag, (param, kind, text) in CONFIG_FLAGS.items():
+        decorators.append(click.option(f"--{flag}", param, type=kind, default=None, help=text))
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def skip_options(func: F) -> F:
+    func = click.option("--ignore-preflight-errors", default="", metavar="NAMES",
+                        help="Preflight checks whose errors become warnings (comma-separated, or 'all').")(func)
+    return click.option("--skip-phases", default="", metavar="PHASES",
+                        help="Phases to skip, comma-separated slash paths (e.g. certs/sa,kubeconfig).")(func)
+
+
+def options_from(params: dict[str, Any]) -> RunOptions:
+    overrides: dict[str, object] = {}
+    for flag, (param, _, _) in CONFIG_FLAGS.items():
+        value = params.get(param)
+        if value is None:
+            continue
+        overrides[flag] = _split_list(value) if flag == "apiserver-cert-extra-sans" else value
+    return RunOptions(
+        config_file=params.get("config_file"),
+        overrides=overrides,
+        rootfs=params.get("rootfs"),
+        dry_run=bool(params.get("dry_run")),
+        output=params.get("output") or "text",
+        verbose=bool(params.get("verbose")),
+        ignore_preflight_errors=_split_list(params.get("ignore_preflight_errors")),
+    )
+
+
+def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
+    options = options_from(params)
+    rd = RunData(options, Reporter(options.output, verbose=options.verbose))
+    skip = _split_list(params.get("skip_phases"))
+    steps = plan(PHASES, only=only, skip=skip)
+    if not skip and only is None:
+        steps = plan(PHASES, skip=[s for s in rd.config.init.skip_phases or []])
+    run_phases(rd, command, steps)
+
+
+class BootstrapGroup(click.Group):
+    """Top-level group: lists commands in the order they were added (init first)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=BootstrapGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bootstrap")
+def cli() -> None:
+    """kube-bootstrap: bootstrap a Kubernetes control plane as static pods, kubeadm-style."""
+
+
+@cli.command(epilog="\b\nPhases, in order:\n" + help_tree(PHASES))
+@run_options
+@skip_options
+def init(**params: Any) -> None:
+    """Run every phase in order to bootstrap a control-plane node."""
+    _run("init", None, params)
+
+
+class PhaseGroup(click.Group):
+    """A parent phase: runs its whole subtree when no child is named; ``a/b`` paths resolve too."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        head, _, rest = cmd_name.partition("/")
+        command = super().get_command(ctx, head)
+        if rest and isinstance(command, click.Group):
+            return command.get_command(ctx, rest)
+        return command if not rest else None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+def _phase_command(path: str, phase: Phase) -> click.Command:
+    def callback(**params: Any) -> None:
+        ctx = click.get_current_context()
+        if isinstance(ctx.command, click.Group) and ctx.invoked_subcommand is not None:
+            return
+        _run("phase", path, params)
+
+    if not phase.children:
+        command: click.Command = click.Command(phase.name, callback=callback, help=phase.help)
+    else:
+        group = PhaseGroup(
+            phase.name, callback=callback, invoke_without_command=True,
+            help=f"{phase.help}. Without a sub-phase, runs them all.",
+        )
+        group.add_command(click.Command("all", callback=lambda **p: _run("phase", path, p),
+                                        help=f"Run every {phase.name} sub-phase",
+                                        params=_run_params()))
+        for child in phase.children:
+            group.add_command(_phase_command(f"{path}/{child.name}", child))
+        command = group
+    command.params = _run_params()
+    return command
+
+
+def _run_params() -> list[click.Parameter]:
+    def dummy(**_: Any) -> None:
+        return None
+
+    return list(click.command()(skip_options(run_options(dummy))).params)
+
+
+@cli.group(cls=PhaseGroup, epilog="\b\nPhases (run a parent to run its subtree; a/b paths work too):\n"
+           + help_tree(PHASES))
+def phase() -> None:
+    """Run one phase, or one subtree of phases, of ``init``."""
+
+
+for _phase in PHASES:
+    phase.add_command(_phase_command(_phase.name, _phase))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the CLI and turn every error into one message and its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        code = cli.main(args=args, prog_name="bootstrap", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_PHASE_FAILED)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly, with the traceback on -v
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", err=True)
+        sys.exit(EXIT_PHASE_FAILED)
+    sys.exit(code if isinstance(code, int) else 0)

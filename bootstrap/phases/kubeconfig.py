@@ -1,0 +1,50 @@
+"""Adapters from the ``kubeconfig`` phases to :mod:`bootstrap.kubeconfig`."""
+
+from __future__ import annotations
+
+from bootstrap import kubeconfig, pki
+from bootstrap.results import Outcome
+from bootstrap.rundata import RunData
+from bootstrap.workflow import Phase
+
+_HELP = {
+    "admin": "Generate a kubeconfig file for the admin to use and for kubeadm itself",
+    "super-admin": "Generate a kubeconfig file for the super-admin",
+    "kubelet": "Generate a kubeconfig file for the kubelet to use *only* for cluster bootstrapping purposes",
+    "controller-manager": "Generate a kubeconfig file for the controller manager to use",
+    "scheduler": "Generate a kubeconfig file for the scheduler to use",
+}
+
+
+def _kubeconfig_phase(name: str) -> Phase:
+    spec = kubeconfig.KUBECONFIG_SPECS[name]
+
+    def run(rd: RunData) -> list[Outcome]:
+        cfg = rd.config
+        endpoints = kubeconfig.endpoints_for(
+            cfg.advertise_address, cfg.bind_port, cfg.cluster.control_plane_endpoint or ""
+        )
+        outcome, warnings = kubeconfig.ensure_kubeconfig(
+            spec,
+            rd.kubernetes_dir,
+            pki.load_ca(rd.cert_dir, "ca"),
+            rd.pki_settings,
+            cfg.cluster.cluster_name,
+            spec.server(endpoints, cfg.kubernetes_version),
+            rd.keys,
+        )
+        for warning in warnings:
+            rd.reporter.warn(warning)
+        return [outcome]
+
+    def keys_needed(rd: RunData) -> int:
+        return 0 if (rd.kubernetes_dir / spec.file).exists() else 1
+
+    return Phase(name=name, help=_HELP[name], run=run, keys_needed=keys_needed)
+
+
+KUBECONFIG = Phase(
+    name="kubeconfig",
+    help="Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file",
+    children=tuple(_kubeconfig_phase(name) for name in kubeconfig.KUBECONFIG_NAMES),
+)

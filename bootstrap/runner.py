@@ -1,0 +1,80 @@
+"""Runs a planned list of phases against one RunData and produces the result document."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from bootstrap import __version__
+from bootstrap.errors import BootstrapError
+from bootstrap.rundata import RunData
+from bootstrap.workflow import PhaseReport, PlannedPhase
+
+
+def _not_applicable(rd: RunData, step: PlannedPhase) -> str | None:
+    if step.skipped:
+        return step.skipped
+    return step.phase.skip_if(rd) if step.phase.skip_if else None
+
+
+def run_phases(rd: RunData, command: str, steps: Sequence[PlannedPhase]) -> dict[str, Any]:
+    """Run ``steps`` in order; return the result document. On failure, the document is still
+    emitted (JSON mode) and the error is re-raised, prefixed with the phase path."""
+    reports = [PhaseReport(step.path, "not-run") for step in steps]
+    error: BootstrapError | None = None
+    try:
+        applicable = [(i, s) for i, s in enumerate(steps) if _not_applicable(rd, s) is None]
+        wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
+        if wanted > 1:
+            rd.keys.prefetch(wanted)
+        for index, step in enumerate(steps):
+            report = reports[index]
+            reason = _not_applicable(rd, step)
+            if reason is not None:
+                report.status, report.skip_reason = "skipped", reason
+                rd.reporter.debug(f"phase {step.path} skipped: {reason}")
+                continue
+            assert step.phase.run is not None
+            try:
+                outcomes = step.phase.run(rd)
+            except BootstrapError as exc:
+                report.status = "failed"
+                exc.message = f"phase {step.path}: {exc.message}"
+                raise
+            report.status = "ran"
+            for outcome in outcomes:
+                rd.reporter.info(step.label, outcome.message)
+                report.messages.append(outcome.message)
+                report.changed = report.changed or outcome.changed
+                report.files += [str(f) for f in outcome.files]
+    except BootstrapError as exc:
+        error = exc
+        raise
+    finally:
+        rd.close()
+        document = result_document(rd, command, reports, error)
+        rd.reporter.result(document)
+    return document
+
+
+def result_document(
+    rd: RunData, command: str, reports: list[PhaseReport], error: click.ClickException | None
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": "bootstrap.kube-bootstrap.io/v1alpha1",
+        "kind": "RunResult",
+        "version": __version__,
+        "command": command,
+        "dryRun": rd.dry_run,
+        "ok": error is None,
+        "changed": any(r.changed for r in reports),
+        "phases": [r.to_dict() for r in reports],
+        "warnings": rd.reporter.warnings,
+    }
+    if rd.dry_run and "dry_run_dir" in rd.__dict__:
+        doc["dryRunDir"] = str(rd.dry_run_dir)
+    if error is not None:
+        doc["error"] = {"message": error.format_message(), "exitCode": error.exit_code}
+    return doc
