@@ -19,7 +19,7 @@ from bootstrap.output import OUTPUT_FORMATS, Reporter
 from bootstrap.phases import PHASES
 from bootstrap.runner import run_phases
 from bootstrap.rundata import RunData, RunOptions
-from bootstrap.workflow import Phase, help_tree, plan
+from bootstrap.workflow import Phase, PlannedPhase, help_tree, plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,9 +92,12 @@ def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     options = options_from(params)
     rd = RunData(options, Reporter(options.output, verbose=options.verbose))
     skip = _split_list(params.get("skip_phases"))
-    steps = plan(PHASES, only=only, skip=skip)
-    if not skip and only is None:
-        steps = plan(PHASES, skip=[s for s in rd.config.init.skip_phases or []])
+
+    def steps() -> list[PlannedPhase]:
+        # As kubeadm: InitConfiguration.skipPhases applies to init when the flag is not given.
+        configured = rd.config.init.skip_phases if command == "init" and not skip else None
+        return plan(PHASES, only=only, skip=skip or configured or [])
+
     run_phases(rd, command, steps)
 
 

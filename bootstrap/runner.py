@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -19,12 +19,19 @@ def _not_applicable(rd: RunData, step: PlannedPhase) -> str | None:
     return step.phase.skip_if(rd) if step.phase.skip_if else None
 
 
-def run_phases(rd: RunData, command: str, steps: Sequence[PlannedPhase]) -> dict[str, Any]:
-    """Run ``steps`` in order; return the result document. On failure, the document is still
-    emitted (JSON mode) and the error is re-raised, prefixed with the phase path."""
-    reports = [PhaseReport(step.path, "not-run") for step in steps]
-    error: BootstrapError | None = None
+def run_phases(
+    rd: RunData, command: str, make_steps: Callable[[], Sequence[PlannedPhase]]
+) -> dict[str, Any]:
+    """Run the planned steps in order; return the result document.
+
+    On failure the document is still emitted (JSON mode) and the error is re-raised, prefixed
+    with the phase path. Planning is inside so that a config error also yields a document.
+    """
+    reports: list[PhaseReport] = []
+    error: click.ClickException | None = None
     try:
+        steps = make_steps()
+        reports += [PhaseReport(step.path, "not-run") for step in steps]
         applicable = [(i, s) for i, s in enumerate(steps) if _not_applicable(rd, s) is None]
         wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
         if wanted > 1:
@@ -49,7 +56,7 @@ def run_phases(rd: RunData, command: str, steps: Sequence[PlannedPhase]) -> dict
                 report.messages.append(outcome.message)
                 report.changed = report.changed or outcome.changed
                 report.files += [str(f) for f in outcome.files]
-    except BootstrapError as exc:
+    except click.ClickException as exc:
         error = exc
         raise
     finally:
