@@ -1,0 +1,415 @@
+"""Load kubeadm v1beta4 YAML + command-line flag overrides into a defaulted, validated :class:`Config`.
+
+Order of precedence, highest first: **flags** (``overrides``), then the **file**, then the defaults
+(``bootstrap.config.model`` constants and host detection from ``bootstrap.config.netdefaults``).
+Loading has no side effects: nothing is written, no network traffic is sent.
+
+Every problem found in the file and the flags is collected and raised together as one
+:class:`~bootstrap.errors.ConfigError`; each problem reads ``"<field.path>: <what is wrong>"``, and a
+problem caused by a flag reads ``"--flag (field.path): <what is wrong>"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bootstrap.config import validation
+from bootstrap.config.model import (
+    DEFAULT_KUBERNETES_VERSION,
+    DEFAULT_TOKEN_TTL,
+    FALLBACK_ADVERTISE_ADDRESS,
+    KUBEADM_API_VERSION,
+    WARNED_FIELDS,
+    BootstrapToken,
+    ClusterConfiguration,
+    Config,
+    InitConfiguration,
+    LocalEtcd,
+)
+from bootstrap.config.netdefaults import HostFacts
+from bootstrap.errors import ConfigError
+
+# kubeadm flag name -> (document kind, camelCase field path).
+FLAG_FIELDS: dict[str, tuple[str, str]] = {
+    "advertise-address": ("InitConfiguration", "localAPIEndpoint.advertiseAddress"),
+    "apiserver-bind-port": ("InitConfiguration", "localAPIEndpoint.bindPort"),
+    "node-name": ("InitConfiguration", "nodeRegistration.name"),
+    "control-plane-endpoint": ("ClusterConfiguration", "controlPlaneEndpoint"),
+    "service-cidr": ("ClusterConfiguration", "networking.serviceSubnet"),
+    "pod-network-cidr": ("ClusterConfiguration", "networking.podSubnet"),
+    "service-dns-domain": ("ClusterConfiguration", "networking.dnsDomain"),
+    "cert-dir": ("ClusterConfiguration", "certificatesDir"),
+    "kubernetes-version": ("ClusterConfiguration", "kubernetesVersion"),
+    "apiserver-cert-extra-sans": ("ClusterConfiguration", "apiServer.certSANs"),
+}
+
+_KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
+_KUBE_PROXY = ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")
+_IGNORED_KUBEADM_KINDS = ("JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration")
+_VERSION_LABEL = re.compile(r"^(stable|latest)(-1)?$")
+_VERSION_MINOR_LABEL = re.compile(r"^(stable|latest)-1\.(\d+)$")
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_YAML_TYPE_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "list",
+    dict: "mapping",
+    type(None): "null",
+}
+
+
+def load_config(
+    path: Path | None,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    host: HostFacts | None = None,
+) -> Config:
+    """Read ``path`` (or nothing when None), apply flag ``overrides``, default and validate.
+
+    ``overrides`` maps kubeadm flag names (see :data:`FLAG_FIELDS`) to values; None values are
+    ignored. Flags win over the file. ``host`` supplies the hostname / default-route address
+    detection (tests pass fakes). Raises :class:`ConfigError` listing every problem found.
+    """
+    host = host or HostFacts()
+    docs = _read_documents(path) if path is not None else []
+    source = str(path) if path is not None else "<defaults>"
+    problems: list[str] = []
+    warnings: list[str] = []
+    raw: dict[str, dict[str, Any]] = {}
+    kubelet: dict[str, Any] | None = None
+    kube_proxy: dict[str, Any] | None = None
+
+    for index, doc in enumerate(docs, start=1):
+        where = f"{source}: document {index}"
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            problems.append(f"{where}: expected a mapping with apiVersion and kind, got a {_type_name(doc)}")
+            continue
+        api_version, kind = doc.get("apiVersion"), doc.get("kind")
+        if not isinstance(api_version, str) or not isinstance(kind, str):
+            problems.append(f"{where}: apiVersion and kind must both be set to strings")
+            continue
+        gvk = f"{api_version} {kind}"
+        if api_version == "kubeadm.k8s.io/v1beta3":
+            problems.append(
+                f"{where} ({gvk}): kubeadm.k8s.io/v1beta3 is not supported; convert the file with "
+                "`kubeadm config migrate --old-config <file> --new-config <new-file>` "
+                f"to {KUBEADM_API_VERSION}"
+            )
+        elif api_version == KUBEADM_API_VERSION and kind in ("InitConfiguration", "ClusterConfiguration"):
+            if kind in raw:
+                problems.append(f"{where} ({gvk}): a second {kind}; at most one is allowed")
+            else:
+                raw[kind] = dict(doc)
+        elif api_version == KUBEADM_API_VERSION and kind in _IGNORED_KUBEADM_KINDS:
+            warnings.append(f"{where} ({gvk}): ignored; `init` does not use {kind}")
+        elif (api_version, kind) == _KUBELET:
+            if kubelet is not None:
+                problems.append(f"{where} ({gvk}): a second KubeletConfiguration; at most one is allowed")
+            kubelet = dict(doc)
+        elif (api_version, kind) == _KUBE_PROXY:
+            if kube_proxy is not None:
+                problems.append(f"{where} ({gvk}): a second KubeProxyConfiguration; at most one is allowed")
+            kube_proxy = dict(doc)
+            warnings.append(
+                f"{where} ({gvk}): kept but not acted on; kube-bootstrap does not deploy kube-proxy"
+            )
+        else:
+            problems.append(
+                f"{where}: unknown apiVersion/kind {q_gvk(api_version, kind)}; "
+                f"expected {KUBEADM_API_VERSION} "
+                "InitConfiguration/ClusterConfiguration, KubeletConfiguration or KubeProxyConfiguration"
+            )
+
+    init_raw = raw.get("InitConfiguration", {"apiVersion": KUBEADM_API_VERSION, "kind": "InitConfiguration"})
+    cluster_raw = raw.get(
+        "ClusterConfiguration", {"apiVersion": KUBEADM_API_VERSION, "kind": "ClusterConfiguration"}
+    )
+    flag_paths = _apply_overrides(
+        overrides or {}, {"InitConfiguration": init_raw, "ClusterConfiguration": cluster_raw}
+    )
+
+    init = _parse(InitConfiguration, init_raw, flag_paths, problems)
+    cluster = _parse(ClusterConfiguration, cluster_raw, flag_paths, problems)
+    if init is None or cluster is None or problems:
+        raise ConfigError(problems)
+
+    warnings += _warn_unacted(init, cluster)
+    warnings += _apply_defaults(init, cluster, host)
+
+    report = validation.validate(init, cluster)
+    problems += [_format(path, message, flag_paths) for path, message in report.problems]
+    if problems:
+        raise ConfigError(problems)
+    warnings += report.warnings
+    return Config(init=init, cluster=cluster, kubelet=kubelet, kube_proxy=kube_proxy, warnings=warnings)
+
+
+def default_config(
+    node_name: str | None = None,
+    advertise_address: str | None = None,
+    *,
+    host: HostFacts | None = None,
+) -> Config:
+    """A fully defaulted configuration (``bootstrap config print init-defaults``).
+
+    The node name and advertise address are detected unless given.
+    """
+    return load_config(None, {"node-name": node_name, "advertise-address": advertise_address}, host=host)
+
+
+_KEEP_EMPTY_LISTS = frozenset({"taints", "usages", "groups"})
+
+
+def _prune(value: object, key: str = "") -> object:
+    """Drop unset values (None, "", and empty lists whose default is empty) to keep the dump short."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            pruned = _prune(v, k)
+            if pruned is None or pruned == "" or (pruned == [] and k not in _KEEP_EMPTY_LISTS):
+                continue
+            out[k] = pruned
+        return out
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def dump_config(cfg: Config) -> str:
+    """Multi-document YAML: InitConfiguration, ClusterConfiguration, then any kubelet/kube-proxy docs.
+
+    camelCase keys, Go-form durations, v1beta4 list-form extraArgs. :func:`load_config` reads the
+    output back into an identical configuration.
+    """
+    docs: list[object] = [
+        _prune(cfg.init.model_dump(mode="json", by_alias=True)),
+        _prune(cfg.cluster.model_dump(mode="json", by_alias=True)),
+    ]
+    docs += [d for d in (cfg.kubelet, cfg.kube_proxy) if d is not None]
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def q_gvk(api_version: str, kind: str) -> str:
+    """Quote an apiVersion/kind pair for messages."""
+    return f'"{api_version}" "{kind}"'
+
+
+def _read_documents(path: Path) -> list[object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+    try:
+        return list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        if mark is not None:
+            raise ConfigError(
+                f"{path}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+            ) from None
+        raise ConfigError(f"{path}: invalid YAML: {problem}") from None
+
+
+def _apply_overrides(overrides: Mapping[str, object], docs: Mapping[str, dict[str, Any]]) -> dict[str, str]:
+    """Write flag values into the raw documents; return field path -> flag name for error messages."""
+    flag_paths: dict[str, str] = {}
+    for flag, value in overrides.items():
+        if flag not in FLAG_FIELDS:
+            raise ValueError(f"load_config: unknown override {flag!r}; known: {', '.join(FLAG_FIELDS)}")
+        if value is None:
+            continue
+        kind, dotted = FLAG_FIELDS[flag]
+        if flag == "apiserver-bind-port" and isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if flag == "apiserver-cert-extra-sans" and isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        elif flag == "apiserver-cert-extra-sans" and isinstance(value, Sequence):
+            value = list(value)
+        node = docs[kind]
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[leaf] = value
+        flag_paths[dotted] = flag
+    return flag_paths
+
+
+def _format(path: str, message: str, flag_paths: Mapping[str, str]) -> str:
+    for field_path, flag in flag_paths.items():
+        if path == field_path or path.startswith((field_path + "[", field_path + ".")):
+            return f"--{flag} ({path}): {message}"
+    return f"{path}: {message}"
+
+
+def _type_name(value: object) -> str:
+    return _YAML_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _quote(value: object) -> str:
+    if isinstance(value, str):
+        return validation.q(value)
+    if isinstance(value, dict | list):
+        return _type_name(value)
+    return repr(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def _pydantic_message(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    got = (
+        f"got {_type_name(value)} {_quote(value)}"
+        if not isinstance(value, dict | list)
+        else (f"got a {_type_name(value)}")
+    )
+    expected = {
+        "string_type": "a string",
+        "int_type": "an integer",
+        "bool_type": "true or false",
+        "list_type": "a list",
+        "dict_type": "a mapping",
+        "model_type": "a mapping",
+        "model_attributes_type": "a mapping",
+    }
+    if kind == "extra_forbidden":
+        return "unknown field (not part of kubeadm v1beta4)"
+    if kind == "missing":
+        return "is required"
+    if kind in expected:
+        return f"expected {expected[kind]}, {got}"
+    if kind == "literal_error":
+        return f"{_quote(value)} is not allowed here (expected {err.get('ctx', {}).get('expected', '')})"
+    if kind == "value_error":
+        return str(err.get("ctx", {}).get("error", f"invalid value {_quote(value)}"))
+    return f"invalid value {_quote(value)}"
+
+
+def _loc_to_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _parse(
+    model: type[_M], data: dict[str, Any], flag_paths: Mapping[str, str], problems: list[str]
+) -> _M | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append(_format(_loc_to_path(err["loc"]), _pydantic_message(err), flag_paths))
+        return None
+
+
+def _get_by_alias(model: object, dotted: str) -> object:
+    node: object = model
+    for part in dotted.split("."):
+        if not isinstance(node, BaseModel):
+            return None
+        fields = type(node).model_fields
+        name = next((n for n, f in fields.items() if (f.alias or n) == part), part)
+        node = getattr(node, name, None)
+    return node
+
+
+def _warn_unacted(init: InitConfiguration, cluster: ClusterConfiguration) -> list[str]:
+    out: list[str] = []
+    for kind, dotted, neutral in WARNED_FIELDS:
+        model: BaseModel = init if kind == "InitConfiguration" else cluster
+        value = _get_by_alias(model, dotted)
+        if not any(value is n or value == n for n in neutral):
+            hint = ""
+            if dotted == "apiServer.timeoutForControlPlane":
+                hint = " (a v1beta3 field; use timeouts.controlPlaneComponentHealthCheck)"
+            out.append(f"{dotted}: is set but kube-bootstrap does not act on it; ignored{hint}")
+    return out
+
+
+def _fill_zero_values(model: BaseModel) -> None:
+    """Treat Go zero values ("" and 0) as unset, as kubeadm does, for fields with a non-zero default."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _fill_zero_values(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _fill_zero_values(item)
+        elif (
+            value in ("", 0)
+            and not isinstance(value, bool)
+            and info.default not in ("", 0, None)
+            and isinstance(info.default, type(value))
+        ):
+            setattr(model, name, info.default)
+
+
+def _resolve_version(version: str) -> str:
+    if _VERSION_LABEL.match(version):
+        return DEFAULT_KUBERNETES_VERSION
+    minor_label = _VERSION_MINOR_LABEL.match(version)
+    if minor_label and f"v1.{minor_label.group(2)}." in DEFAULT_KUBERNETES_VERSION + ".":
+        return DEFAULT_KUBERNETES_VERSION
+    return validation.normalise_version(version) or version
+
+
+def _apply_defaults(init: InitConfiguration, cluster: ClusterConfiguration, host: HostFacts) -> list[str]:
+    """Fill host-dependent and structural defaults; return warnings about what was guessed."""
+    warnings: list[str] = []
+    _fill_zero_values(init)
+    _fill_zero_values(cluster)
+    cluster.kubernetes_version = _resolve_version(cluster.kubernetes_version)
+
+    nr = init.node_registration
+    if not nr.name:
+        nr.name = host.hostname().strip().lower()
+    if nr.cri_socket.startswith("/"):
+        warnings.append(
+            f"nodeRegistration.criSocket: {validation.q(nr.cri_socket)} has no URL scheme; "
+            f"using unix://{nr.cri_socket}"
+        )
+        nr.cri_socket = f"unix://{nr.cri_socket}"
+
+    ep = init.local_api_endpoint
+    if not ep.advertise_address:
+        detected = host.default_ipv4()
+        if detected:
+            ep.advertise_address = detected
+        else:
+            ep.advertise_address = FALLBACK_ADVERTISE_ADDRESS
+            warnings.append(
+                "localAPIEndpoint.advertiseAddress: no IPv4 default route found; using "
+                f"{FALLBACK_ADVERTISE_ADDRESS} (set it, or pass --advertise-address, for a reachable cluster)"
+            )
+
+    if not init.bootstrap_tokens:
+        init.bootstrap_tokens = [BootstrapToken()]
+    for token in init.bootstrap_tokens:
+        if token.ttl is None and token.expires is None:
+            token.ttl = DEFAULT_TOKEN_TTL
+
+    if cluster.etcd.local is None and cluster.etcd.external is None:
+        cluster.etcd.local = LocalEtcd()
+    return warnings

@@ -1,0 +1,442 @@
+"""Typed model of the kubeadm ``v1beta4`` InitConfiguration and ClusterConfiguration documents.
+
+The models carry the full ``kubeadm.k8s.io/v1beta4`` field set so that every file kubeadm accepts is
+accepted here too. YAML keys are camelCase (pydantic aliases); Python attributes are snake_case.
+Unknown keys and wrong types are rejected (``extra="forbid"``, strict mode); the loader translates
+pydantic's errors into ``"<field.path>: <problem>"`` strings.
+
+Defaults that do not depend on the host live here, as field defaults, in one place (the ``DEFAULT_*``
+constants). Host-dependent defaults (node name, advertise address) are filled by the loader.
+
+:data:`ACTED_FIELDS` lists what kube-bootstrap acts on; :data:`WARNED_FIELDS` lists the fields that are
+accepted for compatibility but ignored: setting them to a non-neutral value produces a warning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+KUBEADM_API_VERSION: Final = "kubeadm.k8s.io/v1beta4"
+
+# ---- Defaults (the one place; host-dependent ones are applied by the loader) ----
+DEFAULT_KUBERNETES_VERSION = "v1.34.2"
+SUPPORTED_MINORS = range(31, 36)  # v1.31 .. v1.35
+DEFAULT_CLUSTER_NAME = "kubernetes"
+DEFAULT_SERVICE_SUBNET = "10.96.0.0/12"
+DEFAULT_DNS_DOMAIN = "cluster.local"
+DEFAULT_CERTIFICATES_DIR = "/etc/kubernetes/pki"
+DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+DEFAULT_ETCD_DATA_DIR = "/var/lib/etcd"
+DEFAULT_ENCRYPTION_ALGORITHM = "RSA-2048"
+DEFAULT_CERTIFICATE_VALIDITY = timedelta(hours=8760)
+DEFAULT_CA_CERTIFICATE_VALIDITY = timedelta(hours=87600)
+DEFAULT_BIND_PORT = 6443
+DEFAULT_CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
+DEFAULT_IMAGE_PULL_POLICY = "IfNotPresent"
+DEFAULT_TOKEN_TTL = timedelta(hours=24)
+DEFAULT_TOKEN_USAGES = ("signing", "authentication")
+DEFAULT_TOKEN_GROUPS = ("system:bootstrappers:kubeadm:default-node-token",)
+FALLBACK_ADVERTISE_ADDRESS = "127.0.0.1"
+
+ENCRYPTION_ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")
+
+# Fields kube-bootstrap acts on (``*`` = every sub-field). Everything else is in WARNED_FIELDS.
+ACTED_FIELDS: tuple[str, ...] = (
+    "InitConfiguration.localAPIEndpoint.advertiseAddress",
+    "InitConfiguration.localAPIEndpoint.bindPort",
+    "InitConfiguration.nodeRegistration.name",
+    "InitConfiguration.nodeRegistration.criSocket",
+    "InitConfiguration.nodeRegistration.taints",
+    "InitConfiguration.nodeRegistration.kubeletExtraArgs",
+    "InitConfiguration.nodeRegistration.ignorePreflightErrors",
+    "InitConfiguration.nodeRegistration.imagePullPolicy",
+    "InitConfiguration.skipPhases",
+    "InitConfiguration.dryRun",
+    "InitConfiguration.timeouts.*",
+    "InitConfiguration.bootstrapTokens",
+    "ClusterConfiguration.controlPlaneEndpoint",
+    "ClusterConfiguration.kubernetesVersion",
+    "ClusterConfiguration.clusterName",
+    "ClusterConfiguration.networking.*",
+    "ClusterConfiguration.certificatesDir",
+    "ClusterConfiguration.imageRepository",
+    "ClusterConfiguration.{apiServer,controllerManager,scheduler}.{extraArgs,extraVolumes,extraEnvs}",
+    "ClusterConfiguration.apiServer.certSANs",
+    "ClusterConfiguration.etcd.local.{dataDir,imageRepository,imageTag,extraArgs,extraEnvs,"
+    "serverCertSANs,peerCertSANs}",
+    "ClusterConfiguration.etcd.external.*",
+    "ClusterConfiguration.encryptionAlgorithm",
+    "ClusterConfiguration.certificateValidityPeriod",
+    "ClusterConfiguration.caCertificateValidityPeriod",
+)
+
+# Accepted but not acted on: (kind, dotted path, neutral values). A value outside the neutral set warns.
+WARNED_FIELDS: tuple[tuple[str, str, tuple[object, ...]], ...] = (
+    ("InitConfiguration", "certificateKey", (None, "")),
+    ("InitConfiguration", "patches", (None,)),
+    ("InitConfiguration", "nodeRegistration.imagePullSerial", (None, True)),
+    ("ClusterConfiguration", "featureGates", (None,)),
+    ("ClusterConfiguration", "dns", (None,)),
+    ("ClusterConfiguration", "proxy", (None,)),
+    ("ClusterConfiguration", "apiServer.timeoutForControlPlane", (None,)),
+)
+
+# ---- Go durations ----
+_GO_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> timedelta:
+    """Parse a Go duration string (``8760h``, ``4m0s``, ``1h30m``, ``500ms``) to a timedelta.
+
+    Raises ``ValueError`` for anything Go's ``time.ParseDuration`` would reject.
+    """
+    s = text.strip()
+    if not s or s != text:
+        raise ValueError(f"{text!r} is not a Go duration")
+    sign = 1
+    if s[0] in "+-":
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return timedelta(0)
+    pos = 0
+    total_ns = 0.0
+    while pos < len(s):
+        match = _GO_DURATION_PART.match(s, pos)
+        if match is None:
+            raise ValueError(f"{text!r} is not a Go duration")
+        total_ns += float(match.group(1)) * _GO_UNITS_NS[match.group(2)]
+        pos = match.end()
+    if pos == 0:
+        raise ValueError(f"{text!r} is not a Go duration")
+    return timedelta(microseconds=sign * round(total_ns / 1000))
+
+
+def _trim_fraction(whole: int, frac: int, digits: int) -> str:
+    if frac == 0:
+        return str(whole)
+    return f"{whole}.{frac:0{digits}d}".rstrip("0")
+
+
+def format_go_duration(value: timedelta) -> str:
+    """Print a timedelta the way Go's ``time.Duration.String`` does (``8760h0m0s``, ``4m0s``, ``500ms``)."""
+    total_us = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if total_us == 0:
+        return "0s"
+    sign = "-" if total_us < 0 else ""
+    us = abs(total_us)
+    if us < 1_000:
+        return f"{sign}{us}µs"
+    if us < 1_000_000:
+        return f"{sign}{_trim_fraction(us // 1_000, us % 1_000, 3)}ms"
+    hours, rest = divmod(us, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    seconds = _trim_fraction(rest // 1_000_000, rest % 1_000_000, 6) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}"
+    return f"{sign}{seconds}"
+
+
+def _to_duration(value: object) -> object:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_go_duration(value)
+        except ValueError:
+            raise ValueError(
+                f'invalid duration "{value}" (expected a Go duration such as 4m0s or 8760h)'
+            ) from None
+    raise ValueError(f"invalid duration {value!r} (expected a Go duration string such as 4m0s or 8760h)")
+
+
+def _to_time(value: object) -> object:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f'invalid time "{value}" (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)'
+            ) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError(f"invalid time {value!r} (expected an RFC 3339 string)")
+
+
+def _format_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+GoDuration = Annotated[timedelta, BeforeValidator(_to_duration), PlainSerializer(format_go_duration)]
+"""A ``metav1.Duration``: Go duration string in YAML, ``timedelta`` in Python."""
+
+Rfc3339Time = Annotated[datetime, BeforeValidator(_to_time), PlainSerializer(_format_time)]
+"""A ``metav1.Time``: RFC 3339 in YAML, timezone-aware ``datetime`` in Python."""
+
+
+class _Model(BaseModel):
+    """Common settings: camelCase aliases, unknown keys forbidden, no type coercion."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_default=False,
+    )
+
+
+# ---- shared pieces ----
+class Arg(_Model):
+    """One ``--name=value`` argument; v1beta4 lists allow repeats."""
+
+    name: str
+    value: str = ""
+
+
+class HostPathMount(_Model):
+    """An extra hostPath volume for a control-plane static pod."""
+
+    name: str
+    host_path: str
+    mount_path: str
+    read_only: bool = False
+    path_type: str = ""
+
+
+class EnvVar(_Model):
+    """The subset of core/v1 EnvVar kubeadm passes through; ``valueFrom`` is kept as a mapping."""
+
+    name: str
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+class ControlPlaneComponent(_Model):
+    """Settings shared by the kube-controller-manager and kube-scheduler."""
+
+    extra_args: list[Arg] = Field(default_factory=list)
+    extra_volumes: list[HostPathMount] = Field(default_factory=list)
+    extra_envs: list[EnvVar] = Field(default_factory=list)
+
+
+class APIServer(ControlPlaneComponent):
+    """kube-apiserver settings."""
+
+    cert_sans: list[str] = Field(default_factory=list, alias="certSANs")
+    # A v1beta3 leftover kubeadm tolerates with a warning; accepted, warned about, never acted on.
+    timeout_for_control_plane: GoDuration | None = None
+
+
+class ImageMeta(_Model):
+    """Image override for components outside the Kubernetes release (etcd, CoreDNS)."""
+
+    image_repository: str = ""
+    image_tag: str = ""
+
+
+class DNS(ImageMeta):
+    """CoreDNS add-on settings (not acted on)."""
+
+    disabled: bool = False
+
+
+class Proxy(_Model):
+    """kube-proxy add-on settings (not acted on)."""
+
+    disabled: bool = False
+
+
+class LocalEtcd(ImageMeta):
+    """A stacked etcd member run as a static pod."""
+
+    data_dir: str = DEFAULT_ETCD_DATA_DIR
+    extra_args: list[Arg] = Field(default_factory=list)
+    extra_envs: list[EnvVar] = Field(default_factory=list)
+    server_cert_sans: list[str] = Field(default_factory=list, alias="serverCertSANs")
+    peer_cert_sans: list[str] = Field(default_factory=list, alias="peerCertSANs")
+
+
+class ExternalEtcd(_Model):
+    """An etcd cluster managed elsewhere."""
+
+    endpoints: list[str] = Field(default_factory=list)
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+class Etcd(_Model):
+    """Exactly one of ``local`` / ``external``; the loader defaults to ``local`` when neither is set."""
+
+    local: LocalEtcd | None = None
+    external: ExternalEtcd | None = None
+
+
+class Networking(_Model):
+    """Service/pod CIDRs (comma-separated for dual-stack) and the cluster DNS domain."""
+
+    service_subnet: str = DEFAULT_SERVICE_SUBNET
+    pod_subnet: str = ""
+    dns_domain: str = DEFAULT_DNS_DOMAIN
+
+
+class APIEndpoint(_Model):
+    """Where this node's kube-apiserver advertises itself and listens."""
+
+    advertise_address: str = ""
+    bind_port: int = DEFAULT_BIND_PORT
+
+
+class Taint(_Model):
+    """A core/v1 Taint."""
+
+    key: str
+    value: str = ""
+    effect: str
+    time_added: Rfc3339Time | None = None
+
+
+class NodeRegistrationOptions(_Model):
+    """How this node registers itself. ``taints: None`` means the default control-plane taint."""
+
+    name: str = ""
+    cri_socket: str = DEFAULT_CRI_SOCKET
+    taints: list[Taint] | None = None
+    kubelet_extra_args: list[Arg] = Field(default_factory=list)
+    ignore_preflight_errors: list[str] = Field(default_factory=list)
+    image_pull_policy: str = DEFAULT_IMAGE_PULL_POLICY
+    image_pull_serial: bool | None = None
+
+
+class BootstrapToken(_Model):
+    """A bootstrap token to create; ``token: None`` means one is generated at init time."""
+
+    token: str | None = None
+    description: str = ""
+    ttl: GoDuration | None = None
+    expires: Rfc3339Time | None = None
+    usages: list[str] = Field(default_factory=lambda: list(DEFAULT_TOKEN_USAGES))
+    groups: list[str] = Field(default_factory=lambda: list(DEFAULT_TOKEN_GROUPS))
+
+
+class Patches(_Model):
+    """Patch directory (not acted on)."""
+
+    directory: str = ""
+
+
+class Timeouts(_Model):
+    """Timeouts of kubeadm operations (reference §5.3)."""
+
+    control_plane_component_health_check: GoDuration = timedelta(minutes=4)
+    kubelet_health_check: GoDuration = timedelta(minutes=4)
+    kubernetes_api_call: GoDuration = Field(default=timedelta(minutes=1), alias="kubernetesAPICall")
+    etcd_api_call: GoDuration = Field(default=timedelta(minutes=2), alias="etcdAPICall")
+    tls_bootstrap: GoDuration = Field(default=timedelta(minutes=5), alias="tlsBootstrap")
+    discovery: GoDuration = timedelta(minutes=5)
+    upgrade_manifests: GoDuration = timedelta(minutes=5)
+
+
+class InitConfiguration(_Model):
+    """``kubeadm.k8s.io/v1beta4`` InitConfiguration: node-local, init-time settings."""
+
+    api_version: Literal["kubeadm.k8s.io/v1beta4"] = KUBEADM_API_VERSION
+    kind: Literal["InitConfiguration"] = "InitConfiguration"
+    bootstrap_tokens: list[BootstrapToken] = Field(default_factory=list)
+    dry_run: bool = False
+    node_registration: NodeRegistrationOptions = Field(default_factory=NodeRegistrationOptions)
+    local_api_endpoint: APIEndpoint = Field(default_factory=APIEndpoint, alias="localAPIEndpoint")
+    certificate_key: str = ""
+    skip_phases: list[str] = Field(default_factory=list)
+    patches: Patches | None = None
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+
+class ClusterConfiguration(_Model):
+    """``kubeadm.k8s.io/v1beta4`` ClusterConfiguration: cluster-wide settings."""
+
+    api_version: Literal["kubeadm.k8s.io/v1beta4"] = KUBEADM_API_VERSION
+    kind: Literal["ClusterConfiguration"] = "ClusterConfiguration"
+    etcd: Etcd = Field(default_factory=Etcd)
+    networking: Networking = Field(default_factory=Networking)
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    control_plane_endpoint: str = ""
+    api_server: APIServer = Field(default_factory=APIServer)
+    controller_manager: ControlPlaneComponent = Field(default_factory=ControlPlaneComponent)
+    scheduler: ControlPlaneComponent = Field(default_factory=ControlPlaneComponent)
+    dns: DNS | None = None
+    proxy: Proxy | None = None
+    certificates_dir: str = DEFAULT_CERTIFICATES_DIR
+    image_repository: str = DEFAULT_IMAGE_REPOSITORY
+    feature_gates: dict[str, bool] | None = None
+    cluster_name: str = DEFAULT_CLUSTER_NAME
+    encryption_algorithm: str = DEFAULT_ENCRYPTION_ALGORITHM
+    certificate_validity_period: GoDuration = DEFAULT_CERTIFICATE_VALIDITY
+    ca_certificate_validity_period: GoDuration = DEFAULT_CA_CERTIFICATE_VALIDITY
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, defaulted and validated configuration (what :func:`load_config` returns).
+
+    ``init`` / ``cluster`` are the full models; ``kubelet`` / ``kube_proxy`` are the component-config
+    documents kept verbatim (None when absent); ``warnings`` lists every accepted-but-ignored setting
+    and every kubeadm-style warning, each naming its field path.
+    """
+
+    init: InitConfiguration
+    cluster: ClusterConfiguration
+    kubelet: dict[str, Any] | None = None
+    kube_proxy: dict[str, Any] | None = None
+    warnings: list[str] = dc_field(default_factory=list)
+
+    @property
+    def node_name(self) -> str:
+        """The Node object name (``nodeRegistration.name``)."""
+        return self.init.node_registration.name
+
+    @property
+    def advertise_address(self) -> str:
+        """The IP the local kube-apiserver advertises (``localAPIEndpoint.advertiseAddress``)."""
+        return self.init.local_api_endpoint.advertise_address
+
+    @property
+    def bind_port(self) -> int:
+        """The kube-apiserver secure port (``localAPIEndpoint.bindPort``)."""
+        return self.init.local_api_endpoint.bind_port
+
+    @property
+    def cert_dir(self) -> str:
+        """The certificate directory as a host path (``certificatesDir``), before any rootfs mapping."""
+        return self.cluster.certificates_dir
+
+    @property
+    def kubernetes_version(self) -> str:
+        """The control-plane version, always in ``vX.Y.Z`` form."""
+        return self.cluster.kubernetes_version
+
+    @property
+    def external_etcd(self) -> bool:
+        """True when etcd is external (no local etcd static pod, no etcd PKI)."""
+        return self.cluster.etcd.external is not None

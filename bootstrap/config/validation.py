@@ -1,0 +1,484 @@
+"""Semantic validation of a fully defaulted InitConfiguration + ClusterConfiguration.
+
+Implements the kubeadm v1beta4 rules that apply to these kinds (reference §7.3) plus a check kubeadm
+lacks: serviceSubnet and podSubnet must not overlap. Every problem is a ``(field.path, message)``
+pair, the message quoting the bad value; nothing stops at the first problem. Warnings (things kubeadm
+also only warns about) are returned separately.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from bootstrap.config.model import (
+    ENCRYPTION_ALGORITHMS,
+    SUPPORTED_MINORS,
+    Arg,
+    ClusterConfiguration,
+    EnvVar,
+    HostPathMount,
+    InitConfiguration,
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
+_WILDCARD_SUBDOMAIN = re.compile(rf"^\*\.{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
+_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
+_TOKEN_GROUP = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+_IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_HOST_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_REPO_HOST = rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9a-fA-F:]+\])"
+_REPO_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REPOSITORY = re.compile(rf"^{_REPO_HOST}(?::[0-9]+)?(?:/{_REPO_PATH})*$")
+
+KNOWN_FEATURE_GATES = frozenset(
+    {
+        "ControlPlaneKubeletLocalMode",
+        "EtcdLearnerMode",
+        "NodeLocalCRISocket",
+        "PublicKeysECDSA",
+        "RootlessControlPlane",
+        "WaitForAllControlPlaneComponents",
+    }
+)
+TOKEN_USAGES = frozenset({"signing", "authentication"})
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+HOST_PATH_TYPES = (
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+)
+
+MIN_SERVICE_ADDRESSES = 10
+MIN_POD_ADDRESSES = 14
+MAX_SERVICE_HOST_BITS = 20
+DEFAULT_NODE_MASK = {4: 24, 6: 64}
+MAX_NODE_MINUS_POD_MASK = 16
+
+
+def q(value: object) -> str:
+    """Quote a bad value for a message: strings in double quotes, other values as JSON/repr."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+@dataclass
+class Report:
+    """Problems (``(path, message)``) and warnings found by :func:`validate`."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, path: str, message: str) -> None:
+        self.problems.append((path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{path}: {message}")
+
+
+# ---- small predicates, public because other modules (certs, SANs) need the same rules ----
+def is_ip(text: str) -> bool:
+    """True for a literal IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_dns1123_subdomain(text: str) -> bool:
+    """True for an RFC 1123 subdomain (lower case, at most 253 characters)."""
+    return len(text) <= 253 and _DNS1123_SUBDOMAIN.match(text) is not None
+
+
+def is_valid_san(text: str) -> bool:
+    """True for an IP, a DNS-1123 subdomain or a wildcard DNS subdomain (``*.example.com``)."""
+    return (
+        is_ip(text)
+        or is_dns1123_subdomain(text)
+        or (len(text) <= 253 and _WILDCARD_SUBDOMAIN.match(text) is not None)
+    )
+
+
+def parse_port(text: str) -> int | None:
+    """The port number in ``text`` if it is a decimal 1-65535, else None."""
+    if not text.isdigit():
+        return None
+    port = int(text)
+    return port if 1 <= port <= 65535 else None
+
+
+def split_host_port(endpoint: str) -> tuple[str, str | None]:
+    """Split ``host[:port]`` / ``[v6][:port]`` / bare IPv6; the port is returned unparsed."""
+    if endpoint.startswith("["):
+        host, _, rest = endpoint[1:].partition("]")
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ValueError("unexpected text after the bracketed address")
+        return host, rest[1:]
+    if endpoint.count(":") > 1:
+        return endpoint, None  # a bare IPv6 address
+    host, sep, port = endpoint.partition(":")
+    return host, (port if sep else None)
+
+
+def parse_cidrs(value: str) -> list[IPNetwork]:
+    """Parse a comma-separated CIDR list; host bits may be set (as Go's ``net.ParseCIDR`` allows)."""
+    nets: list[IPNetwork] = []
+    for part in value.split(","):
+        part = part.strip()
+        if "/" not in part:
+            raise ValueError(f"{q(part)} is not a CIDR (expected address/prefix, e.g. 10.96.0.0/12)")
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{q(part)} is not a valid CIDR") from None
+    return nets
+
+
+def normalise_version(text: str) -> str | None:
+    """``vX.Y.Z`` for ``vX.Y.Z`` / ``X.Y.Z`` (with optional pre-release), else None."""
+    match = _VERSION.match(text)
+    if match is None:
+        return None
+    major, minor, patch, pre = match.groups()
+    return f"v{int(major)}.{int(minor)}.{int(patch)}{pre or ''}"
+
+
+# ---- the rules ----
+def validate(init: InitConfiguration, cluster: ClusterConfiguration) -> Report:
+    """Check every rule; return all problems and warnings found."""
+    report = Report()
+    _validate_init(init, report)
+    _validate_cluster(cluster, report)
+    return report
+
+
+def _validate_init(init: InitConfiguration, r: Report) -> None:
+    ep = init.local_api_endpoint
+    if not is_ip(ep.advertise_address):
+        r.error("localAPIEndpoint.advertiseAddress", f"{q(ep.advertise_address)} is not a valid IP address")
+    if not 1 <= ep.bind_port <= 65535:
+        r.error("localAPIEndpoint.bindPort", f"{ep.bind_port} is not a valid port (1-65535)")
+
+    nr = init.node_registration
+    if not nr.name:
+        r.error("nodeRegistration.name", "is required")
+    elif not is_dns1123_subdomain(nr.name):
+        r.error(
+            "nodeRegistration.name",
+            f"{q(nr.name)} is not a valid DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
+        )
+    _validate_cri_socket(nr.cri_socket, r)
+    if nr.image_pull_policy not in PULL_POLICIES:
+        r.error(
+            "nodeRegistration.imagePullPolicy",
+            f"{q(nr.image_pull_policy)} is not one of {', '.join(PULL_POLICIES)}",
+        )
+    for i, taint in enumerate(nr.taints or []):
+        if not taint.key:
+            r.error(f"nodeRegistration.taints[{i}].key", "is required")
+        if taint.effect not in TAINT_EFFECTS:
+            r.error(
+                f"nodeRegistration.taints[{i}].effect",
+                f"{q(taint.effect)} is not one of {', '.join(TAINT_EFFECTS)}",
+            )
+    _validate_args(nr.kubelet_extra_args, "nodeRegistration.kubeletExtraArgs", r)
+    lowered = [e.lower() for e in nr.ignore_preflight_errors]
+    if "all" in lowered and len(set(lowered)) > 1:
+        r.error(
+            "nodeRegistration.ignorePreflightErrors",
+            "'all' cannot be combined with specific check names",
+        )
+
+    for i, token in enumerate(init.bootstrap_tokens):
+        path = f"bootstrapTokens[{i}]"
+        if token.token is not None and not _TOKEN.match(token.token):
+            r.error(f"{path}.token", f"{q(token.token)} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}")
+        if token.ttl is not None and token.expires is not None:
+            r.error(path, "ttl and expires are mutually exclusive")
+        if token.ttl is not None and token.ttl < timedelta(0):
+            r.error(f"{path}.ttl", "must not be negative")
+        for j, usage in enumerate(token.usages):
+            if usage not in TOKEN_USAGES:
+                r.error(f"{path}.usages[{j}]", f"{q(usage)} is not one of {', '.join(sorted(TOKEN_USAGES))}")
+        for j, group in enumerate(token.groups):
+            if not _TOKEN_GROUP.match(group):
+                r.error(f"{path}.groups[{j}]", f"{q(group)} must match {_TOKEN_GROUP.pattern}")
+
+    if init.certificate_key and not _HEX_KEY.match(init.certificate_key):
+        r.error("certificateKey", "must be a hex-encoded 32-byte key (64 hex characters)")
+
+    for name, value in init.timeouts:
+        if value <= timedelta(0):
+            alias = type(init.timeouts).model_fields[name].alias or name
+            r.error(f"timeouts.{alias}", "must be a positive duration")
+
+
+def _validate_cri_socket(socket_url: str, r: Report) -> None:
+    parts = urlsplit(socket_url)
+    if parts.scheme != "unix":
+        r.error(
+            "nodeRegistration.criSocket",
+            f"{q(socket_url)} is not a unix:// URL (e.g. unix:///var/run/containerd/containerd.sock)",
+        )
+    elif not (parts.netloc + parts.path).startswith("/"):
+        r.error("nodeRegistration.criSocket", f"{q(socket_url)} must name an absolute socket path")
+
+
+def _validate_cluster(c: ClusterConfiguration, r: Report) -> None:
+    _validate_version(c.kubernetes_version, r)
+    if not c.cluster_name:
+        r.error("clusterName", "must not be empty")
+    if c.control_plane_endpoint:
+        _validate_endpoint(c.control_plane_endpoint, r)
+    _validate_networking(c, r)
+    _validate_abs("certificatesDir", c.certificates_dir, r)
+    _validate_image_repository("imageRepository", c.image_repository, r, required=True)
+    if c.encryption_algorithm not in ENCRYPTION_ALGORITHMS:
+        r.error(
+            "encryptionAlgorithm",
+            f"{q(c.encryption_algorithm)} is not one of {', '.join(ENCRYPTION_ALGORITHMS)}",
+        )
+    if c.certificate_validity_period <= timedelta(0):
+        r.error("certificateValidityPeriod", "must be a positive duration")
+    if c.ca_certificate_validity_period <= timedelta(0):
+        r.error("caCertificateValidityPeriod", "must be a positive duration")
+    if c.certificate_validity_period > c.ca_certificate_validity_period:
+        r.warn(
+            "certificateValidityPeriod",
+            "is longer than caCertificateValidityPeriod; certificates will outlive their CA",
+        )
+    for name in c.feature_gates or {}:
+        if name not in KNOWN_FEATURE_GATES:
+            r.error(f"featureGates.{name}", f"{q(name)} is not a known feature gate")
+    if c.dns is not None:
+        _validate_image_repository("dns.imageRepository", c.dns.image_repository, r, required=False)
+        _validate_image_tag("dns.imageTag", c.dns.image_tag, r)
+
+    _validate_sans("apiServer.certSANs", c.api_server.cert_sans, r)
+    for comp_name, comp in (
+        ("apiServer", c.api_server),
+        ("controllerManager", c.controller_manager),
+        ("scheduler", c.scheduler),
+    ):
+        _validate_args(comp.extra_args, f"{comp_name}.extraArgs", r)
+        _validate_volumes(comp.extra_volumes, f"{comp_name}.extraVolumes", r)
+        _validate_envs(comp.extra_envs, f"{comp_name}.extraEnvs", r)
+    _validate_etcd(c, r)
+
+
+def _validate_version(version: str, r: Report) -> None:
+    normal = normalise_version(version)
+    if normal is None:
+        r.error("kubernetesVersion", f"{q(version)} is not a version (expected vX.Y.Z)")
+        return
+    major, minor = (int(x) for x in normal[1:].split(".")[:2])
+    if major != 1 or minor not in SUPPORTED_MINORS:
+        first, last = SUPPORTED_MINORS[0], SUPPORTED_MINORS[-1]
+        r.error("kubernetesVersion", f"{q(version)} is not supported (supported: v1.{first} to v1.{last})")
+
+
+def _validate_endpoint(endpoint: str, r: Report) -> None:
+    path = "controlPlaneEndpoint"
+    try:
+        host, port = split_host_port(endpoint)
+    except ValueError:
+        r.error(path, f"{q(endpoint)} is not host[:port]")
+        return
+    if not (is_ip(host) or is_dns1123_subdomain(host)):
+        r.error(path, f"{q(endpoint)}: host {q(host)} is neither an IP address nor a DNS-1123 subdomain")
+    if port is not None and parse_port(port) is None:
+        r.error(path, f"{q(endpoint)}: port {q(port)} is not a valid port (1-65535)")
+
+
+def _validate_subnets(path: str, value: str, min_addresses: int, r: Report) -> list[IPNetwork] | None:
+    try:
+        nets = parse_cidrs(value)
+    except ValueError as exc:
+        r.error(path, str(exc))
+        return None
+    if len(nets) > 2 or (len(nets) == 2 and nets[0].version == nets[1].version):
+        r.error(
+            path,
+            f"{q(value)}: expected one CIDR (IPv4 or IPv6) or two, one of each family, for dual-stack",
+        )
+        return None
+    ok = True
+    for net in nets:
+        if net.num_addresses < min_addresses:
+            r.error(path, f"{q(str(net))} is too small (at least {min_addresses} addresses are needed)")
+            ok = False
+        if net.version == 6 and net.subnet_of(ipaddress.IPv6Network("fec0::/10")):
+            r.warn(path, f"{q(str(net))} is in the deprecated IPv6 site-local range fec0::/10")
+    return nets if ok else None
+
+
+def _validate_networking(c: ClusterConfiguration, r: Report) -> None:
+    n = c.networking
+    if not is_dns1123_subdomain(n.dns_domain):
+        r.error("networking.dnsDomain", f"{q(n.dns_domain)} is not a valid DNS-1123 subdomain")
+
+    services = _validate_subnets("networking.serviceSubnet", n.service_subnet, MIN_SERVICE_ADDRESSES, r)
+    for net in services or []:
+        if net.max_prefixlen - net.prefixlen > MAX_SERVICE_HOST_BITS:
+            limit = f"/{net.max_prefixlen - MAX_SERVICE_HOST_BITS} for IPv{net.version}"
+            r.error(
+                "networking.serviceSubnet",
+                f"{q(str(net))} is too large (at most {limit})",
+            )
+
+    if not n.pod_subnet:
+        return
+    pods = _validate_subnets("networking.podSubnet", n.pod_subnet, MIN_POD_ADDRESSES, r)
+    if pods is None:
+        return
+    kcm_args = {a.name: a.value for a in c.controller_manager.extra_args}
+    if kcm_args.get("allocate-node-cidrs", "true").lower() != "false":
+        for net in pods:
+            node_mask = _node_mask(kcm_args, net.version, len(pods) == 2)
+            if node_mask is None:
+                r.error("controllerManager.extraArgs", "node-cidr-mask-size value is not an integer")
+                continue
+            if net.prefixlen > node_mask:
+                r.error(
+                    "networking.podSubnet",
+                    f"{q(str(net))} is smaller than the per-node CIDR size /{node_mask}",
+                )
+            elif node_mask - net.prefixlen > MAX_NODE_MINUS_POD_MASK:
+                r.error(
+                    "networking.podSubnet",
+                    f"{q(str(net))} is too large for per-node /{node_mask} CIDRs "
+                    f"(the node mask may be at most {MAX_NODE_MINUS_POD_MASK} bits longer)",
+                )
+    for svc in services or []:
+        for pod in pods:
+            if svc.version == pod.version and svc.overlaps(pod):
+                r.error(
+                    "networking.podSubnet",
+                    f"{q(str(pod))} overlaps networking.serviceSubnet {q(str(svc))}",
+                )
+
+
+def _node_mask(kcm_args: dict[str, str], family: int, dual: bool) -> int | None:
+    keys = [f"node-cidr-mask-size-ipv{family}"]
+    if not dual:
+        keys.append("node-cidr-mask-size")
+    for key in keys:
+        if key in kcm_args:
+            return int(kcm_args[key]) if kcm_args[key].isdigit() else None
+    return DEFAULT_NODE_MASK[family]
+
+
+def _validate_abs(path: str, value: str, r: Report) -> None:
+    if not value.startswith("/"):
+        r.error(path, f"{q(value)} is not an absolute path")
+
+
+def _validate_image_repository(path: str, value: str, r: Report, *, required: bool) -> None:
+    if not value and not required:
+        return
+    if not _IMAGE_REPOSITORY.match(value):
+        r.error(path, f"{q(value)} is not a valid image repository (e.g. registry.k8s.io or host:5000/path)")
+
+
+def _validate_image_tag(path: str, value: str, r: Report) -> None:
+    if value and not _IMAGE_TAG.match(value):
+        r.error(path, f"{q(value)} is not a valid image tag")
+
+
+def _validate_sans(path: str, sans: Sequence[str], r: Report) -> None:
+    for i, san in enumerate(sans):
+        if not is_valid_san(san):
+            r.error(
+                f"{path}[{i}]",
+                f"{q(san)} is neither an IP address, a DNS-1123 subdomain nor a wildcard DNS name",
+            )
+
+
+def _validate_args(args: Sequence[Arg], path: str, r: Report) -> None:
+    for i, arg in enumerate(args):
+        if not arg.name:
+            r.error(f"{path}[{i}].name", "must not be empty")
+
+
+def _validate_volumes(volumes: Sequence[HostPathMount], path: str, r: Report) -> None:
+    for i, vol in enumerate(volumes):
+        if not vol.name:
+            r.error(f"{path}[{i}].name", "must not be empty")
+        if not vol.host_path.startswith("/"):
+            r.error(f"{path}[{i}].hostPath", f"{q(vol.host_path)} is not an absolute path")
+        if not vol.mount_path.startswith("/"):
+            r.error(f"{path}[{i}].mountPath", f"{q(vol.mount_path)} is not an absolute path")
+        if vol.path_type not in HOST_PATH_TYPES:
+            r.error(
+                f"{path}[{i}].pathType",
+                f"{q(vol.path_type)} is not one of {', '.join(t for t in HOST_PATH_TYPES if t)}",
+            )
+
+
+def _validate_envs(envs: Sequence[EnvVar], path: str, r: Report) -> None:
+    for i, env in enumerate(envs):
+        if not env.name:
+            r.error(f"{path}[{i}].name", "must not be empty")
+        if env.value is not None and env.value_from is not None:
+            r.error(f"{path}[{i}]", "value and valueFrom are mutually exclusive")
+
+
+def _validate_etcd(c: ClusterConfiguration, r: Report) -> None:
+    local, external = c.etcd.local, c.etcd.external
+    if local is not None and external is not None:
+        r.error("etcd", "local and external are mutually exclusive; set only one")
+    if local is not None:
+        _validate_abs("etcd.local.dataDir", local.data_dir, r)
+        _validate_image_repository("etcd.local.imageRepository", local.image_repository, r, required=False)
+        _validate_image_tag("etcd.local.imageTag", local.image_tag, r)
+        _validate_args(local.extra_args, "etcd.local.extraArgs", r)
+        _validate_envs(local.extra_envs, "etcd.local.extraEnvs", r)
+        _validate_sans("etcd.local.serverCertSANs", local.server_cert_sans, r)
+        _validate_sans("etcd.local.peerCertSANs", local.peer_cert_sans, r)
+    if external is None:
+        return
+    if not external.endpoints:
+        r.error("etcd.external.endpoints", "at least one endpoint is required")
+    for name, value in (
+        ("caFile", external.ca_file),
+        ("certFile", external.cert_file),
+        ("keyFile", external.key_file),
+    ):
+        if value:
+            _validate_abs(f"etcd.external.{name}", value, r)
+    if bool(external.cert_file) != bool(external.key_file):
+        missing = "keyFile" if external.cert_file else "certFile"
+        present = "certFile" if external.cert_file else "keyFile"
+        r.error(f"etcd.external.{missing}", f"is required when etcd.external.{present} is set")
+    if external.cert_file and external.key_file and not external.ca_file:
+        r.error("etcd.external.caFile", "is required when certFile and keyFile are set")
+    tls = bool(external.ca_file or external.cert_file or external.key_file)
+    for i, url in enumerate(external.endpoints):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            r.error(
+                f"etcd.external.endpoints[{i}]",
+                f"{q(url)} is not a URL with a scheme and host (e.g. https://10.0.0.5:2379)",
+            )
+        elif tls and parts.scheme != "https":
+            r.error(f"etcd.external.endpoints[{i}]", f"{q(url)} must use https when TLS files are set")
