@@ -138,7 +138,7 @@ def _check_existing(path: Path, data: dict[str, Any], ca: CertificateAuthority, 
     fix = f"delete {path.name} and re-run \"bootstrap phase kubeconfig {path.stem}\""
     if x509.load_pem_x509_certificate(ca_pem) != ca.cert:
         raise PkiError(f"{path}: embedded CA is not the cluster CA (ca.crt); {fix}")
-    problem = verify_client_pair(ca.cert, cert_pem, key_pem, user, organizations)
+    problem = verify_client_pair(ca.cert, cert_pem, key_pem, common_name=user, organizations=organizations)
     if problem:
         raise PkiError(f"{path}: {problem}; {fix}")
     warnings = []

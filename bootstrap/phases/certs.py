@@ -8,6 +8,20 @@ from bootstrap.rundata import RunData
 from bootstrap.workflow import Phase
 
 
+_HELP = {
+    "ca": "Generate the self-signed Kubernetes CA to provision identities for other Kubernetes components",
+    "apiserver": "Generate the certificate for serving the Kubernetes API",
+    "apiserver-kubelet-client": "Generate the certificate for the API server to connect to kubelet",
+    "front-proxy-ca": "Generate the self-signed CA to provision identities for front proxy",
+    "front-proxy-client": "Generate the certificate for the front proxy client",
+    "etcd-ca": "Generate the self-signed CA to provision identities for etcd",
+    "etcd-server": "Generate the certificate for serving etcd",
+    "etcd-peer": "Generate the certificate for etcd nodes to communicate with each other",
+    "etcd-healthcheck-client": "Generate the certificate for liveness probes to healthcheck etcd",
+    "apiserver-etcd-client": "Generate the certificate the apiserver uses to access etcd",
+}
+
+
 def _etcd_external(rd: RunData) -> str | None:
     return "external etcd: etcd certificates are not needed" if rd.config.external_etcd else None
 
@@ -23,7 +37,7 @@ def _cert_phase(name: str) -> Phase:
 
     return Phase(
         name=name,
-        help=spec.description,
+        help=_HELP[name],
         run=run,
         skip_if=_etcd_external if spec.etcd else None,
         keys_needed=keys_needed,

@@ -1,0 +1,62 @@
+"""Shared fixtures: drive the real entry point in-process, with every path under a temporary rootfs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootstrap.cli import main
+
+NODE = "cp1"
+ADDRESS = "10.0.0.1"
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.stdout)
+        return document
+
+
+CliRunner = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run ``bootstrap <args>`` through ``main`` (the real error mapping) and capture its output."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        code = exited.value.code
+        return CliResult(code if isinstance(code, int) else (0 if code is None else 1), out, err)
+
+    return run
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def node_args(rootfs: Path) -> list[str]:
+    """Flags that make a run independent of this machine's hostname and network."""
+    return ["--rootfs", str(rootfs), "--node-name", NODE, "--advertise-address", ADDRESS]
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
