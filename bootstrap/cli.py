@@ -18,14 +18,14 @@ from bootstrap.cli_config import config
 from bootstrap.errors import EXIT_PHASE_FAILED
 from bootstrap.output import OUTPUT_FORMATS, Reporter
 from bootstrap.phases import PHASES
-from bootstrap.runner import run_phases
 from bootstrap.rundata import RunData, RunOptions
+from bootstrap.runner import run_phases
 from bootstrap.workflow import Phase, PlannedPhase, help_tree, plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 # kubeadm flag name -> click parameter name; values land in RunOptions.overrides under the flag name.
-CONFIG_FLAGS: dict[str, tuple[str, type | click.ParamType, str]] = {
+CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "advertise-address": ("advertise_address", str, "The IP address the API server advertises."),
     "apiserver-bind-port": ("apiserver_bind_port", int, "Port for the API server to bind to (6443)."),
     "node-name": ("node_name", str, "The node name (default: the hostname, lower-cased)."),
@@ -36,7 +36,9 @@ CONFIG_FLAGS: dict[str, tuple[str, type | click.ParamType, str]] = {
     "cert-dir": ("cert_dir", str, "Where certificates are stored (/etc/kubernetes/pki)."),
     "kubernetes-version": ("kubernetes_version", str, "Kubernetes version of the control plane."),
     "apiserver-cert-extra-sans": (
-        "apiserver_cert_extra_sans", str, "Extra SANs (IPs or DNS names, comma-separated) for the API server cert."
+        "apiserver_cert_extra_sans",
+        str,
+        "Extra SANs (IPs or DNS names, comma-separated) for the API server cert.",
     ),
 }
 
@@ -48,13 +50,28 @@ def _split_list(value: str | None) -> list[str]:
 def run_options(func: F) -> F:
     """The options every run command shares (config, rootfs, dry-run, output, kubeadm flags)."""
     decorators = [
-        click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
-                     help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration)."),
-        click.option("--rootfs", type=click.Path(path_type=Path, file_okay=False),
-                     help="Resolve every host path under this directory."),
-        click.option("--dry-run", is_flag=True, help="Write nothing real: files go to a temporary directory."),
-        click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True,
-                     help="json prints one result document on stdout."),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration).",
+        ),
+        click.option(
+            "--rootfs",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Resolve every host path under this directory.",
+        ),
+        click.option(
+            "--dry-run", is_flag=True, help="Write nothing real: files go to a temporary directory."
+        ),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Choice(OUTPUT_FORMATS),
+            default="text",
+            show_default=True,
+            help="json prints one result document on stdout.",
+        ),
         click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks."),
     ]
     for flag, (param, kind, text) in CONFIG_FLAGS.items():
@@ -65,10 +82,18 @@ def run_options(func: F) -> F:
 
 
 def skip_options(func: F) -> F:
-    func = click.option("--ignore-preflight-errors", default="", metavar="NAMES",
-                        help="Preflight checks whose errors become warnings (comma-separated, or 'all').")(func)
-    return click.option("--skip-phases", default="", metavar="PHASES",
-                        help="Phases to skip, comma-separated slash paths (e.g. certs/sa,kubeconfig).")(func)
+    func = click.option(
+        "--ignore-preflight-errors",
+        default="",
+        metavar="NAMES",
+        help="Preflight checks whose errors become warnings (comma-separated, or 'all').",
+    )(func)
+    return click.option(
+        "--skip-phases",
+        default="",
+        metavar="PHASES",
+        help="Phases to skip, comma-separated slash paths (e.g. certs/sa,kubeconfig).",
+    )(func)
 
 
 def options_from(params: dict[str, Any]) -> RunOptions:
@@ -148,12 +173,19 @@ def _phase_command(path: str, phase: Phase) -> click.Command:
         command: click.Command = click.Command(phase.name, callback=callback, help=phase.help)
     else:
         group = PhaseGroup(
-            phase.name, callback=callback, invoke_without_command=True,
+            phase.name,
+            callback=callback,
+            invoke_without_command=True,
             help=f"{phase.help}. Without a sub-phase, runs them all.",
         )
-        group.add_command(click.Command("all", callback=lambda **p: _run("phase", path, p),
-                                        help=f"Run every {phase.name} sub-phase",
-                                        params=_run_params()))
+        group.add_command(
+            click.Command(
+                "all",
+                callback=lambda **p: _run("phase", path, p),
+                help=f"Run every {phase.name} sub-phase",
+                params=_run_params(),
+            )
+        )
         for child in phase.children:
             group.add_command(_phase_command(f"{path}/{child.name}", child))
         command = group
@@ -168,8 +200,10 @@ def _run_params() -> list[click.Parameter]:
     return list(click.command()(skip_options(run_options(dummy))).params)
 
 
-@cli.group(cls=PhaseGroup, epilog="\b\nPhases (run a parent to run its subtree; a/b paths work too):\n"
-           + help_tree(PHASES))
+@cli.group(
+    cls=PhaseGroup,
+    epilog="\b\nPhases (run a parent to run its subtree; a/b paths work too):\n" + help_tree(PHASES),
+)
 def phase() -> None:
     """Run one phase, or one subtree of phases, of ``init``."""
 
@@ -205,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so plainly, with the traceback on -v
         if verbose:
             traceback.print_exc()
-        click.echo(f"error: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", err=True)
+        click.echo(
+            f"error: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", err=True
+        )
         sys.exit(EXIT_PHASE_FAILED)
     sys.exit(code if isinstance(code, int) else 0)

@@ -31,8 +31,13 @@ def init_defaults(node_name: str | None, advertise_address: str | None) -> None:
 
 
 @config.command()
-@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The file to validate.")
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The file to validate.",
+)
 def validate(config_file: Path, **_: Any) -> None:
     """Validate a config file: every problem is reported, each naming its field. Writes nothing."""
     from bootstrap.config import load_config

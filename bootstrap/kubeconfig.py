@@ -53,18 +53,27 @@ KUBECONFIG_SPECS: dict[str, KubeconfigSpec] = {
     spec.name: spec
     for spec in (
         KubeconfigSpec(
-            "admin", "admin.conf", lambda _: "kubernetes-admin", ("kubeadm:cluster-admins",),
+            "admin",
+            "admin.conf",
+            lambda _: "kubernetes-admin",
+            ("kubeadm:cluster-admins",),
             lambda e, _: e.cluster,
         ),
         KubeconfigSpec(
-            "super-admin", "super-admin.conf", lambda _: "kubernetes-super-admin", ("system:masters",),
+            "super-admin",
+            "super-admin.conf",
+            lambda _: "kubernetes-super-admin",
+            ("system:masters",),
             lambda e, _: e.cluster,
         ),
         KubeconfigSpec(
             "kubelet", "kubelet.conf", lambda node: f"system:node:{node}", ("system:nodes",), _kubelet_server
         ),
         KubeconfigSpec(
-            "controller-manager", "controller-manager.conf", lambda _: "system:kube-controller-manager", (),
+            "controller-manager",
+            "controller-manager.conf",
+            lambda _: "system:kube-controller-manager",
+            (),
             lambda e, _: e.local,
         ),
         KubeconfigSpec(
@@ -107,8 +116,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def build(spec: KubeconfigSpec, cluster_name: str, server: str, ca_pem: bytes, user: str,
-          cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
+def build(
+    spec: KubeconfigSpec,
+    cluster_name: str,
+    server: str,
+    ca_pem: bytes,
+    user: str,
+    cert_pem: bytes,
+    key_pem: bytes,
+) -> dict[str, Any]:
     context = f"{user}@{cluster_name}"
     return {
         "apiVersion": "v1",
@@ -119,13 +135,23 @@ def build(spec: KubeconfigSpec, cluster_name: str, server: str, ca_pem: bytes, u
         "contexts": [{"name": context, "context": {"cluster": cluster_name, "user": user}}],
         "current-context": context,
         "preferences": {},
-        "users": [{"name": user, "user": {"client-certificate-data": _b64(cert_pem),
-                                          "client-key-data": _b64(key_pem)}}],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": _b64(cert_pem), "client-key-data": _b64(key_pem)},
+            }
+        ],
     }
 
 
-def _check_existing(path: Path, data: dict[str, Any], ca: CertificateAuthority, user: str,
-                    organizations: tuple[str, ...], server: str) -> list[str]:
+def _check_existing(
+    path: Path,
+    data: dict[str, Any],
+    ca: CertificateAuthority,
+    user: str,
+    organizations: tuple[str, ...],
+    server: str,
+) -> list[str]:
     """Problems that make an existing kubeconfig unusable (empty: reuse it) and soft warnings."""
     try:
         cluster = data["clusters"][0]["cluster"]
@@ -135,7 +161,7 @@ def _check_existing(path: Path, data: dict[str, Any], ca: CertificateAuthority, 
         key_pem = base64.b64decode(creds["client-key-data"])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise PkiError(f"{path}: not a kubeconfig with embedded CA and client credentials ({exc})") from exc
-    fix = f"delete {path.name} and re-run \"bootstrap phase kubeconfig {path.stem}\""
+    fix = f'delete {path.name} and re-run "bootstrap phase kubeconfig {path.stem}"'
     if x509.load_pem_x509_certificate(ca_pem) != ca.cert:
         raise PkiError(f"{path}: embedded CA is not the cluster CA (ca.crt); {fix}")
     problem = verify_client_pair(ca.cert, cert_pem, key_pem, common_name=user, organizations=organizations)
@@ -147,8 +173,15 @@ def _check_existing(path: Path, data: dict[str, Any], ca: CertificateAuthority, 
     return warnings
 
 
-def ensure_kubeconfig(spec: KubeconfigSpec, kube_dir: Path, ca: CertificateAuthority, settings: PkiSettings,
-                      cluster_name: str, server: str, keys: KeySource) -> tuple[Outcome, list[str]]:
+def ensure_kubeconfig(
+    spec: KubeconfigSpec,
+    kube_dir: Path,
+    ca: CertificateAuthority,
+    settings: PkiSettings,
+    cluster_name: str,
+    server: str,
+    keys: KeySource,
+) -> tuple[Outcome, list[str]]:
     """Write ``spec``'s kubeconfig unless a valid one exists; return the outcome and warnings."""
     path = kube_dir / spec.file
     user = spec.user(settings.node_name)
@@ -167,4 +200,3 @@ def ensure_kubeconfig(spec: KubeconfigSpec, kube_dir: Path, ca: CertificateAutho
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     write_atomic(path, text.encode(), KUBECONFIG_MODE)
     return Outcome(True, f'Writing "{spec.file}" kubeconfig file', [path]), []
-

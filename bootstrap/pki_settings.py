@@ -1,4 +1,4 @@
-"""Maps the loaded configuration onto the PKI's own settings, so :mod:`bootstrap.pki` stays config-agnostic."""
+"""Maps the loaded configuration onto the PKI settings, so :mod:`bootstrap.pki` stays config-agnostic."""
 
 from __future__ import annotations
 

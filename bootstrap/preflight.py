@@ -29,7 +29,11 @@ def privileged_user() -> str | None:
 
 def num_cpu() -> str | None:
     cpus = os.cpu_count() or 1
-    return None if cpus >= MIN_CPUS else f"the number of available CPUs {cpus} is less than the required {MIN_CPUS}"
+    return (
+        None
+        if cpus >= MIN_CPUS
+        else f"the number of available CPUs {cpus} is less than the required {MIN_CPUS}"
+    )
 
 
 def memory() -> str | None:

@@ -19,9 +19,7 @@ def _not_applicable(rd: RunData, step: PlannedPhase) -> str | None:
     return step.phase.skip_if(rd) if step.phase.skip_if else None
 
 
-def run_phases(
-    rd: RunData, command: str, make_steps: Callable[[], Sequence[PlannedPhase]]
-) -> dict[str, Any]:
+def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[PlannedPhase]]) -> dict[str, Any]:
     """Run the planned steps in order; return the result document.
 
     On failure the document is still emitted (JSON mode) and the error is re-raised, prefixed

@@ -98,8 +98,7 @@ def _check_known(names: Iterable[str], known: set[str], what: str) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise click.UsageError(
-            f"unknown phase name(s) in {what}: {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(known))})"
+            f"unknown phase name(s) in {what}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
 
 

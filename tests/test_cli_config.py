@@ -13,11 +13,18 @@ INIT = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistr
 
 BAD_CONFIGS = {
     "bad advertise IP": (
-        INIT + "localAPIEndpoint:\n  advertiseAddress: 10.0.0.300\n", "localAPIEndpoint.advertiseAddress"),
+        INIT + "localAPIEndpoint:\n  advertiseAddress: 10.0.0.300\n",
+        "localAPIEndpoint.advertiseAddress",
+    ),
     "bad CIDR": (HEAD + "networking:\n  serviceSubnet: 10.96.0.0/33\n", "networking.serviceSubnet"),
-    "service subnet too large": (HEAD + "networking:\n  serviceSubnet: 10.96.0.0/8\n", "networking.serviceSubnet"),
+    "service subnet too large": (
+        HEAD + "networking:\n  serviceSubnet: 10.96.0.0/8\n",
+        "networking.serviceSubnet",
+    ),
     "overlapping subnets": (
-        HEAD + "networking:\n  serviceSubnet: 10.96.0.0/12\n  podSubnet: 10.100.0.0/16\n", "networking.podSubnet"),
+        HEAD + "networking:\n  serviceSubnet: 10.96.0.0/12\n  podSubnet: 10.100.0.0/16\n",
+        "networking.podSubnet",
+    ),
     "bad port": (INIT + "localAPIEndpoint:\n  bindPort: 70000\n", "localAPIEndpoint.bindPort"),
     "unknown field": (HEAD + "networkin:\n  dnsDomain: x\n", "networkin"),
     "wrong type": (INIT + "localAPIEndpoint:\n  bindPort: [6443]\n", "localAPIEndpoint.bindPort"),
@@ -28,13 +35,21 @@ BAD_CONFIGS = {
     "relative certificatesDir": (HEAD + "certificatesDir: etc/pki\n", "certificatesDir"),
     "local and external etcd": (
         HEAD + "etcd:\n  local:\n    dataDir: /var/lib/etcd\n  external:\n    endpoints: [https://e:2379]\n"
-        "    caFile: /e/ca.crt\n    certFile: /e/c.crt\n    keyFile: /e/c.key\n", "etcd"),
+        "    caFile: /e/ca.crt\n    certFile: /e/c.crt\n    keyFile: /e/c.key\n",
+        "etcd",
+    ),
     "bad YAML": (HEAD + "networking: [unclosed\n", "line"),
     "wrong apiVersion": ("apiVersion: kubeadm.k8s.io/v1\nkind: ClusterConfiguration\n", "apiVersion"),
     "wrong kind": ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfig\n", "kind"),
-    "extraArgs without name": (HEAD + "apiServer:\n  extraArgs:\n  - value: x\n", "apiServer.extraArgs[0].name"),
+    "extraArgs without name": (
+        HEAD + "apiServer:\n  extraArgs:\n  - value: x\n",
+        "apiServer.extraArgs[0].name",
+    ),
     "bad kubernetesVersion": (HEAD + "kubernetesVersion: v1.12.0\n", "kubernetesVersion"),
-    "bad controlPlaneEndpoint": (HEAD + "controlPlaneEndpoint: 'cp.example.com:99999'\n", "controlPlaneEndpoint"),
+    "bad controlPlaneEndpoint": (
+        HEAD + "controlPlaneEndpoint: 'cp.example.com:99999'\n",
+        "controlPlaneEndpoint",
+    ),
 }
 
 
@@ -53,8 +68,17 @@ def test_bad_config_exits_3_naming_the_field_and_writes_nothing(
 
 
 def test_bad_flag_value_is_a_config_error_naming_flag_and_field(cli: CliRunner, rootfs: Path) -> None:
-    result = cli("init", "--rootfs", str(rootfs), "--service-cidr", "10.96.0.0/8", "--node-name", "cp1",
-                 "--advertise-address", "10.0.0.1")
+    result = cli(
+        "init",
+        "--rootfs",
+        str(rootfs),
+        "--service-cidr",
+        "10.96.0.0/8",
+        "--node-name",
+        "cp1",
+        "--advertise-address",
+        "10.0.0.1",
+    )
     assert result.code == 3
     assert "--service-cidr" in result.stderr and "networking.serviceSubnet" in result.stderr
     assert files_under(rootfs) == []
@@ -69,8 +93,9 @@ def test_missing_config_file_is_named(cli: CliRunner, rootfs: Path, tmp_path: Pa
 
 def test_every_problem_of_a_file_is_reported_at_once(cli: CliRunner, tmp_path: Path) -> None:
     config = tmp_path / "kubeadm.yaml"
-    config.write_text(HEAD + "networking:\n  serviceSubnet: 10.96.0.0/8\n  dnsDomain: x_y\n"
-                      "encryptionAlgorithm: DSA\n")
+    config.write_text(
+        HEAD + "networking:\n  serviceSubnet: 10.96.0.0/8\n  dnsDomain: x_y\nencryptionAlgorithm: DSA\n"
+    )
     result = cli("config", "validate", "--config", str(config))
     assert result.code == 3
     for field in ("networking.serviceSubnet", "networking.dnsDomain", "encryptionAlgorithm"):
@@ -86,13 +111,13 @@ def test_printed_defaults_are_a_valid_config(cli: CliRunner, tmp_path: Path) -> 
     config.write_text(result.stdout)
     validated = cli("config", "validate", "--config", str(config))
     assert validated.code == 0, validated.stderr
-    printed_again = cli("config", "print", "init-defaults", "--node-name", "cp1", "--advertise-address", "10.0.0.1")
+    printed_again = cli(
+        "config", "print", "init-defaults", "--node-name", "cp1", "--advertise-address", "10.0.0.1"
+    )
     assert printed_again.stdout == result.stdout
 
 
-def test_kubeadm_file_with_fields_we_do_not_act_on_warns_naming_them(
-    cli: CliRunner, tmp_path: Path
-) -> None:
+def test_kubeadm_file_with_fields_we_do_not_act_on_warns_naming_them(cli: CliRunner, tmp_path: Path) -> None:
     config = tmp_path / "kubeadm.yaml"
     config.write_text(HEAD + "featureGates:\n  NodeLocalCRISocket: true\ndns:\n  disabled: true\n")
     result = cli("config", "validate", "--config", str(config))

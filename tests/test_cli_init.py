@@ -10,20 +10,32 @@ from pathlib import Path
 from tests.conftest import CliRunner, files_under
 
 PKI_FILES = [
-    "etc/kubernetes/pki/apiserver-etcd-client.crt", "etc/kubernetes/pki/apiserver-etcd-client.key",
-    "etc/kubernetes/pki/apiserver-kubelet-client.crt", "etc/kubernetes/pki/apiserver-kubelet-client.key",
-    "etc/kubernetes/pki/apiserver.crt", "etc/kubernetes/pki/apiserver.key",
-    "etc/kubernetes/pki/ca.crt", "etc/kubernetes/pki/ca.key",
-    "etc/kubernetes/pki/etcd/ca.crt", "etc/kubernetes/pki/etcd/ca.key",
-    "etc/kubernetes/pki/etcd/healthcheck-client.crt", "etc/kubernetes/pki/etcd/healthcheck-client.key",
-    "etc/kubernetes/pki/etcd/peer.crt", "etc/kubernetes/pki/etcd/peer.key",
-    "etc/kubernetes/pki/etcd/server.crt", "etc/kubernetes/pki/etcd/server.key",
-    "etc/kubernetes/pki/front-proxy-ca.crt", "etc/kubernetes/pki/front-proxy-ca.key",
-    "etc/kubernetes/pki/front-proxy-client.crt", "etc/kubernetes/pki/front-proxy-client.key",
-    "etc/kubernetes/pki/sa.key", "etc/kubernetes/pki/sa.pub",
+    "etc/kubernetes/pki/apiserver-etcd-client.crt",
+    "etc/kubernetes/pki/apiserver-etcd-client.key",
+    "etc/kubernetes/pki/apiserver-kubelet-client.crt",
+    "etc/kubernetes/pki/apiserver-kubelet-client.key",
+    "etc/kubernetes/pki/apiserver.crt",
+    "etc/kubernetes/pki/apiserver.key",
+    "etc/kubernetes/pki/ca.crt",
+    "etc/kubernetes/pki/ca.key",
+    "etc/kubernetes/pki/etcd/ca.crt",
+    "etc/kubernetes/pki/etcd/ca.key",
+    "etc/kubernetes/pki/etcd/healthcheck-client.crt",
+    "etc/kubernetes/pki/etcd/healthcheck-client.key",
+    "etc/kubernetes/pki/etcd/peer.crt",
+    "etc/kubernetes/pki/etcd/peer.key",
+    "etc/kubernetes/pki/etcd/server.crt",
+    "etc/kubernetes/pki/etcd/server.key",
+    "etc/kubernetes/pki/front-proxy-ca.crt",
+    "etc/kubernetes/pki/front-proxy-ca.key",
+    "etc/kubernetes/pki/front-proxy-client.crt",
+    "etc/kubernetes/pki/front-proxy-client.key",
+    "etc/kubernetes/pki/sa.key",
+    "etc/kubernetes/pki/sa.pub",
 ]
-KUBECONFIGS = [f"etc/kubernetes/{n}.conf" for n in
-               ("admin", "controller-manager", "kubelet", "scheduler", "super-admin")]
+KUBECONFIGS = [
+    f"etc/kubernetes/{n}.conf" for n in ("admin", "controller-manager", "kubelet", "scheduler", "super-admin")
+]
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
@@ -62,7 +74,9 @@ def test_init_output_never_contains_key_material(cli: CliRunner, node_args: list
     assert key_body not in result.stdout + result.stderr
 
 
-def test_second_init_changes_nothing_byte_for_byte(cli: CliRunner, node_args: list[str], rootfs: Path) -> None:
+def test_second_init_changes_nothing_byte_for_byte(
+    cli: CliRunner, node_args: list[str], rootfs: Path
+) -> None:
     assert cli("init", *node_args).code == 0
     before = snapshot(rootfs)
     result = cli("init", *node_args, "-o", "json")
@@ -74,7 +88,9 @@ def test_second_init_changes_nothing_byte_for_byte(cli: CliRunner, node_args: li
     assert '[certs] Using existing "ca" certificate authority' in result.stderr
 
 
-def test_skip_phases_skips_a_child_and_a_whole_parent(cli: CliRunner, node_args: list[str], rootfs: Path) -> None:
+def test_skip_phases_skips_a_child_and_a_whole_parent(
+    cli: CliRunner, node_args: list[str], rootfs: Path
+) -> None:
     result = cli("init", *node_args, "--skip-phases", "certs/sa,kubeconfig", "-o", "json")
     assert result.code == 0, result.stderr
     assert files_under(rootfs) == sorted(f for f in PKI_FILES if "/sa." not in f)

@@ -35,7 +35,9 @@ def kubeconfigs(cli: CliRunner, node_args: list[str], rootfs: Path) -> Path:
 def test_kubectl_reads_kubeconfig_with_expected_identity_and_server(kubeconfigs: Path, name: str) -> None:
     path = kubeconfigs / name
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    view = json.loads(run(tool("kubectl"), "config", "view", "--raw", "-o", "json", "--kubeconfig", str(path)).stdout)
+    view = json.loads(
+        run(tool("kubectl"), "config", "view", "--raw", "-o", "json", "--kubeconfig", str(path)).stdout
+    )
     user, org, server = EXPECTED[name]
     assert view["current-context"] == f"{user}@kubernetes"
     assert view["clusters"][0]["cluster"]["server"] == server
@@ -54,7 +56,9 @@ def test_kubectl_reads_kubeconfig_with_expected_identity_and_server(kubeconfigs:
 
 def test_kubeconfig_rerun_reuses_files(cli: CliRunner, kubeconfigs: Path, node_args: list[str]) -> None:
     before = {p.name: p.read_bytes() for p in kubeconfigs.glob("*.conf")}
-    result = cli("phase", "kubeconfig", *node_args, "--control-plane-endpoint", "cp.example.com", "-o", "json")
+    result = cli(
+        "phase", "kubeconfig", *node_args, "--control-plane-endpoint", "cp.example.com", "-o", "json"
+    )
     assert result.code == 0, result.stderr
     assert result.json()["changed"] is False
     assert {p.name: p.read_bytes() for p in kubeconfigs.glob("*.conf")} == before
@@ -65,8 +69,20 @@ def test_kubeconfig_with_foreign_ca_is_an_error_naming_the_file(
 ) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    assert cli("phase", "certs", "ca", "--rootfs", str(other), "--node-name", NODE,
-               "--advertise-address", ADDRESS).code == 0
+    assert (
+        cli(
+            "phase",
+            "certs",
+            "ca",
+            "--rootfs",
+            str(other),
+            "--node-name",
+            NODE,
+            "--advertise-address",
+            ADDRESS,
+        ).code
+        == 0
+    )
     (kubeconfigs / "pki/ca.crt").write_bytes((other / "etc/kubernetes/pki/ca.crt").read_bytes())
     (kubeconfigs / "pki/ca.key").write_bytes((other / "etc/kubernetes/pki/ca.key").read_bytes())
     before = (kubeconfigs / "admin.conf").read_bytes()

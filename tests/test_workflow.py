@@ -56,14 +56,27 @@ def test_normalize_path_drops_all_and_slashes() -> None:
 
 def test_real_tree_has_kubeadm_names_in_kubeadm_order() -> None:
     assert all_paths(PHASES)[:14] == [
-        "preflight", "certs", "certs/ca", "certs/apiserver", "certs/apiserver-kubelet-client",
-        "certs/front-proxy-ca", "certs/front-proxy-client", "certs/etcd-ca", "certs/etcd-server",
-        "certs/etcd-peer", "certs/etcd-healthcheck-client", "certs/apiserver-etcd-client", "certs/sa",
+        "preflight",
+        "certs",
+        "certs/ca",
+        "certs/apiserver",
+        "certs/apiserver-kubelet-client",
+        "certs/front-proxy-ca",
+        "certs/front-proxy-client",
+        "certs/etcd-ca",
+        "certs/etcd-server",
+        "certs/etcd-peer",
+        "certs/etcd-healthcheck-client",
+        "certs/apiserver-etcd-client",
+        "certs/sa",
         "kubeconfig",
     ]
     assert all_paths(PHASES)[14:19] == [
-        "kubeconfig/admin", "kubeconfig/super-admin", "kubeconfig/kubelet",
-        "kubeconfig/controller-manager", "kubeconfig/scheduler",
+        "kubeconfig/admin",
+        "kubeconfig/super-admin",
+        "kubeconfig/kubelet",
+        "kubeconfig/controller-manager",
+        "kubeconfig/scheduler",
     ]
 
 

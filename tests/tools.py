@@ -27,6 +27,8 @@ def openssl_subject(cert_pem: bytes) -> str:
     """The subject line as ``openssl x509 -noout -subject -nameopt RFC2253`` prints it."""
     proc = subprocess.run(
         [tool("openssl"), "x509", "-noout", "-subject", "-nameopt", "RFC2253"],
-        input=cert_pem, capture_output=True, check=True,
+        input=cert_pem,
+        capture_output=True,
+        check=True,
     )
     return proc.stdout.decode().strip().removeprefix("subject=")

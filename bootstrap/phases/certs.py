@@ -7,7 +7,6 @@ from bootstrap.results import Outcome
 from bootstrap.rundata import RunData
 from bootstrap.workflow import Phase
 
-
 _HELP = {
     "ca": "Generate the self-signed Kubernetes CA to provision identities for other Kubernetes components",
     "apiserver": "Generate the certificate for serving the Kubernetes API",
@@ -57,7 +56,11 @@ CERTS = Phase(
     help="Certificate generation",
     children=(
         *(_cert_phase(name) for name in pki.CERT_NAMES),
-        Phase("sa", "Generate a private key for signing service account tokens along with its public key",
-              run=_sa, keys_needed=_sa_keys),
+        Phase(
+            "sa",
+            "Generate a private key for signing service account tokens along with its public key",
+            run=_sa,
+            keys_needed=_sa_keys,
+        ),
     ),
 )

@@ -45,6 +45,6 @@ def _kubeconfig_phase(name: str) -> Phase:
 
 KUBECONFIG = Phase(
     name="kubeconfig",
-    help="Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file",
+    help="Generate the kubeconfig files of the control plane and the admin kubeconfig file",
     children=tuple(_kubeconfig_phase(name) for name in kubeconfig.KUBECONFIG_NAMES),
 )
