@@ -192,11 +192,11 @@ def test_fields_not_acted_on_are_warned_about_by_path(tmp_path: Path) -> None:
     warned = {w.split(":", 1)[0] for w in cfg.warnings}
     assert {
         "certificateKey",
-        "patches",
         "nodeRegistration.imagePullSerial",
-        "featureGates",
-        "dns",
-        "proxy",
+        "featureGates.NodeLocalCRISocket",
+        "dns.imageTag",
+        "proxy.disabled",
+        "patches.directory",
     } <= warned
     # nothing we act on is warned about
     assert "networking.podSubnet" not in warned and "timeouts" not in warned

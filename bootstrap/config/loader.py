@@ -339,12 +339,26 @@ def _warn_unacted(init: InitConfiguration, cluster: ClusterConfiguration) -> lis
     for kind, dotted, neutral in WARNED_FIELDS:
         model: BaseModel = init if kind == "InitConfiguration" else cluster
         value = _get_by_alias(model, dotted)
-        if not any(value is n or value == n for n in neutral):
-            hint = ""
-            if dotted == "apiServer.timeoutForControlPlane":
-                hint = " (a v1beta3 field; use timeouts.controlPlaneComponentHealthCheck)"
-            out.append(f"{dotted}: is set but kube-bootstrap does not act on it; ignored{hint}")
+        if any(value is n or value == n for n in neutral):
+            continue
+        hint = ""
+        if dotted == "apiServer.timeoutForControlPlane":
+            hint = " (a v1beta3 field; use timeouts.controlPlaneComponentHealthCheck)"
+        for leaf in _leaf_paths(dotted, value):
+            out.append(f"{leaf}: is set but kube-bootstrap does not act on it; ignored{hint}")
     return out
+
+
+def _leaf_paths(dotted: str, value: object) -> list[str]:
+    """Name the sub-fields actually set (``dns.imageTag``, ``featureGates.X``), else the field itself."""
+    leaves: list[str] = []
+    if isinstance(value, BaseModel):
+        for name in sorted(value.model_fields_set):
+            info = type(value).model_fields[name]
+            leaves.append(f"{dotted}.{info.alias or name}")
+    elif isinstance(value, dict):
+        leaves = [f"{dotted}.{key}" for key in value]
+    return leaves or [dotted]
 
 
 def _fill_zero_values(model: BaseModel) -> None:

@@ -310,7 +310,10 @@ def _validate_endpoint(endpoint: str, r: Report) -> None:
         r.error(path, f"{q(endpoint)}: port {q(port)} is not a valid port (1-65535)")
 
 
-def _validate_subnets(path: str, value: str, min_addresses: int, r: Report) -> list[IPNetwork] | None:
+def _validate_subnets(
+    path: str, value: str, min_addresses: int, r: Report
+) -> list[tuple[str, IPNetwork]] | None:
+    """Parse and check one subnet field; return ``(as written, network)`` pairs, or None if unusable."""
     try:
         nets = parse_cidrs(value)
     except ValueError as exc:
@@ -323,13 +326,14 @@ def _validate_subnets(path: str, value: str, min_addresses: int, r: Report) -> l
         )
         return None
     ok = True
-    for net in nets:
+    raw = [part.strip() for part in value.split(",")]
+    for text, net in zip(raw, nets, strict=True):
         if net.num_addresses < min_addresses:
-            r.error(path, f"{q(str(net))} is too small (at least {min_addresses} addresses are needed)")
+            r.error(path, f"{q(text)} is too small (at least {min_addresses} addresses are needed)")
             ok = False
         if net.version == 6 and net.subnet_of(ipaddress.IPv6Network("fec0::/10")):
-            r.warn(path, f"{q(str(net))} is in the deprecated IPv6 site-local range fec0::/10")
-    return nets if ok else None
+            r.warn(path, f"{q(text)} is in the deprecated IPv6 site-local range fec0::/10")
+    return list(zip(raw, nets, strict=True)) if ok else None
 
 
 def _validate_networking(c: ClusterConfiguration, r: Report) -> None:
@@ -338,12 +342,12 @@ def _validate_networking(c: ClusterConfiguration, r: Report) -> None:
         r.error("networking.dnsDomain", f"{q(n.dns_domain)} is not a valid DNS-1123 subdomain")
 
     services = _validate_subnets("networking.serviceSubnet", n.service_subnet, MIN_SERVICE_ADDRESSES, r)
-    for net in services or []:
+    for text, net in services or []:
         if net.max_prefixlen - net.prefixlen > MAX_SERVICE_HOST_BITS:
             limit = f"/{net.max_prefixlen - MAX_SERVICE_HOST_BITS} for IPv{net.version}"
             r.error(
                 "networking.serviceSubnet",
-                f"{q(str(net))} is too large (at most {limit})",
+                f"{q(text)} is too large (at most {limit})",
             )
 
     if not n.pod_subnet:
@@ -353,7 +357,7 @@ def _validate_networking(c: ClusterConfiguration, r: Report) -> None:
         return
     kcm_args = {a.name: a.value for a in c.controller_manager.extra_args}
     if kcm_args.get("allocate-node-cidrs", "true").lower() != "false":
-        for net in pods:
+        for text, net in pods:
             node_mask = _node_mask(kcm_args, net.version, len(pods) == 2)
             if node_mask is None:
                 r.error("controllerManager.extraArgs", "node-cidr-mask-size value is not an integer")
@@ -361,20 +365,20 @@ def _validate_networking(c: ClusterConfiguration, r: Report) -> None:
             if net.prefixlen > node_mask:
                 r.error(
                     "networking.podSubnet",
-                    f"{q(str(net))} is smaller than the per-node CIDR size /{node_mask}",
+                    f"{q(text)} is smaller than the per-node CIDR size /{node_mask}",
                 )
             elif node_mask - net.prefixlen > MAX_NODE_MINUS_POD_MASK:
                 r.error(
                     "networking.podSubnet",
-                    f"{q(str(net))} is too large for per-node /{node_mask} CIDRs "
+                    f"{q(text)} is too large for per-node /{node_mask} CIDRs "
                     f"(the node mask may be at most {MAX_NODE_MINUS_POD_MASK} bits longer)",
                 )
-    for svc in services or []:
-        for pod in pods:
+    for svc_text, svc in services or []:
+        for pod_text, pod in pods:
             if svc.version == pod.version and svc.overlaps(pod):
                 r.error(
                     "networking.podSubnet",
-                    f"{q(str(pod))} overlaps networking.serviceSubnet {q(str(svc))}",
+                    f"{q(pod_text)} overlaps networking.serviceSubnet {q(svc_text)}",
                 )
 
 
