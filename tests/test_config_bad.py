@@ -336,3 +336,11 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
 def test_unknown_override_key_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown override"):
         load_config(None, {"no-such-flag": "x"}, host=HOST)
+
+
+def test_type_errors_in_one_document_do_not_hide_rule_violations_in_the_other(tmp_path: Path) -> None:
+    path = tmp_path / "kubeadm.yaml"
+    path.write_text(INIT + "dryRun: 'yes'\n---\n" + CLUSTER + "networking:\n  dnsDomain: Bad_Domain\n")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path, {}, host=HOST)
+    assert [p.split(":")[0] for p in excinfo.value.problems] == ["dryRun", "networking.dnsDomain"]

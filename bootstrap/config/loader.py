@@ -140,10 +140,10 @@ def load_config(
         overrides or {}, {"InitConfiguration": init_raw, "ClusterConfiguration": cluster_raw}
     )
 
-    init = _parse(InitConfiguration, init_raw, flag_paths, problems)
-    cluster = _parse(ClusterConfiguration, cluster_raw, flag_paths, problems)
-    if init is None or cluster is None or problems:
-        raise ConfigError(problems)
+    # A document that fails to parse is replaced by the (valid) defaults so that the semantic rules
+    # still run on the other one: the user sees every problem of the file in one go.
+    init = _parse(InitConfiguration, init_raw, flag_paths, problems) or InitConfiguration()
+    cluster = _parse(ClusterConfiguration, cluster_raw, flag_paths, problems) or ClusterConfiguration()
 
     warnings += _warn_unacted(init, cluster)
     warnings += _apply_defaults(init, cluster, host)
