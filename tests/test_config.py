@@ -20,6 +20,8 @@ from bootstrap.config import (
 from bootstrap.config.netdefaults import default_route_interface, detect_default_ipv4
 
 FAKE_HOST = HostFacts(hostname=lambda: "CP-Node1", default_ipv4=lambda: "192.0.2.10")
+INIT_HEAD = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+CLUSTER_HEAD = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
 NO_ROUTE_HOST = HostFacts(hostname=lambda: "cp1", default_ipv4=lambda: None)
 
 FULL_V1BETA4 = """\
@@ -380,3 +382,40 @@ def test_default_ipv4_reads_the_route_file_and_asks_the_interface(tmp_path: Path
 
 def test_default_ipv4_is_none_without_a_route_file(tmp_path: Path) -> None:
     assert detect_default_ipv4(tmp_path / "missing", lambda _: "10.0.0.5") is None
+
+
+def test_certificate_validity_longer_than_ca_validity_only_warns(tmp_path: Path) -> None:
+    text = (
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+        "certificateValidityPeriod: 100000h\ncaCertificateValidityPeriod: 87600h\n"
+    )
+    cfg = load_config(write(tmp_path, text), {}, host=FAKE_HOST)
+    assert any(w.startswith("certificateValidityPeriod:") for w in cfg.warnings)
+
+
+def test_v1beta3_timeout_for_control_plane_is_accepted_with_a_warning(tmp_path: Path) -> None:
+    text = CLUSTER_HEAD + "apiServer:\n  timeoutForControlPlane: 8m\n"
+    cfg = load_config(write(tmp_path, text), {}, host=FAKE_HOST)
+    assert any(
+        w.startswith("apiServer.timeoutForControlPlane:") and "controlPlaneComponentHealthCheck" in w
+        for w in cfg.warnings
+    )
+
+
+def test_cri_socket_without_scheme_gets_unix_scheme_with_a_warning(tmp_path: Path) -> None:
+    text = INIT_HEAD + "nodeRegistration:\n  criSocket: /run/crio/crio.sock\n"
+    cfg = load_config(write(tmp_path, text), {}, host=FAKE_HOST)
+    assert cfg.init.node_registration.cri_socket == "unix:///run/crio/crio.sock"
+    assert any(w.startswith("nodeRegistration.criSocket:") for w in cfg.warnings)
+
+
+def test_dual_stack_subnets_are_accepted() -> None:
+    cfg = load_config(
+        None,
+        {
+            "service-cidr": "10.96.0.0/16,fd00:10:96::/112",
+            "pod-network-cidr": "10.244.0.0/16,fd00:10:244::/56",
+        },
+        host=FAKE_HOST,
+    )
+    assert cfg.cluster.networking.pod_subnet == "10.244.0.0/16,fd00:10:244::/56"
