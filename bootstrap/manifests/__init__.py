@@ -1,0 +1,1 @@
+"""Static pod manifests for the control plane: flags, pod inputs, Jinja rendering, safe writing."""
