@@ -340,7 +340,8 @@ def _renew_kubeconfig(
     if _not_due(old.not_valid_after_utc, now, window):
         return Outcome(
             False,
-            f"cert embedded in {name} is not due for renewal (expires {_when(old.not_valid_after_utc)})",
+            f"certificate embedded in {name} is not due for renewal "
+            f"(expires {_when(old.not_valid_after_utc)})",
         )
     ca = _signing_ca(pki_dir, "ca", name)
     key = _new_key_like(old, keys)
