@@ -68,6 +68,10 @@ def contents(directory: Path) -> dict[str, bytes]:
     return {name: data for name, (data, _) in snapshot(directory).items()}
 
 
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def write_kubeconfig(
     path: Path, pki_dir: Path, common_name: str, organizations: tuple[str, ...], settings: PkiSettings
 ) -> None:
@@ -75,7 +79,6 @@ def write_kubeconfig(
     ca = load_ca(pki_dir)
     with KeySource(settings.encryption_algorithm) as keys:
         cert_pem, key_pem = issue_client_cert(ca, common_name, organizations, settings, keys)
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
