@@ -74,6 +74,26 @@ def run_options(func: F) -> F:
         ),
         click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks."),
     ]
+    decorators += [
+        click.option(
+            "--kubelet-config",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            help="Kubelet config to read staticPodPath from (/var/lib/kubelet/config.yaml).",
+        ),
+        click.option(
+            "--output-dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=None,
+            help="Write manifests to this directory instead of the kubelet's watched path.",
+        ),
+        click.option("--diff", is_flag=True, help="Print a unified diff per manifest; write no manifest."),
+        click.option(
+            "--quarantine-strays",
+            is_flag=True,
+            help="Move stray files the kubelet would run to /etc/kubernetes/tmp/quarantine-<time>/.",
+        ),
+    ]
     for flag, (param, kind, text) in CONFIG_FLAGS.items():
         decorators.append(click.option(f"--{flag}", param, type=kind, default=None, help=text))
     for decorator in reversed(decorators):
@@ -111,6 +131,10 @@ def options_from(params: dict[str, Any]) -> RunOptions:
         output=params.get("output") or "text",
         verbose=bool(params.get("verbose")),
         ignore_preflight_errors=_split_list(params.get("ignore_preflight_errors")),
+        kubelet_config=params.get("kubelet_config"),
+        output_dir=params.get("output_dir"),
+        diff=bool(params.get("diff")),
+        quarantine_strays=bool(params.get("quarantine_strays")),
     )
 
 

@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootstrap.fsutil import Rootfs
+from bootstrap.kubelet import (
+    DEFAULT_STATIC_POD_PATH,
+    KUBELET_CONFIG,
+    KUBELET_FLAGS_ENV,
+    NoServiceManager,
+    ServiceManager,
+    Systemd,
+    read_kubelet_config,
+)
 from bootstrap.output import Reporter
 
 if TYPE_CHECKING:
@@ -38,6 +47,10 @@ class RunOptions:
     output: str = "text"
     verbose: bool = False
     ignore_preflight_errors: list[str] = field(default_factory=list)
+    kubelet_config: Path | None = None  # the kubelet config to read staticPodPath from (host path)
+    output_dir: Path | None = None  # write manifests here instead of the kubelet's watched path
+    diff: bool = False  # show manifest diffs, write nothing
+    quarantine_strays: bool = False
 
 
 class RunData:
@@ -82,17 +95,28 @@ class RunData:
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
         else:
             root = Path(tempfile.mkdtemp(prefix="bootstrap-init-dryrun-"))
-        for host_dir in (KUBERNETES_DIR, self.config.cert_dir):
-            self._seed(host_dir, root)
+        for host_path in (
+            KUBERNETES_DIR,
+            self.config.cert_dir,
+            self.static_pod_path,
+            KUBELET_CONFIG,
+            KUBELET_FLAGS_ENV,
+        ):
+            self._seed(host_path, root)
         self.reporter.info("dryrun", f"Writing files to {root} instead of the real paths")
         return root
 
-    def _seed(self, host_dir: str, root: Path) -> None:
-        """Copy what exists at ``host_dir`` so dry-run sees existing certs as existing."""
-        source = self.real_fs.path(host_dir)
-        target = Rootfs(root).path(host_dir)
-        if source.is_dir() and not target.exists():
+    def _seed(self, host_path: str, root: Path) -> None:
+        """Copy what exists at ``host_path`` so dry-run sees existing files as existing."""
+        source = self.real_fs.path(host_path)
+        target = Rootfs(root).path(host_path)
+        if target.exists():
+            return
+        if source.is_dir():
             shutil.copytree(source, target, symlinks=True)
+        elif source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
     def host_path(self, host: str | Path) -> Path:
         """Where a host path lives for this run (rootfs and dry-run applied)."""
@@ -119,6 +143,40 @@ class RunData:
 
             self._keys = KeySource(self.pki_settings.encryption_algorithm)
         return self._keys
+
+    @cached_property
+    def kubelet_config_path(self) -> Path:
+        """The kubelet config as the real kubelet sees it (never the dry-run copy)."""
+        return self.real_fs.path(self.options.kubelet_config or KUBELET_CONFIG)
+
+    @cached_property
+    def static_pod_path(self) -> str:
+        """The kubelet's watched directory (host path) this run writes to and kubelet-start configures.
+
+        An explicit ``--kubelet-config`` wins, then the user's KubeletConfiguration document, then
+        the kubelet config already on disk, then kubeadm's default.
+        """
+        existing = read_kubelet_config(self.kubelet_config_path)
+        explicit = existing if self.options.kubelet_config else None
+        for source in (explicit, self.config.kubelet, existing):
+            if source and isinstance(source.get("staticPodPath"), str):
+                return str(source["staticPodPath"])
+        return DEFAULT_STATIC_POD_PATH
+
+    @property
+    def manifest_dir(self) -> Path:
+        if self.options.output_dir is not None:
+            out = self.options.output_dir
+            return self.fs.path(out.resolve()) if self.dry_run else out
+        return self.host_path(self.static_pod_path)
+
+    @cached_property
+    def service_manager(self) -> ServiceManager:
+        if self.dry_run:
+            return NoServiceManager("dry run")
+        if self.options.rootfs is not None:
+            return NoServiceManager("--rootfs: the host's services are not ours to touch")
+        return Systemd()
 
     def close(self) -> None:
         if self._keys is not None:

@@ -19,7 +19,7 @@ def templates_dir() -> Path:
     for candidate in (_PACKAGE_DIR / "templates", _PACKAGE_DIR.parent / "templates"):
         if candidate.is_dir():
             return candidate
-    raise PhaseError(f"templates not found (looked in {_PACKAGE_DIR / 'templates'}); the installation is broken")
+    raise PhaseError(f"templates not found in {_PACKAGE_DIR / 'templates'}; the installation is broken")
 
 
 def template_names() -> list[str]:

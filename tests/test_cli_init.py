@@ -33,9 +33,17 @@ PKI_FILES = [
     "etc/kubernetes/pki/sa.key",
     "etc/kubernetes/pki/sa.pub",
 ]
+MANIFESTS = [
+    f"etc/kubernetes/manifests/{c}.yaml"
+    for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+]
+KUBELET_FILES = ["var/lib/kubelet/config.yaml", "var/lib/kubelet/kubeadm-flags.env"]
 KUBECONFIGS = [
     f"etc/kubernetes/{n}.conf" for n in ("admin", "controller-manager", "kubelet", "scheduler", "super-admin")
 ]
+
+
+ALL_FILES = sorted(PKI_FILES + KUBECONFIGS + MANIFESTS + KUBELET_FILES)
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
@@ -50,10 +58,10 @@ def test_init_writes_every_cert_and_kubeconfig_with_kubeadm_modes(
 ) -> None:
     result = cli("init", *node_args, "-o", "json")
     assert result.code == 0, result.stderr
-    assert files_under(rootfs) == sorted(PKI_FILES + KUBECONFIGS)
+    assert files_under(rootfs) == ALL_FILES
     for name in files_under(rootfs):
         mode = stat.S_IMODE((rootfs / name).stat().st_mode)
-        expected = 0o644 if name.endswith(".crt") else 0o600
+        expected = 0o644 if name.endswith(".crt") or name.startswith("var/lib/kubelet/") else 0o600
         assert mode == expected, name
     doc = result.json()
     assert doc["ok"] is True and doc["changed"] is True and doc["command"] == "init"
@@ -93,7 +101,7 @@ def test_skip_phases_skips_a_child_and_a_whole_parent(
 ) -> None:
     result = cli("init", *node_args, "--skip-phases", "certs/sa,kubeconfig", "-o", "json")
     assert result.code == 0, result.stderr
-    assert files_under(rootfs) == sorted(f for f in PKI_FILES if "/sa." not in f)
+    assert files_under(rootfs) == sorted(f for f in ALL_FILES if "/sa." not in f and f not in KUBECONFIGS)
     statuses = {p["path"]: p["status"] for p in result.json()["phases"]}
     assert statuses["certs/sa"] == "skipped" and statuses["kubeconfig/admin"] == "skipped"
 

@@ -89,8 +89,11 @@ def apiserver(cfg: Config) -> list[Flag]:
     external = cluster.etcd.external
     if external is not None:
         flags.append(("etcd-servers", ",".join(external.endpoints)))
-        for name, value in (("etcd-cafile", external.ca_file), ("etcd-certfile", external.cert_file),
-                            ("etcd-keyfile", external.key_file)):
+        for name, value in (
+            ("etcd-cafile", external.ca_file),
+            ("etcd-certfile", external.cert_file),
+            ("etcd-keyfile", external.key_file),
+        ):
             if value:
                 flags.append((name, value))
     else:

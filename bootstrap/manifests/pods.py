@@ -18,8 +18,6 @@ from bootstrap.config.model import EnvVar, HostPathMount, LocalEtcd
 from bootstrap.manifests import flags as F
 from bootstrap.manifests.versions import Features, minor_of
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-
 # kubeadm mounts these into the apiserver and controller-manager when they exist on the host.
 OPTIONAL_CA_DIRS = (
     "/etc/pki/ca-trust",
@@ -91,8 +89,9 @@ def _ca_volumes(host: HostView) -> list[Volume]:
 def _with_extra(defaults: Sequence[Volume], extra: Sequence[HostPathMount]) -> list[Volume]:
     by_name = {v.name: v for v in defaults}
     for mount in extra:
-        by_name[mount.name] = Volume(mount.name, mount.host_path, mount.mount_path, mount.read_only,
-                                     mount.path_type)
+        by_name[mount.name] = Volume(
+            mount.name, mount.host_path, mount.mount_path, mount.read_only, mount.path_type
+        )
     return sorted(by_name.values(), key=lambda v: v.name)
 
 
@@ -172,8 +171,11 @@ def controller_manager(cfg: Config, host: HostView) -> PodInputs:
         "kube-controller-manager",
         image_for(cfg, "kube-controller-manager"),
         flags,
-        Probe(_probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
-              _int_flag(flags, "secure-port", 10257), "HTTPS"),
+        Probe(
+            _probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
+            _int_flag(flags, "secure-port", 10257),
+            "HTTPS",
+        ),
         _with_extra(volumes, component.extra_volumes),
         _env(host, component.extra_envs, with_proxy=True),
     )
@@ -187,8 +189,11 @@ def scheduler(cfg: Config, host: HostView) -> PodInputs:
         "kube-scheduler",
         image_for(cfg, "kube-scheduler"),
         flags,
-        Probe(_probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
-              _int_flag(flags, "secure-port", 10259), "HTTPS"),
+        Probe(
+            _probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
+            _int_flag(flags, "secure-port", 10259),
+            "HTTPS",
+        ),
         _with_extra(volumes, component.extra_volumes),
         _env(host, component.extra_envs, with_proxy=True),
     )

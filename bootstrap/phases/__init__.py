@@ -1,6 +1,6 @@
 """The PHASES tree behind ``bootstrap init`` and ``bootstrap phase``: order and names follow kubeadm.
 
-Later phases (manifests, kubelet-start, wait-control-plane, upload-config, mark-control-plane,
+Later phases (wait-control-plane, upload-config, mark-control-plane,
 bootstrap-token, show-join-command) are appended here as they are built.
 """
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from bootstrap.phases.certs import CERTS
 from bootstrap.phases.kubeconfig import KUBECONFIG
+from bootstrap.phases.kubelet_start import KUBELET_START
+from bootstrap.phases.manifests import MANIFESTS
 from bootstrap.phases.preflight import PREFLIGHT
 from bootstrap.workflow import Phase
 
-PHASES: tuple[Phase, ...] = (PREFLIGHT, CERTS, KUBECONFIG)
+PHASES: tuple[Phase, ...] = (PREFLIGHT, CERTS, KUBECONFIG, MANIFESTS, KUBELET_START)

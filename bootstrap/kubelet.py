@@ -1,0 +1,105 @@
+"""The kubelet side: its config file, where it watches for static pods, its flags file, its service.
+
+kubeadm writes ``/var/lib/kubelet/config.yaml`` (a KubeletConfiguration) and
+``/var/lib/kubelet/kubeadm-flags.env``; we write the same files, merging a user's
+KubeletConfiguration document over kubeadm's defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
+
+from bootstrap.errors import PhaseError
+
+if TYPE_CHECKING:
+    from bootstrap.config import Config
+
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+KUBELET_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
+DEFAULT_STATIC_POD_PATH = "/etc/kubernetes/manifests"
+DEFAULT_HEALTHZ = ("127.0.0.1", 10248)
+
+
+def read_kubelet_config(path: Path) -> dict[str, Any] | None:
+    """The kubelet config at ``path``; None when there is none. A broken file is an error naming it."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, yaml.YAMLError) as exc:
+        raise PhaseError(f"{path}: cannot read the kubelet config: {exc}") from exc
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise PhaseError(f"{path}: not a KubeletConfiguration mapping")
+    return data
+
+
+def cluster_dns_ip(service_subnet: str) -> str:
+    """The 10th address of the (first) service CIDR, kubeadm's DNS service IP."""
+    network = ipaddress.ip_network(service_subnet.split(",")[0].strip(), strict=False)
+    return str(network[10])
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def healthz_endpoint(kubelet_config: Mapping[str, Any] | None) -> tuple[str, int]:
+    config = kubelet_config or {}
+    return (
+        str(config.get("healthzBindAddress") or DEFAULT_HEALTHZ[0]),
+        int(config.get("healthzPort", DEFAULT_HEALTHZ[1])),
+    )
+
+
+def flags_env(cfg: Config, hostname: str) -> str:
+    """The ``kubeadm-flags.env`` content: per-node kubelet flags."""
+    flags: dict[str, str] = {}
+    minor = int(cfg.kubernetes_version.lstrip("v").split(".")[1])
+    if minor < 34:  # from v1.34 (NodeLocalCRISocket) the endpoint lives in the config file instead
+        flags["container-runtime-endpoint"] = cfg.init.node_registration.cri_socket
+    if cfg.node_name != hostname.lower():
+        flags["hostname-override"] = cfg.node_name
+    for arg in cfg.init.node_registration.kubelet_extra_args:
+        flags[arg.name] = arg.value
+    args = " ".join(f"--{name}={value}" for name, value in sorted(flags.items()))
+    return f'KUBELET_KUBEADM_ARGS="{args}"\n'
+
+
+class ServiceManager(Protocol):
+    """Restarts the kubelet; dry-run and rootfs runs get one that only says what it would do."""
+
+    def restart_kubelet(self) -> str: ...
+
+
+class Systemd:
+    def restart_kubelet(self) -> str:
+        systemctl = shutil.which("systemctl")
+        if systemctl is None or not Path("/run/systemd/system").is_dir():
+            return "systemd does not manage this host: start the kubelet yourself"
+        proc = subprocess.run([systemctl, "restart", "kubelet"], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise PhaseError(f"systemctl restart kubelet failed: {proc.stderr.strip() or proc.returncode}")
+        return "Restarted the kubelet through systemd"
+
+
+class NoServiceManager:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def restart_kubelet(self) -> str:
+        return f"Not restarting the kubelet ({self.reason})"

@@ -1,0 +1,99 @@
+"""The stray-file guard: files in the static pod directory that the kubelet would also run.
+
+The kubelet loads every non-dot regular file in its static pod directory, whatever the extension
+(kubeadm#2823): a ``kube-apiserver.yaml.bak`` runs a second apiserver. Before writing we look at
+every such file; a backup or editor leftover, or a foreign file declaring a pod with one of our
+names, is an error unless the user asks to quarantine them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bootstrap.errors import PhaseError
+from bootstrap.fsutil import ensure_dir
+
+LEFTOVER_SUFFIXES = (
+    ".bak",
+    ".orig",
+    "~",
+    ".swp",
+    ".swo",
+    ".dpkg-old",
+    ".dpkg-new",
+    ".dpkg-dist",
+    ".dpkg-bak",
+    ".rpmsave",
+    ".rpmnew",
+    ".rpmorig",
+    ".save",
+    ".old",
+    ".backup",
+    ".tmp",
+)
+
+
+@dataclass(frozen=True)
+class Stray:
+    path: Path
+    reason: str
+
+
+def kubelet_visible_files(directory: Path) -> list[Path]:
+    """What the kubelet loads: non-dot regular files, no subdirectories, sorted by name."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.is_file())
+
+
+def declared_pod_name(path: Path) -> str | None:
+    """The name of the pod a file declares, when it parses as one (YAML or JSON)."""
+    try:
+        text = path.read_text(errors="replace")
+        document = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    if isinstance(document, dict) and document.get("kind") == "Pod":
+        metadata = document.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
+            return str(metadata["name"])
+    return None
+
+
+def find_strays(directory: Path, our_files: Collection[str], our_pods: Collection[str]) -> list[Stray]:
+    strays = []
+    for path in kubelet_visible_files(directory):
+        if path.name in our_files:
+            continue
+        if path.name.endswith(LEFTOVER_SUFFIXES):
+            strays.append(Stray(path, "a backup or editor leftover"))
+            continue
+        pod = declared_pod_name(path)
+        if pod in our_pods:
+            strays.append(Stray(path, f'it declares pod "{pod}", like our {pod}.yaml'))
+    return strays
+
+
+def refuse(strays: list[Stray]) -> PhaseError:
+    listed = "; ".join(f"{s.path} ({s.reason})" for s in strays)
+    return PhaseError(
+        f"stray files in the static pod directory, which the kubelet would run as well: {listed}. "
+        "Move them out of the directory, or re-run with --quarantine-strays"
+    )
+
+
+def quarantine(strays: list[Stray], quarantine_dir: Path) -> list[Path]:
+    """Move each stray into ``quarantine_dir`` (created 0700); return the new paths."""
+    ensure_dir(quarantine_dir, 0o700)
+    moved = []
+    for stray in strays:
+        target = quarantine_dir / stray.path.name
+        shutil.move(str(stray.path), target)
+        moved.append(target)
+    return moved

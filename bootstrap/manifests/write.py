@@ -1,0 +1,32 @@
+"""Writes rendered manifests into the kubelet's directory: atomic, unchanged files untouched, diffs."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from bootstrap.fsutil import write_atomic
+from bootstrap.manifests.render import Manifest
+from bootstrap.results import Outcome
+
+MANIFEST_MODE = 0o600
+MANIFEST_DIR_MODE = 0o700
+
+
+def unified_diff(path: Path, new_text: str) -> str:
+    old_text = path.read_text() if path.exists() else ""
+    lines = difflib.unified_diff(
+        old_text.splitlines(keepends=True),
+        new_text.splitlines(keepends=True),
+        fromfile=str(path) if old_text else "/dev/null",
+        tofile=str(path),
+    )
+    return "".join(lines)
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Outcome:
+    path = directory / manifest.filename
+    changed = write_atomic(path, manifest.text.encode(), MANIFEST_MODE, dir_mode=MANIFEST_DIR_MODE)
+    if changed:
+        return Outcome(True, f'Wrote static Pod manifest for "{manifest.component}" to "{path}"', [path])
+    return Outcome(False, f'Static Pod manifest for "{manifest.component}" is up to date in "{path}"')

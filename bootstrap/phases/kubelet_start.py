@@ -1,0 +1,52 @@
+"""Adapter for the ``kubelet-start`` phase: write the kubelet's config and flags, then restart it."""
+
+from __future__ import annotations
+
+import socket
+
+from bootstrap.results import Outcome
+from bootstrap.rundata import RunData
+from bootstrap.workflow import Phase
+
+
+def _run(rd: RunData) -> list[Outcome]:
+    import yaml
+
+    from bootstrap import kubelet
+    from bootstrap.fsutil import write_atomic
+    from bootstrap.manifests.render import render_template
+
+    cfg = rd.config
+    defaults = yaml.safe_load(
+        render_template(
+            "kubelet-config.yaml.j2",
+            {
+                "client_ca_file": f"{cfg.cert_dir}/ca.crt",
+                "cluster_dns": kubelet.cluster_dns_ip(cfg.cluster.networking.service_subnet),
+                "cluster_domain": cfg.cluster.networking.dns_domain,
+                "static_pod_path": rd.static_pod_path,
+            },
+        )
+    )
+    merged = kubelet.deep_merge(defaults, cfg.kubelet or {})
+    merged["staticPodPath"] = rd.static_pod_path
+    if merged.get("rotateCertificates") is False:
+        rd.reporter.warn("KubeletConfiguration.rotateCertificates: forced to true, as kubeadm does")
+    merged["rotateCertificates"] = True
+    if int(cfg.kubernetes_version.split(".")[1]) >= 34:
+        merged.setdefault("containerRuntimeEndpoint", cfg.init.node_registration.cri_socket)
+    outcomes = []
+    for host_path, text in (
+        (kubelet.KUBELET_CONFIG, yaml.safe_dump(merged, sort_keys=True)),
+        (kubelet.KUBELET_FLAGS_ENV, kubelet.flags_env(cfg, socket.gethostname())),
+    ):
+        path = rd.host_path(host_path)
+        if write_atomic(path, text.encode(), 0o644):
+            outcomes.append(Outcome(True, f'Writing kubelet file "{path}"', [path]))
+        else:
+            outcomes.append(Outcome(False, f'Kubelet file "{path}" is up to date'))
+    outcomes.append(Outcome(False, rd.service_manager.restart_kubelet()))
+    return outcomes
+
+
+KUBELET_START = Phase(name="kubelet-start", help="Write kubelet settings and (re)start the kubelet", run=_run)

@@ -1,0 +1,89 @@
+"""Adapters for the ``manifests`` phases: render, guard against strays, write (or diff)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bootstrap.manifests import COMPONENTS
+from bootstrap.results import Outcome
+from bootstrap.rundata import KUBERNETES_DIR, RunData
+from bootstrap.workflow import Phase
+
+if TYPE_CHECKING:
+    from bootstrap.manifests.pods import HostView
+_HELP = {
+    "etcd": "Generate the static Pod manifest file for a local, single-node etcd instance",
+    "kube-apiserver": "Generate the kube-apiserver static Pod manifest",
+    "kube-controller-manager": "Generate the kube-controller-manager static Pod manifest",
+    "kube-scheduler": "Generate the kube-scheduler static Pod manifest",
+}
+
+
+def host_view(rd: RunData) -> HostView:
+    from bootstrap.manifests.pods import PROXY_ENV_NAMES, HostView
+
+    return HostView(
+        dir_exists=lambda p: rd.real_fs.path(p).is_dir(),
+        proxy_env={k: os.environ[k] for k in PROXY_ENV_NAMES if k in os.environ},
+        external_ca=rd.cert_dir.joinpath("ca.crt").exists() and not rd.cert_dir.joinpath("ca.key").exists(),
+    )
+
+
+def _guard_strays(rd: RunData, directory: Path) -> list[Outcome]:
+    from bootstrap.manifests import strays
+
+    found = strays.find_strays(directory, {f"{c}.yaml" for c in COMPONENTS}, COMPONENTS)
+    if not found:
+        return []
+    if not rd.options.quarantine_strays:
+        raise strays.refuse(found)
+    stamp = rd.started.strftime("%Y%m%dT%H%M%SZ")
+    target = rd.host_path(f"{KUBERNETES_DIR}/tmp/quarantine-{stamp}")
+    moved = strays.quarantine(found, target)
+    return [
+        Outcome(True, f"Quarantined {s.path.name} ({s.reason}) to {m}", [m])
+        for s, m in zip(found, moved, strict=True)
+    ]
+
+
+def _run(component: str, rd: RunData) -> list[Outcome]:
+    from bootstrap.manifests.references import check_references
+    from bootstrap.manifests.render import render
+    from bootstrap.manifests.write import unified_diff, write_manifest
+
+    manifest = render(component, rd.config, host_view(rd))
+    directory = rd.manifest_dir
+    if rd.options.diff:
+        diff = unified_diff(directory / manifest.filename, manifest.text)
+        if diff:
+            rd.reporter.text(diff.rstrip("\n"))
+        return [Outcome(bool(diff), f'{"Would change" if diff else "No change to"} "{manifest.filename}"')]
+    outcomes = _guard_strays(rd, directory)
+    outcomes.append(write_manifest(directory, manifest))
+    cert_dir = rd.config.cert_dir
+    for problem in check_references(
+        manifest.pod, rd.host_path, lambda p: p.startswith(f"{cert_dir}/") or p.startswith(KUBERNETES_DIR)
+    ):
+        rd.reporter.warn(problem)
+    return outcomes
+
+
+def _manifest_phase(component: str) -> Phase:
+    def skip_if(rd: RunData) -> str | None:
+        return "external etcd: no local etcd static pod" if rd.config.external_etcd else None
+
+    return Phase(
+        name=component,
+        help=_HELP[component],
+        run=lambda rd: _run(component, rd),
+        skip_if=skip_if if component == "etcd" else None,
+    )
+
+
+MANIFESTS = Phase(
+    name="manifests",
+    help="Generate the static Pod manifests of the control plane into the kubelet's watched directory",
+    children=tuple(_manifest_phase(c) for c in COMPONENTS),
+)
