@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from bootstrap import __version__
+from bootstrap.cli_certs import certs
 from bootstrap.cli_config import config
 from bootstrap.errors import EXIT_PHASE_FAILED
 from bootstrap.output import OUTPUT_FORMATS, Reporter
@@ -236,6 +237,7 @@ for _phase in PHASES:
     phase.add_command(_phase_command(_phase.name, _phase))
 
 cli.add_command(config)
+cli.add_command(certs)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
