@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,11 +17,12 @@ from bootstrap import __version__
 from bootstrap.cli_certs import certs
 from bootstrap.cli_config import config
 from bootstrap.errors import EXIT_PHASE_FAILED
-from bootstrap.output import OUTPUT_FORMATS, Reporter
+from bootstrap.output import OUTPUT_FORMATS
 from bootstrap.phases import PHASES
-from bootstrap.rundata import RunData, RunOptions
-from bootstrap.runner import run_phases
 from bootstrap.workflow import Phase, PlannedPhase, help_tree, plan
+
+if TYPE_CHECKING:
+    from bootstrap.rundata import RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -118,6 +119,8 @@ def skip_options(func: F) -> F:
 
 
 def options_from(params: dict[str, Any]) -> RunOptions:
+    from bootstrap.rundata import RunOptions
+
     overrides: dict[str, object] = {}
     for flag, (param, _, _) in CONFIG_FLAGS.items():
         value = params.get(param)
@@ -140,6 +143,11 @@ def options_from(params: dict[str, Any]) -> RunOptions:
 
 
 def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
+    # Imported here, not at the top: `bootstrap --help` must not pay for what only a run needs.
+    from bootstrap.output import Reporter
+    from bootstrap.rundata import RunData
+    from bootstrap.runner import run_phases
+
     options = options_from(params)
     rd = RunData(options, Reporter(options.output, verbose=options.verbose))
     skip = _split_list(params.get("skip_phases"))
@@ -174,48 +182,53 @@ def init(**params: Any) -> None:
 
 
 class PhaseGroup(click.Group):
-    """A parent phase: runs its whole subtree when no child is named; ``a/b`` paths resolve too."""
+    """Commands generated from a list of phases, built when asked for; ``a/b`` paths resolve too.
+
+    A parent phase runs its whole subtree when no child is named, and has an ``all`` child.
+    """
+
+    def __init__(self, *args: Any, phases: Sequence[Phase] = (), prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.phases = {p.name: p for p in phases}
+        self.prefix = prefix
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         head, _, rest = cmd_name.partition("/")
-        command = super().get_command(ctx, head)
-        if rest and isinstance(command, click.Group):
-            return command.get_command(ctx, rest)
-        return command if not rest else None
+        if head == "all" and self.prefix and not rest:
+            return _command_for(self.prefix.rstrip("/"), "all", None)
+        if head not in self.phases:
+            return super().get_command(ctx, cmd_name)
+        command = _command_for(f"{self.prefix}{head}", head, self.phases[head])
+        if rest:
+            return command.get_command(ctx, rest) if isinstance(command, click.Group) else None
+        return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        return (["all"] if self.prefix else []) + list(self.phases)
 
 
-def _phase_command(path: str, phase: Phase) -> click.Command:
+def _command_for(path: str, name: str, phase: Phase | None) -> click.Command:
+    """The command running ``path``: a leaf, a parent group, or (``phase`` None) a parent's ``all``."""
+
     def callback(**params: Any) -> None:
         ctx = click.get_current_context()
         if isinstance(ctx.command, click.Group) and ctx.invoked_subcommand is not None:
             return
         _run("phase", path, params)
 
+    if phase is None:
+        return click.Command(name, callback=callback, help="Run every sub-phase", params=_run_params())
     if not phase.children:
-        command: click.Command = click.Command(phase.name, callback=callback, help=phase.help)
-    else:
-        group = PhaseGroup(
-            phase.name,
-            callback=callback,
-            invoke_without_command=True,
-            help=f"{phase.help}. Without a sub-phase, runs them all.",
-        )
-        group.add_command(
-            click.Command(
-                "all",
-                callback=lambda **p: _run("phase", path, p),
-                help=f"Run every {phase.name} sub-phase",
-                params=_run_params(),
-            )
-        )
-        for child in phase.children:
-            group.add_command(_phase_command(f"{path}/{child.name}", child))
-        command = group
-    command.params = _run_params()
-    return command
+        return click.Command(name, callback=callback, help=phase.help, params=_run_params())
+    return PhaseGroup(
+        name,
+        callback=callback,
+        invoke_without_command=True,
+        help=f"{phase.help}. Without a sub-phase, runs them all.",
+        params=_run_params(),
+        phases=phase.children,
+        prefix=f"{path}/",
+    )
 
 
 def _run_params() -> list[click.Parameter]:
@@ -225,16 +238,13 @@ def _run_params() -> list[click.Parameter]:
     return list(click.command()(skip_options(run_options(dummy))).params)
 
 
-@cli.group(
-    cls=PhaseGroup,
+phase = PhaseGroup(
+    "phase",
+    help="Run one phase, or one subtree of phases, of ``init``.",
     epilog="\b\nPhases (run a parent to run its subtree; a/b paths work too):\n" + help_tree(PHASES),
+    phases=PHASES,
 )
-def phase() -> None:
-    """Run one phase, or one subtree of phases, of ``init``."""
-
-
-for _phase in PHASES:
-    phase.add_command(_phase_command(_phase.name, _phase))
+cli.add_command(phase)
 
 cli.add_command(config)
 cli.add_command(certs)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bootstrap.output import Reporter
-from bootstrap.rundata import RunData, RunOptions
+
+if TYPE_CHECKING:
+    from bootstrap.rundata import RunData
 
 
 def _options(func: Any) -> Any:
@@ -37,6 +39,8 @@ def _options(func: Any) -> Any:
 
 
 def _run_data(config_file: Path | None, rootfs: Path | None, cert_dir: str | None, output: str) -> RunData:
+    from bootstrap.rundata import RunData, RunOptions
+
     # Node identity does not matter for reading or renewing: fixed values avoid host detection.
     overrides: dict[str, object] = {
         "cert-dir": cert_dir,

@@ -11,6 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
+from bootstrap.errors import PhaseError
+
 
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -33,8 +35,16 @@ def write_atomic(path: Path, data: bytes, mode: int, dir_mode: int = 0o755) -> b
     """Write ``data`` to ``path`` atomically with ``mode``; return False when the content was already there.
 
     Unchanged content is not rewritten, so the mtime is kept (the kubelet and humans both notice
-    rewrites). A differing mode on an unchanged file is corrected in place.
+    rewrites). A differing mode on an unchanged file is corrected in place. An OS error becomes a
+    :class:`PhaseError` naming the file.
     """
+    try:
+        return _write_atomic(path, data, mode, dir_mode)
+    except OSError as exc:
+        raise PhaseError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def _write_atomic(path: Path, data: bytes, mode: int, dir_mode: int) -> bool:
     try:
         if path.read_bytes() == data:
             if (path.stat().st_mode & 0o7777) != mode:

@@ -10,16 +10,17 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from typing import TYPE_CHECKING, Any
 
 from bootstrap.errors import PkiError
 from bootstrap.fsutil import write_atomic
-from bootstrap.pki import CertificateAuthority, KeySource, PkiSettings, issue_client_cert, verify_client_pair
 from bootstrap.results import Outcome
+
+if TYPE_CHECKING:
+    from bootstrap.pki import CertificateAuthority, KeySource, PkiSettings
+
+# cryptography and yaml are imported where used: the spec table feeds the phase tree, which the
+# CLI builds at start-up.
 
 KUBECONFIG_MODE = 0o600
 
@@ -153,6 +154,10 @@ def _check_existing(
     server: str,
 ) -> list[str]:
     """Problems that make an existing kubeconfig unusable (empty: reuse it) and soft warnings."""
+    from cryptography import x509
+
+    from bootstrap.pki import verify_client_pair
+
     try:
         cluster = data["clusters"][0]["cluster"]
         ca_pem = base64.b64decode(cluster["certificate-authority-data"])
@@ -183,6 +188,11 @@ def ensure_kubeconfig(
     keys: KeySource,
 ) -> tuple[Outcome, list[str]]:
     """Write ``spec``'s kubeconfig unless a valid one exists; return the outcome and warnings."""
+    import yaml
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from bootstrap.pki import issue_client_cert
+
     path = kube_dir / spec.file
     user = spec.user(settings.node_name)
     if path.exists():

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import yaml
-
 from bootstrap.errors import PhaseError
 
 if TYPE_CHECKING:
@@ -29,6 +27,8 @@ DEFAULT_HEALTHZ = ("127.0.0.1", 10248)
 
 def read_kubelet_config(path: Path) -> dict[str, Any] | None:
     """The kubelet config at ``path``; None when there is none. A broken file is an error naming it."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:

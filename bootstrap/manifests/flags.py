@@ -16,8 +16,6 @@ from bootstrap.manifests.versions import etcd_version_of
 
 Flag = tuple[str, str]
 
-AUTHORIZATION_MODES = ("Node", "RBAC", "Webhook", "ABAC", "AlwaysAllow", "AlwaysDeny")
-
 
 def is_ipv6(address: str) -> bool:
     try:
@@ -85,7 +83,8 @@ def apiserver(cfg: Config) -> list[Flag]:
         ("tls-private-key-file", f"{pki}/apiserver.key"),
     ]
     if not any(arg.name == "authorization-config" for arg in extra):
-        flags.append(("authorization-mode", _authorization_modes(extra)))
+        # A user's authorization-mode replaces this default verbatim, as in kubeadm.
+        flags.append(("authorization-mode", "Node,RBAC"))
     external = cluster.etcd.external
     if external is not None:
         flags.append(("etcd-servers", ",".join(external.endpoints)))
@@ -106,14 +105,6 @@ def apiserver(cfg: Config) -> list[Flag]:
             ("etcd-servers", advertised[-1] if advertised else etcd_client_url(cfg)),
         ]
     return merge(flags, extra)
-
-
-def _authorization_modes(extra: Sequence[Arg]) -> str:
-    given = [a.value for a in extra if a.name == "authorization-mode"]
-    if not given:
-        return "Node,RBAC"
-    modes = [m for m in given[-1].split(",") if m in AUTHORIZATION_MODES]
-    return ",".join(dict.fromkeys(modes)) or "Node,RBAC"
 
 
 def controller_manager(cfg: Config, external_ca: bool) -> list[Flag]:

@@ -107,10 +107,11 @@ def _env(host: HostView, extra: Sequence[EnvVar], with_proxy: bool) -> list[EnvV
 
 
 def _probe_host(address: str | None, default: str) -> str:
-    """kubeadm's rule: an unspecified bind address is probed on loopback."""
-    if not address or address in ("0.0.0.0", "::"):
+    """kubeadm's rule: no address means loopback; a wildcard bind means no host, so the kubelet
+    probes the pod IP (the host's, with hostNetwork)."""
+    if not address:
         return default
-    return address
+    return "" if address in ("0.0.0.0", "::") else address
 
 
 def _int_flag(flags: Sequence[F.Flag], name: str, default: int) -> int:

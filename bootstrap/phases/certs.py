@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from bootstrap import pki
+from typing import TYPE_CHECKING
+
+from bootstrap.pki.specs import CERT_NAMES, CERT_SPECS
 from bootstrap.results import Outcome
-from bootstrap.rundata import RunData
 from bootstrap.workflow import Phase
+
+if TYPE_CHECKING:
+    from bootstrap.rundata import RunData
 
 _HELP = {
     "ca": "Generate the self-signed Kubernetes CA to provision identities for other Kubernetes components",
@@ -26,10 +30,12 @@ def _etcd_external(rd: RunData) -> str | None:
 
 
 def _cert_phase(name: str) -> Phase:
-    spec = pki.CERT_SPECS[name]
+    spec = CERT_SPECS[name]
 
     def run(rd: RunData) -> list[Outcome]:
-        return [pki.ensure_cert(name, rd.pki_settings, rd.cert_dir, rd.keys)]
+        from bootstrap.pki import ensure_cert
+
+        return [ensure_cert(name, rd.pki_settings, rd.cert_dir, rd.keys)]
 
     def keys_needed(rd: RunData) -> int:
         return 0 if (rd.cert_dir / spec.key_file).exists() else 1
@@ -44,7 +50,9 @@ def _cert_phase(name: str) -> Phase:
 
 
 def _sa(rd: RunData) -> list[Outcome]:
-    return [pki.ensure_sa(rd.pki_settings, rd.cert_dir, rd.keys)]
+    from bootstrap.pki import ensure_sa
+
+    return [ensure_sa(rd.pki_settings, rd.cert_dir, rd.keys)]
 
 
 def _sa_keys(rd: RunData) -> int:
@@ -55,7 +63,7 @@ CERTS = Phase(
     name="certs",
     help="Certificate generation",
     children=(
-        *(_cert_phase(name) for name in pki.CERT_NAMES),
+        *(_cert_phase(name) for name in CERT_NAMES),
         Phase(
             "sa",
             "Generate a private key for signing service account tokens along with its public key",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 from bootstrap.results import Outcome
-from bootstrap.rundata import RunData
 from bootstrap.workflow import Phase
+
+if TYPE_CHECKING:
+    from bootstrap.rundata import RunData
 
 
 def _run(rd: RunData) -> list[Outcome]:

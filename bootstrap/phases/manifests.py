@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 
 from bootstrap.manifests import COMPONENTS
 from bootstrap.results import Outcome
-from bootstrap.rundata import KUBERNETES_DIR, RunData
 from bootstrap.workflow import Phase
 
 if TYPE_CHECKING:
     from bootstrap.manifests.pods import HostView
+    from bootstrap.rundata import RunData
+
+KUBERNETES_DIR = "/etc/kubernetes"
 _HELP = {
     "etcd": "Generate the static Pod manifest file for a local, single-node etcd instance",
     "kube-apiserver": "Generate the kube-apiserver static Pod manifest",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bootstrap import preflight
 from bootstrap.results import Outcome
-from bootstrap.rundata import RunData
 from bootstrap.workflow import Phase
+
+if TYPE_CHECKING:
+    from bootstrap.rundata import RunData
 
 
 def _run(rd: RunData) -> list[Outcome]:

@@ -2,23 +2,53 @@
 
 Pure logic under a pki dir; no CLI and no configuration parsing. Callers build a
 :class:`PkiSettings` and one :class:`KeySource` per run.
+
+Names are re-exported lazily: importing ``bootstrap.pki.specs`` (the table the phase tree is built
+from) must not pull in ``cryptography``, so that ``bootstrap --help`` starts fast.
 """
 
 from __future__ import annotations
 
-from bootstrap.pki.expiration import (
-    RENEWABLE_NAMES,
-    ExpirationReport,
-    check_expiration,
-    render_text,
-    renew,
-    to_dict,
-)
-from bootstrap.pki.issue import CertificateAuthority, issue_client_cert
-from bootstrap.pki.keys import KeySource, PrivateKey
-from bootstrap.pki.settings import ALGORITHMS, PkiSettings
-from bootstrap.pki.specs import CA_NAMES, CERT_NAMES, CERT_SPECS, LEAF_NAMES, AltNames, CertSpec
-from bootstrap.pki.store import ensure_cert, ensure_sa, load_ca, verify_client_pair
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bootstrap.pki.expiration import (
+        RENEWABLE_NAMES,
+        ExpirationReport,
+        check_expiration,
+        render_text,
+        renew,
+        to_dict,
+    )
+    from bootstrap.pki.issue import CertificateAuthority, issue_client_cert
+    from bootstrap.pki.keys import KeySource, PrivateKey
+    from bootstrap.pki.settings import ALGORITHMS, PkiSettings
+    from bootstrap.pki.specs import CA_NAMES, CERT_NAMES, CERT_SPECS, LEAF_NAMES, AltNames, CertSpec
+    from bootstrap.pki.store import ensure_cert, ensure_sa, load_ca, verify_client_pair
+
+_EXPORTS = {
+    **dict.fromkeys(
+        ("RENEWABLE_NAMES", "ExpirationReport", "check_expiration", "render_text", "renew", "to_dict"),
+        "expiration",
+    ),
+    "CertificateAuthority": "issue",
+    "issue_client_cert": "issue",
+    "KeySource": "keys",
+    "PrivateKey": "keys",
+    "ALGORITHMS": "settings",
+    "PkiSettings": "settings",
+    "CA_NAMES": "specs",
+    "CERT_NAMES": "specs",
+    "CERT_SPECS": "specs",
+    "LEAF_NAMES": "specs",
+    "AltNames": "specs",
+    "CertSpec": "specs",
+    "ensure_cert": "store",
+    "ensure_sa": "store",
+    "load_ca": "store",
+    "verify_client_pair": "store",
+}
 
 __all__ = [
     "ALGORITHMS",
@@ -44,3 +74,10 @@ __all__ = [
     "to_dict",
     "verify_client_pair",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"bootstrap.pki.{module}"), name)

@@ -28,6 +28,11 @@ from bootstrap.pki.specs import CLIENT_AUTH, AltNames
 _MAX_SERIAL = 2**63 - 1
 
 
+def eku_oids(usages: Sequence[ObjectIdentifier | str]) -> list[ObjectIdentifier]:
+    """Extended key usages as OID objects (the spec table keeps them as dotted strings)."""
+    return [u if isinstance(u, ObjectIdentifier) else ObjectIdentifier(u) for u in usages]
+
+
 @dataclass(frozen=True)
 class CertificateAuthority:
     """A loaded CA: its certificate and, unless externally managed, its private key."""
@@ -104,7 +109,7 @@ def build_certificate(
     not_before: datetime,
     not_after: datetime,
     is_ca: bool,
-    usages: Sequence[ObjectIdentifier] = (),
+    usages: Sequence[ObjectIdentifier | str] = (),
     alt_names: AltNames | None = None,
     san_extension: x509.SubjectAlternativeName | None = None,
 ) -> x509.Certificate:
@@ -120,7 +125,7 @@ def build_certificate(
         .add_extension(_key_usage(is_ca), critical=True)
     )
     if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku_oids(usages)), critical=False)
     builder = builder.add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
     if is_ca:
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -169,7 +174,7 @@ def new_signed_cert(
     key: PrivateKey,
     *,
     subject: x509.Name,
-    usages: Sequence[ObjectIdentifier],
+    usages: Sequence[ObjectIdentifier | str],
     not_before: datetime,
     validity: timedelta,
     now: datetime,

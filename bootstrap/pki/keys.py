@@ -7,6 +7,7 @@ cross the process boundary as DER bytes; ECDSA keys are cheap and always generat
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections import deque
@@ -61,7 +62,9 @@ def _generate_der(algorithm: str) -> bytes:
 
 
 def _from_der(der: bytes) -> PrivateKey:
-    key = serialization.load_der_private_key(der, password=None)
+    # Our own worker just generated this key: re-validating it (an RSA consistency check of about
+    # 60 ms a key, as long as generating it) buys nothing.
+    key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise PkiError(f"unexpected key type {type(key).__name__} from the key generator")
     return key
@@ -89,14 +92,24 @@ def public_key_der(key: PrivateKey | PublicKey) -> bytes:
 
 
 def load_private_key_pem(data: bytes, what: str) -> PrivateKey:
-    """Parse a PEM private key (PKCS#1, SEC1 or PKCS#8); ``what`` names the source in the error."""
+    """Parse a PEM private key (PKCS#1, SEC1 or PKCS#8); ``what`` names the source in the error.
+
+    The RSA consistency check is skipped (it costs as much as generating the key, on every load):
+    every caller compares the key with its certificate's public key, which is what catches a wrong
+    or swapped key; a key corrupted in its private half would fail loudly at first use.
+    """
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = _load_pem(data)
     except (ValueError, TypeError) as exc:
         raise PkiError(f"{what}: not a valid unencrypted PEM private key ({exc})") from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise PkiError(f"{what}: unsupported key type {type(key).__name__}; expected RSA or ECDSA")
     return key
+
+
+@functools.lru_cache(maxsize=64)
+def _load_pem(data: bytes) -> object:
+    return serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=True)
 
 
 class KeySource:

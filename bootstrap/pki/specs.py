@@ -12,15 +12,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
-
 from bootstrap.errors import PkiError
 from bootstrap.pki.settings import PkiSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
-CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
+# Extended key usages as dotted OIDs: this table stays importable without cryptography, which keeps
+# the CLI's start-up (the phase tree is built from it) fast. issue.py turns them into OID objects.
+SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
+CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
+EKU_NAMES = {SERVER_AUTH: "serverAuth", CLIENT_AUTH: "clientAuth"}
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
@@ -167,7 +168,7 @@ class CertSpec:
     common_name: str | Callable[[PkiSettings], str]
     ca: str | None
     organizations: tuple[str, ...] = ()
-    usages: tuple[ObjectIdentifier, ...] = ()
+    usages: tuple[str, ...] = ()  # dotted OIDs
     sans: Callable[[PkiSettings], AltNames] = field(default=_no_sans)
     etcd: bool = False  # skipped in external etcd mode
 

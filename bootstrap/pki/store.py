@@ -27,6 +27,7 @@ from bootstrap.fsutil import write_atomic
 from bootstrap.pki.issue import (
     CertificateAuthority,
     cert_pem,
+    eku_oids,
     make_name,
     new_ca_cert,
     new_signed_cert,
@@ -42,7 +43,7 @@ from bootstrap.pki.keys import (
     public_key_pem,
 )
 from bootstrap.pki.settings import PkiSettings
-from bootstrap.pki.specs import AltNames, CertSpec, get_spec
+from bootstrap.pki.specs import EKU_NAMES, AltNames, CertSpec, get_spec
 from bootstrap.results import Outcome
 
 KEY_MODE = 0o600
@@ -244,7 +245,12 @@ def _leaf_problems(
     if want_o != have_o:
         problems.append(f"O is {have_o}, expected {want_o}")
         renewable = False
-    missing_eku = [oid._name for oid in spec.usages if oid not in cert_ekus(cert)]
+    have_eku = cert_ekus(cert)
+    missing_eku = [
+        EKU_NAMES.get(u, u)
+        for u, oid in zip(spec.usages, eku_oids(spec.usages), strict=True)
+        if oid not in have_eku
+    ]
     if missing_eku:
         problems.append(f"missing extended key usages [{', '.join(missing_eku)}]")
         renewable = False
