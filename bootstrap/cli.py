@@ -238,6 +238,43 @@ def _run_params() -> list[click.Parameter]:
     return list(click.command()(skip_options(run_options(dummy))).params)
 
 
+@cli.command("serve-manifests")
+@run_options
+@click.option(
+    "--listen",
+    default="127.0.0.1:10280",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to serve the PodList on.",
+)
+def serve_manifests(listen: str, **params: Any) -> None:
+    """Serve the control-plane pods as a v1 PodList for kubelets using --manifest-url."""
+    from bootstrap.config import load_config
+    from bootstrap.manifests.render import components_for, render
+    from bootstrap.output import Reporter
+    from bootstrap.phases.manifests import host_view
+    from bootstrap.rundata import RunData
+    from bootstrap.serve import PodListSource, make_server, parse_listen
+
+    host, port = parse_listen(listen)
+    options = options_from(params)
+    reporter = Reporter(verbose=options.verbose)
+
+    def pods() -> list[dict[str, Any]]:
+        rd = RunData(options, reporter)
+        cfg = load_config(options.config_file, options.overrides)
+        return [render(c, cfg, host_view(rd)).pod for c in components_for(cfg)]
+
+    source = PodListSource(pods, options.config_file)
+    source.body()  # fail fast on a bad config, before listening
+    server = make_server(host, port, source, reporter.debug)
+    reporter.info("serve-manifests", f"Serving the control-plane PodList on http://{listen}/")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 phase = PhaseGroup(
     "phase",
     help="Run one phase, or one subtree of phases, of ``init``.",
