@@ -43,7 +43,11 @@ def test_check_expiration_lists_kubeadm_rows_in_every_format(cli: CliRunner, ini
             "super-admin.conf",
         ]
     )
-    assert sorted(row["name"] for row in as_json["certificateAuthorities"]) == ["ca", "etcd-ca", "front-proxy-ca"]
+    assert sorted(row["name"] for row in as_json["certificateAuthorities"]) == [
+        "ca",
+        "etcd-ca",
+        "front-proxy-ca",
+    ]
     assert "PRIVATE KEY" not in text.stdout + as_json.__repr__()
 
 
