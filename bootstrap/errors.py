@@ -19,9 +19,20 @@ EXIT_WAIT_TIMEOUT = 5
 
 
 class BootstrapError(click.ClickException):
-    """A failure the user can act on; never shown with a traceback unless ``-v``."""
+    """A failure the user can act on; never shown with a traceback unless ``-v``.
+
+    ``phase`` is set by the runner to the slash path of the phase that failed, and prefixes the
+    message (``phase certs/apiserver: ...``).
+    """
 
     exit_code = EXIT_PHASE_FAILED
+    phase: str | None = None
+
+    def format_message(self) -> str:
+        return self.with_phase(self.message)
+
+    def with_phase(self, text: str) -> str:
+        return f"phase {self.phase}: {text}" if self.phase else text
 
 
 class UsageError(click.UsageError):
@@ -49,8 +60,8 @@ class ConfigError(BootstrapError):
 
     def format_message(self) -> str:
         if len(self.problems) == 1:
-            return f"invalid configuration: {self.problems[0]}"
-        lines = [f"invalid configuration ({len(self.problems)} problems):"]
+            return self.with_phase(f"invalid configuration: {self.problems[0]}")
+        lines = [self.with_phase(f"invalid configuration ({len(self.problems)} problems):")]
         lines += [f"  {p}" for p in self.problems]
         return "\n".join(lines)
 

@@ -46,7 +46,7 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
                 outcomes = step.phase.run(rd)
             except BootstrapError as exc:
                 report.status = "failed"
-                exc.message = f"phase {step.path}: {exc.message}"
+                exc.phase = step.path
                 raise
             report.status = "ran"
             for outcome in outcomes:
