@@ -1,0 +1,177 @@
+"""Fake control-plane component health servers, bound where the static pod manifests' probes point.
+
+The real etcd serves ``/livez``, ``/readyz`` and ``/health`` over plain HTTP on its metrics URL; the
+controller-manager and scheduler serve ``/healthz`` (and ``/livez``, ``/readyz``) over HTTPS with a
+self-signed certificate generated at start-up when no serving certificate is configured. These servers
+answer the same paths, over the same scheme, with a status decided by a callable of the kubelet
+stand-in (healthy, not ready with a reason body, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+# (status code, content type, body) for a path; None = 404.
+HealthFn = Callable[[str], "tuple[int, str] | None"]
+
+# The paths each component serves, as the real binaries do.
+COMPONENT_PATHS: dict[str, tuple[str, ...]] = {
+    "etcd": ("/livez", "/readyz", "/health"),
+    "kube-controller-manager": ("/healthz",),
+    "kube-scheduler": ("/livez", "/readyz", "/healthz"),
+}
+
+
+def self_signed_cert(host: str, directory: Path) -> tuple[Path, Path]:
+    """An ECDSA P-256 self-signed serving cert, like ``<host>@<unix time>`` certs of the real components."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{host}@{int(now.timestamp())}")])
+    sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    try:
+        sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        sans.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = True
+    allow_reuse_address = True
+    tls: ssl.SSLContext | None = None
+    health: HealthFn
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name (getfqdn): slow and useless here.
+        socket.socket.setsockopt(self.socket, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()[:2]
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = self.socket.accept()
+        if self.tls is not None:
+            # Handshake in the request thread (on first read), never in the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # probes that hang up, TLS clients that reject the self-signed cert: not our business
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 5
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        answer = self.server.health(path)
+        if answer is None:
+            code, body = 404, "404 page not found\n"
+        else:
+            code, body = answer
+        data = body.encode()
+        self.send_response(code)
+        ctype = "application/json" if body.startswith("{") else "text/plain; charset=utf-8"
+        self.send_header("Content-Type", ctype)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@dataclass
+class Endpoint:
+    host: str
+    port: int
+    scheme: str  # HTTP or HTTPS
+
+
+class HealthServer:
+    """One component's health endpoint; ``start`` raises OSError when the port is taken, as a bind would."""
+
+    def __init__(self, endpoint: Endpoint, health: HealthFn) -> None:
+        self.endpoint = endpoint
+        self._health = health
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        e = self.endpoint
+        host = f"[{e.host}]" if ":" in e.host else e.host
+        return f"{e.scheme.lower()}://{host}:{e.port}"
+
+    def start(self) -> None:
+        e = self.endpoint
+        family = socket.AF_INET6 if ":" in e.host else socket.AF_INET
+        server_cls = type("_BoundServer", (_Server,), {"address_family": family})
+        server: _Server = server_cls((e.host, e.port), _Handler)
+        server.health = self._health
+        if e.scheme.upper() == "HTTPS":
+            self._tmp = tempfile.TemporaryDirectory(prefix="standin-component-")
+            cert, key = self_signed_cert(e.host, Path(self._tmp.name))
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            server.tls = ctx
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"health-{e.port}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.cleanup()
+            self._tmp = None

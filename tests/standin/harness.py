@@ -1,0 +1,186 @@
+"""Prepare a rootfs with the real ``bootstrap init`` and run its control plane with the kubelet stand-in.
+
+Every port moves to a free one (API server, controller-manager, scheduler, etcd client/peer/metrics,
+kubelet healthz), so tests run in parallel and never meet a real service on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.standin.kubelet import KubeletStandin, Scenario
+from tests.tools import tool
+
+NODE = "cp1"
+ADDRESS = "127.0.0.1"
+MANIFESTS = "etc/kubernetes/manifests"
+ADMIN_CONF = "etc/kubernetes/admin.conf"
+
+
+@dataclass(frozen=True)
+class Ports:
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    etcd_client: int
+    etcd_peer: int
+    etcd_metrics: int
+    kubelet_healthz: int
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports the kernel just handed out (all held open together, so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((ADDRESS, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def allocate_ports() -> Ports:
+    return Ports(*free_ports(7))
+
+
+def init_config(ports: Ports, node: str = NODE, address: str = ADDRESS) -> str:
+    """A kubeadm v1beta4 config + KubeletConfiguration that puts every component on ``ports``."""
+    return f"""\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: {address}
+  bindPort: {ports.apiserver}
+nodeRegistration:
+  name: {node}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+encryptionAlgorithm: ECDSA-P256
+controllerManager:
+  extraArgs:
+  - name: secure-port
+    value: "{ports.controller_manager}"
+scheduler:
+  extraArgs:
+  - name: secure-port
+    value: "{ports.scheduler}"
+etcd:
+  local:
+    extraArgs:
+    - name: listen-metrics-urls
+      value: http://{address}:{ports.etcd_metrics}
+    - name: listen-client-urls
+      value: https://{address}:{ports.etcd_client}
+    - name: advertise-client-urls
+      value: https://{address}:{ports.etcd_client}
+    - name: listen-peer-urls
+      value: https://{address}:{ports.etcd_peer}
+    - name: initial-advertise-peer-urls
+      value: https://{address}:{ports.etcd_peer}
+    - name: initial-cluster
+      value: {node}=https://{address}:{ports.etcd_peer}
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+healthzBindAddress: {address}
+healthzPort: {ports.kubelet_healthz}
+"""
+
+
+@functools.cache
+def _known_phases() -> str:
+    return subprocess.run(
+        [tool("bootstrap"), "init", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def skip_phases() -> str:
+    """``wait-control-plane`` (the kubelet runs later, in the test) and preflight, if the product has them."""
+    help_text = _known_phases()
+    return ",".join(p for p in ("wait-control-plane", "preflight") if f"\n  {p} " in help_text)
+
+
+def prepare_rootfs(
+    rootfs: Path, *, ports: Ports | None = None, node: str = NODE, extra: tuple[str, ...] = ()
+) -> Ports:
+    """``bootstrap init`` through the CLI into ``rootfs``: PKI, kubeconfigs, manifests, kubelet config."""
+    ports = ports or allocate_ports()
+    rootfs.mkdir(parents=True, exist_ok=True)
+    config = rootfs.parent / f"{rootfs.name}-kubeadm.yaml"
+    config.write_text(init_config(ports, node))
+    args = [tool("bootstrap"), "init", "--config", str(config), "--rootfs", str(rootfs)]
+    args += ["--node-name", node, "--advertise-address", ADDRESS]
+    skip = skip_phases()
+    if skip:
+        args += ["--skip-phases", skip]
+    proc = subprocess.run([*args, *extra], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"bootstrap init failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return ports
+
+
+@contextlib.contextmanager
+def running_control_plane(
+    rootfs: Path,
+    scenarios: dict[str, Scenario] | None = None,
+    *,
+    rescan_interval: float = 0.1,
+    apiserver_store: object | None = None,
+    kubelet_config: Path | None = None,
+) -> Iterator[KubeletStandin]:
+    """The kubelet stand-in running ``rootfs``'s static pods (the API comes up when it runs the manifest)."""
+    kubelet = KubeletStandin(
+        rootfs,
+        kubelet_config=kubelet_config,
+        scenarios=scenarios,
+        rescan_interval=rescan_interval,
+        apiserver_store=apiserver_store,
+    )
+    kubelet.start()
+    try:
+        yield kubelet
+    finally:
+        kubelet.stop()
+
+
+def admin_client(rootfs: Path) -> Any:
+    """The official client with ``admin.conf`` (TLS verified), as a user of the cluster would have it."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    cfg.retries = False
+    return config.new_client_from_config(
+        config_file=str(rootfs / ADMIN_CONF), client_configuration=cfg, persist_config=False
+    )
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll ``condition`` until it returns something truthy (exceptions count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition}; last error: {last!r}"
+            )
+        time.sleep(interval)

@@ -1,0 +1,988 @@
+"""A kubelet stand-in: runs the static pods of a rootfs the way the kubelet does, minus the containers.
+
+What it does, like the real kubelet (pkg/kubelet/config/file.go, kubelet_pods.go, mirror_client.go):
+
+* reads ``/var/lib/kubelet/config.yaml`` (``staticPodPath``, ``healthzBindAddress``, ``healthzPort``) and
+  serves ``/healthz`` there;
+* scans the static pod directory every ``rescan_interval``: every regular file whose name does not start
+  with ``.``, whatever its extension, sorted by name, no recursion; a file that is not a Pod is reported
+  and skipped; a second pod with the same name and namespace is rejected (``duplicate pod name``);
+* "runs" each pod: the kube-apiserver manifest starts the API server stand-in (so the API only exists
+  because the manifest was run); etcd, kube-controller-manager and kube-scheduler get a health server on
+  the host, port and scheme their probes declare; the per-component :class:`Scenario` decides what the
+  "container" does (slow start, crash loop, image pull failure, ...);
+* talks to the API with the official client and ``/etc/kubernetes/kubelet.conf`` (its node name is the
+  client certificate's ``system:node:<name>``): registers its Node, keeps one mirror pod per static pod
+  (``<pod>-<node>``, ``kubernetes.io/config.*`` annotations, owned by the Node), posts the pod status
+  through ``/status`` and kubelet-like Events; recreates a mirror pod deleted through the API; replaces
+  it (new hash) when the file changes; deletes it when the file goes away. While the API is unreachable
+  it keeps the pods running and retries quietly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import hashlib
+import logging
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.standin.components import COMPONENT_PATHS, Endpoint, HealthServer
+
+log = logging.getLogger(__name__)
+
+KUBELET_CONFIG = "var/lib/kubelet/config.yaml"
+KUBELET_KUBECONFIG = "etc/kubernetes/kubelet.conf"
+KUBEADM_FLAGS = "var/lib/kubelet/kubeadm-flags.env"
+DEFAULT_STATIC_POD_PATH = "/etc/kubernetes/manifests"
+
+ANN_HASH = "kubernetes.io/config.hash"
+ANN_MIRROR = "kubernetes.io/config.mirror"
+ANN_SEEN = "kubernetes.io/config.seen"
+ANN_SOURCE = "kubernetes.io/config.source"
+
+CRASH_PERIOD = 0.4  # seconds between two restarts of a crash-looping container (the real back-off is 10s+)
+PULL_BACKOFF_AFTER = 0.3  # ErrImagePull this long, then ImagePullBackOff
+API_TIMEOUT = (1.0, 3.0)  # connect, read
+
+
+@dataclass
+class Scenario:
+    """How one component's "container" behaves (keyed by the pod name: etcd, kube-apiserver, ...)."""
+
+    start_delay: float = 0.0
+    ready_delay: float = 0.0
+    crash_loop_exit_code: int | None = None
+    image_pull_failure: bool = False
+    never_ready: bool = False
+    crash_after: float | None = None
+    config_error: bool = False
+    ignore: bool = False
+    pickup_delay: float = 0.0
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _rfc3339(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc3339_nano(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+
+
+class InvalidManifest(ValueError):
+    pass
+
+
+def parse_pod(data: bytes, path: Path) -> dict[str, Any]:
+    """The Pod of a static pod file, or InvalidManifest (what the kubelet logs before skipping the file)."""
+    try:
+        pod = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise InvalidManifest(f"{path}: could not decode: {exc}") from exc
+    if not isinstance(pod, dict):
+        raise InvalidManifest(f"{path}: not an object")
+    if pod.get("apiVersion") != "v1" or pod.get("kind") != "Pod":
+        raise InvalidManifest(
+            f"{path}: not a v1 Pod (apiVersion {pod.get('apiVersion')!r}, kind {pod.get('kind')!r})"
+        )
+    meta = pod.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise InvalidManifest(f"{path}: metadata.name is required")
+    spec = pod.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
+        raise InvalidManifest(f"{path}: spec.containers is required")
+    for c in spec["containers"]:
+        if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
+            raise InvalidManifest(f"{path}: every container needs a name and an image")
+    return pod
+
+
+def config_hash(data: bytes, node_name: str, path: Path) -> str:
+    """The static pod UID: a hash of the pod, the node and the source file (md5 as in older kubelets)."""
+    h = hashlib.md5(usedforsecurity=False)
+    h.update(data)
+    h.update(f"host:{node_name}".encode())
+    h.update(f"file:{path}".encode())
+    return h.hexdigest()
+
+
+def probe_endpoints(container: dict[str, Any]) -> dict[tuple[str, int, str], list[str]]:
+    """(host, port, scheme) → paths, from the container's httpGet probes (named ports resolved)."""
+    named = {p.get("name"): p.get("containerPort") for p in container.get("ports") or [] if p.get("name")}
+    out: dict[tuple[str, int, str], list[str]] = {}
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        get = (container.get(kind) or {}).get("httpGet")
+        if not isinstance(get, dict):
+            continue
+        port = get.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            port = named.get(port)
+        if port is None:
+            continue
+        key = (get.get("host") or "127.0.0.1", int(port), str(get.get("scheme") or "HTTP").upper())
+        paths = out.setdefault(key, [])
+        path = str(get.get("path") or "/").split("?", 1)[0]
+        if path not in paths:
+            paths.append(path)
+    return out
+
+
+@dataclass
+class _Event:
+    type: str
+    reason: str
+    message: str
+    at: datetime.datetime = field(default_factory=_now)
+
+
+class StaticPod:
+    """One static pod the kubelet runs: its "container" timeline, its servers, its mirror pod's state."""
+
+    def __init__(self, kubelet: KubeletStandin, path: Path, data: bytes, pod: dict[str, Any]) -> None:
+        self.kubelet = kubelet
+        self.path = path
+        self.data = data
+        self.pod = pod
+        self.name: str = pod["metadata"]["name"]
+        self.namespace: str = pod["metadata"].get("namespace") or "default"
+        self.mirror_name = f"{self.name}-{kubelet.node_name.lower()}"
+        self.hash = config_hash(data, kubelet.node_name, path)
+        self.scenario = kubelet.scenarios.get(self.name, Scenario())
+        self.seen = _now()
+        self.container = pod["spec"]["containers"][0]
+        self.image: str = self.container["image"]
+        self.cname: str = self.container["name"]
+        self.t0 = time.monotonic()
+        self.start_time = _now()
+        self.container_id = hashlib.sha256(f"{self.hash}{time.time_ns()}".encode()).hexdigest()
+        # runtime state
+        self.state = "waiting"
+        self.waiting: tuple[str, str] = ("ContainerCreating", "")
+        self.ready = False
+        self.started = False
+        self.restart_count = 0
+        self.running_since: datetime.datetime | None = None
+        self.last_terminated: dict[str, Any] | None = None
+        self.crashed_at: float | None = None
+        self.crash_code: int | None = None
+        self.crash_message = ""
+        self.start_failed = False
+        self.servers: list[HealthServer] = []
+        self.api: Any = None
+        self.process_up = False
+        self.events: list[_Event] = []  # waiting to be posted
+        self._emitted: set[tuple[str, str]] = set()
+        self.transitions: dict[str, tuple[str, datetime.datetime]] = {}
+        # API side
+        self.mirror_uid: str | None = None
+        self.posted_status: dict[str, Any] | None = None
+
+    # ---- events ----
+
+    def event(self, type_: str, reason: str, message: str, *, once: bool = True) -> None:
+        if once and (reason, message) in self._emitted:
+            return
+        self._emitted.add((reason, message))
+        self.events.append(_Event(type_, reason, message))
+
+    # ---- the "container" ----
+
+    @property
+    def is_apiserver(self) -> bool:
+        return self.name == "kube-apiserver" or self.cname == "kube-apiserver"
+
+    def _health(self, path: str) -> tuple[int, str] | None:
+        paths = COMPONENT_PATHS.get(self.cname, ())
+        declared = {p for ps in probe_endpoints(self.container).values() for p in ps}
+        if path not in paths and path not in declared:
+            return None
+        if self.ready:
+            if path == "/health":
+                return 200, '{"health":"true","reason":""}'
+            return 200, "ok"
+        reason = "not ready yet" if not self.scenario.never_ready else "reason withheld"
+        if path == "/health":
+            return 503, '{"health":"false","reason":"%s"}' % reason
+        check = {"etcd": "data_corruption", "kube-controller-manager": "leaderElection"}.get(
+            self.cname, "poststarthook/started"
+        )
+        kind = path.strip("/").removesuffix("z") or "health"
+        return 500, f"[+]ping ok\n[-]{check} failed: {reason}\n{kind}z check failed\n"
+
+    def _start_process(self) -> None:
+        """Start what the container would serve; a failure is the container exiting with code 1."""
+        if self.process_up:
+            return
+        try:
+            if self.is_apiserver:
+                self.api = self.kubelet._start_apiserver(self.pod)
+            else:
+                for (host, port, scheme), _paths in probe_endpoints(self.container).items():
+                    server = HealthServer(Endpoint(host, port, scheme), self._health)
+                    server.start()
+                    self.servers.append(server)
+        except Exception as exc:
+            self._stop_process()
+            self.crash_code = 1
+            self.crash_message = f"{self.cname}: {exc}"
+            self.crashed_at = time.monotonic()
+            self.start_failed = True
+            self._terminated(1, self.crash_message)
+            return
+        self.process_up = True
+
+    def _stop_process(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.servers = []
+        if self.api is not None:
+            self.kubelet._stop_apiserver(self.api)
+            self.api = None
+        self.process_up = False
+
+    def _terminated(self, code: int, message: str) -> None:
+        now = _now()
+        self.last_terminated = {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Error" if code else "Completed",
+                "message": message,
+                "startedAt": _rfc3339(self.running_since or now),
+                "finishedAt": _rfc3339(now),
+                "containerID": f"containerd://{self.container_id}",
+            }
+        }
+
+    def tick(self) -> None:
+        """Advance the container's timeline to now."""
+        sc = self.scenario
+        el = time.monotonic() - self.t0
+        self.event(
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {self.namespace}/{self.mirror_name} to {self.kubelet.node_name}",
+        )
+        if sc.image_pull_failure:
+            self.event("Normal", "Pulling", f'Pulling image "{self.image}"')
+            why = (
+                f'rpc error: code = NotFound desc = failed to pull and unpack image "{self.image}": not found'
+            )
+            self.event("Warning", "Failed", f'Failed to pull image "{self.image}": {why}')
+            if el < PULL_BACKOFF_AFTER:
+                self.event("Warning", "Failed", "Error: ErrImagePull")
+                self.waiting = ("ErrImagePull", f'failed to pull and unpack image "{self.image}": not found')
+            else:
+                self.event("Normal", "BackOff", f'Back-off pulling image "{self.image}"')
+                self.event("Warning", "Failed", "Error: ImagePullBackOff")
+                self.waiting = (
+                    "ImagePullBackOff",
+                    f'Back-off pulling image "{self.image}": ErrImagePull: not found',
+                )
+            self.state, self.ready, self.started = "waiting", False, False
+            return
+        if el < sc.start_delay:
+            self.state, self.waiting = "waiting", ("ContainerCreating", "")
+            return
+        self.event("Normal", "Pulled", f'Container image "{self.image}" already present on machine')
+        if sc.config_error:
+            msg = f"failed to prepare container config: open /etc/{self.cname}/config.yaml: no such file or directory"
+            self.event("Warning", "Failed", f"Error: {msg}")
+            self.state, self.waiting, self.ready, self.started = (
+                "waiting",
+                ("CreateContainerConfigError", msg),
+                False,
+                False,
+            )
+            return
+        # the container runs (or crash-loops)
+        crash_at: float | None = None
+        if sc.crash_after is not None:
+            crash_at = sc.start_delay + sc.crash_after
+        elif sc.crash_loop_exit_code is not None:
+            crash_at = sc.start_delay
+        if self.crashed_at is None and crash_at is not None and el >= crash_at:
+            self.crash_code = sc.crash_loop_exit_code if sc.crash_loop_exit_code is not None else 1
+            self.crash_message = (
+                f"{self.cname} exited: fatal error (stand-in scenario), exit code {self.crash_code}"
+            )
+            self.crashed_at = time.monotonic()
+            self._stop_process()
+            if self.running_since is None:
+                self.running_since = _now()
+            self._terminated(self.crash_code, self.crash_message)
+        if (
+            self.crashed_at is not None
+            and self.start_failed
+            and time.monotonic() - self.crashed_at >= CRASH_PERIOD
+        ):
+            # the container exited on its own (port taken, missing file): the kubelet restarts it
+            self.restart_count += 1
+            self.crashed_at = None
+            self.start_failed = False
+        if self.crashed_at is None:
+            self.event("Normal", "Created", f"Created container: {self.cname}")
+            self.event("Normal", "Started", f"Started container {self.cname}")
+            self._start_process()  # a failure to start is a crash
+        if self.crashed_at is not None:
+            if not self.start_failed:
+                self.restart_count = 1 + int((time.monotonic() - self.crashed_at) / CRASH_PERIOD)
+            self.event(
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {self.cname} in pod "
+                f"{self.mirror_name}_{self.namespace}({self.hash})",
+            )
+            self.state, self.ready, self.started = "waiting", False, False
+            self.waiting = (
+                "CrashLoopBackOff",
+                f"back-off 10s restarting failed container={self.cname} "
+                f"pod={self.mirror_name}_{self.namespace}({self.hash})",
+            )
+            return
+        if self.running_since is None:
+            self.running_since = _now()
+        self.state, self.started = "running", True
+        ready = not sc.never_ready and el >= sc.start_delay + sc.ready_delay
+        if not ready and probe_endpoints(self.container):
+            self.event(
+                "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500"
+            )
+        self.ready = ready
+
+    def stop(self) -> None:
+        self._stop_process()
+
+    # ---- what the API sees ----
+
+    def _cond(self, type_: str, value: bool) -> dict[str, Any]:
+        status = "True" if value else "False"
+        prev = self.transitions.get(type_)
+        if prev is None or prev[0] != status:
+            self.transitions[type_] = (status, _now())
+        cond: dict[str, Any] = {
+            "type": type_,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": _rfc3339(self.transitions[type_][1]),
+        }
+        if not value and type_ in ("Ready", "ContainersReady"):
+            cond["reason"] = "ContainersNotReady"
+            cond["message"] = f"containers with unready status: [{self.cname}]"
+        return cond
+
+    def status(self) -> dict[str, Any]:
+        if self.state == "running":
+            assert self.running_since is not None
+            state: dict[str, Any] = {"running": {"startedAt": _rfc3339(self.running_since)}}
+        else:
+            reason, message = self.waiting
+            state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        pulled = self.state == "running" or self.waiting[0] in (
+            "CrashLoopBackOff",
+            "CreateContainerConfigError",
+        )
+        cs: dict[str, Any] = {
+            "name": self.cname,
+            "image": self.image,
+            "imageID": f"{self.image.split(':')[0]}@sha256:{hashlib.sha256(self.image.encode()).hexdigest()}"
+            if pulled
+            else "",
+            "ready": self.ready,
+            "started": self.started,
+            "restartCount": self.restart_count,
+            "state": state,
+            "lastState": self.last_terminated or {},
+        }
+        if self.state == "running" or self.crashed_at is not None:
+            cs["containerID"] = f"containerd://{self.container_id}"
+        ip = self.kubelet.node_ip
+        return {
+            "phase": "Running" if self.state == "running" or self.crashed_at is not None else "Pending",
+            "conditions": [
+                self._cond("PodReadyToStartContainers", True),
+                self._cond("Initialized", True),
+                self._cond("Ready", self.ready),
+                self._cond("ContainersReady", self.ready),
+                self._cond("PodScheduled", True),
+            ],
+            "hostIP": ip,
+            "hostIPs": [{"ip": ip}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": _rfc3339(self.start_time),
+            "qosClass": "Burstable",
+            "containerStatuses": [cs],
+        }
+
+    def mirror_body(self, node_uid: str) -> dict[str, Any]:
+        pod = copy.deepcopy(self.pod)
+        meta = pod.setdefault("metadata", {})
+        meta["name"] = self.mirror_name
+        meta["namespace"] = self.namespace
+        meta.pop("uid", None)
+        meta.pop("resourceVersion", None)
+        meta.pop("creationTimestamp", None)
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            ANN_HASH: self.hash,
+            ANN_MIRROR: self.hash,
+            ANN_SEEN: _rfc3339_nano(self.seen),
+            ANN_SOURCE: "file",
+        }
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": self.kubelet.node_name,
+                "uid": node_uid,
+                "controller": True,
+            }
+        ]
+        spec = pod["spec"]
+        spec["nodeName"] = self.kubelet.node_name
+        tolerations = list(spec.get("tolerations") or [])
+        if {"operator": "Exists", "effect": "NoExecute"} not in tolerations:
+            tolerations.append({"operator": "Exists", "effect": "NoExecute"})
+        spec["tolerations"] = tolerations
+        pod.pop("status", None)
+        return pod
+
+
+class _HealthzServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()[:2]
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class _HealthzHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 5
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        code, body = (200, b"ok") if path == "/healthz" else (404, b"404 page not found\n")
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _under(rootfs: Path, host_path: str) -> Path:
+    return rootfs / host_path.lstrip("/")
+
+
+class KubeletStandin:
+    """See the module docstring. ``start()`` returns at once; the kubelet works in its own thread."""
+
+    def __init__(
+        self,
+        rootfs: Path,
+        *,
+        kubelet_config: Path | None = None,
+        scenarios: dict[str, Scenario] | None = None,
+        rescan_interval: float = 0.2,
+        apiserver_store: object | None = None,
+        node_ip: str | None = None,
+    ) -> None:
+        self.rootfs = Path(rootfs)
+        self.kubelet_config_path = kubelet_config or _under(self.rootfs, KUBELET_CONFIG)
+        self.scenarios = dict(scenarios or {})
+        self.rescan_interval = rescan_interval
+        self.apiserver_store = apiserver_store
+        cfg: dict[str, Any] = {}
+        if self.kubelet_config_path.exists():
+            cfg = yaml.safe_load(self.kubelet_config_path.read_text()) or {}
+        self.static_pod_dir = _under(self.rootfs, str(cfg.get("staticPodPath") or DEFAULT_STATIC_POD_PATH))
+        self.healthz_address: str = str(cfg.get("healthzBindAddress") or "127.0.0.1")
+        port = cfg.get("healthzPort")
+        self.healthz_port: int = 10248 if port is None else int(port)
+        self.kubeconfig = _under(self.rootfs, KUBELET_KUBECONFIG)
+        self.node_name = self._node_name()
+        self.node_ip = node_ip or self._node_ip()
+        self.api: Any = None  # the ApiServerStandin it runs, while it runs one
+        self.pods: dict[Path, StaticPod] = {}
+        self.errors: dict[Path, str] = {}  # files it could not run, and why
+        self.node_uid: str | None = None
+        self._pending: dict[Path, tuple[bytes, float]] = {}  # changed files waiting for pickup_delay
+        self._client: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._healthz: _HealthzServer | None = None
+        self._healthz_thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._last_node_check = 0.0
+        self._reported_errors: set[tuple[Path, str]] = set()
+        self._node_events: list[_Event] = []  # bad files, reported on the Node once the API answers
+
+    # ---- identity ----
+
+    def _node_name(self) -> str:
+        if self.kubeconfig.exists():
+            cert = _client_cert(self.kubeconfig, self.rootfs)
+            if cert is not None:
+                from cryptography import x509
+                from cryptography.x509.oid import NameOID
+
+                cn = x509.load_pem_x509_certificate(cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+                if cn and str(cn[0].value).startswith("system:node:"):
+                    return str(cn[0].value).removeprefix("system:node:")
+        flags = _under(self.rootfs, KUBEADM_FLAGS)
+        if flags.exists():
+            m = re.search(r"--hostname-override=(\S+?)\"?(\s|$)", flags.read_text())
+            if m:
+                return m.group(1).lower()
+        return socket.gethostname().lower()
+
+    def _node_ip(self) -> str:
+        flags = _under(self.rootfs, KUBEADM_FLAGS)
+        if flags.exists():
+            m = re.search(r"--node-ip=([^\s\"]+)", flags.read_text())
+            if m:
+                return m.group(1).split(",")[0]
+        return "127.0.0.1"
+
+    # ---- lifecycle ----
+
+    @property
+    def healthz_url(self) -> str | None:
+        if self.healthz_port == 0:
+            return None
+        return f"http://{self.healthz_address}:{self.healthz_port}/healthz"
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("kubelet stand-in already running")
+        self._stop.clear()
+        if self.healthz_port != 0:
+            self._healthz = _HealthzServer((self.healthz_address, self.healthz_port), _HealthzHandler)
+            self._healthz_thread = threading.Thread(
+                target=self._healthz.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="kubelet-healthz",
+                daemon=True,
+            )
+            self._healthz_thread.start()
+        self._thread = threading.Thread(target=self._run, name="kubelet-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """The kubelet goes down: healthz gone, every pod it runs (and the API server) stopped."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            self._thread = None
+        with self._lock:
+            for pod in self.pods.values():
+                pod.stop()
+            self.pods.clear()
+            self._pending.clear()
+        if self._healthz is not None:
+            self._healthz.shutdown()
+            self._healthz.server_close()
+            self._healthz = None
+        if self._healthz_thread is not None:
+            self._healthz_thread.join(timeout=5)
+            self._healthz_thread = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        self.node_uid = None
+
+    def __enter__(self) -> KubeletStandin:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- the API server it runs ----
+
+    def _start_apiserver(self, pod: dict[str, Any]) -> Any:
+        from tests.standin.apiserver import ApiServerStandin
+
+        api = ApiServerStandin.from_manifest(pod, self.rootfs, store=self.apiserver_store)
+        api.start()
+        self.apiserver_store = api.store  # the next run (a restart, a new manifest) keeps the data, like etcd
+        self.api = api
+        return api
+
+    def _stop_apiserver(self, api: Any) -> None:
+        with contextlib.suppress(Exception):
+            api.stop()
+        if self.api is api:
+            self.api = None
+
+    # ---- the sync loop ----
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.sync_once()
+            except Exception:
+                log.exception("kubelet stand-in: sync failed")
+            if self._stop.wait(self.rescan_interval):
+                return
+
+    def sync_once(self) -> None:
+        with self._lock:
+            self._scan()
+            for pod in list(self.pods.values()):
+                pod.tick()
+        self._sync_api()
+
+    def _scan(self) -> None:
+        found: dict[Path, bytes] = {}
+        if self.static_pod_dir.is_dir():
+            for entry in sorted(self.static_pod_dir.iterdir(), key=lambda p: p.name):
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                try:
+                    found[entry] = entry.read_bytes()
+                except OSError as exc:
+                    self._report(entry, f"{entry}: {exc}")
+        names: set[tuple[str, str]] = set()
+        keep: set[Path] = set()
+        now = time.monotonic()
+        for path, data in found.items():
+            try:
+                pod = parse_pod(data, path)
+            except InvalidManifest as exc:
+                self._report(path, str(exc))
+                continue
+            full = (pod["metadata"].get("namespace") or "default", pod["metadata"]["name"])
+            if full in names:
+                self._report(
+                    path, f"{path}: duplicate pod name {full[1]!r} in namespace {full[0]!r}, ignoring"
+                )
+                continue
+            names.add(full)
+            if self.scenarios.get(full[1], Scenario()).ignore:
+                continue
+            self.errors.pop(path, None)
+            keep.add(path)
+            running = self.pods.get(path)
+            if running is None:
+                self.pods[path] = StaticPod(self, path, data, pod)
+                continue
+            if running.data == data:
+                self._pending.pop(path, None)
+                continue
+            pending = self._pending.get(path)
+            if pending is None or pending[0] != data:
+                self._pending[path] = pending = (data, now)
+            if now - pending[1] >= running.scenario.pickup_delay:
+                running.stop()
+                self._pending.pop(path, None)
+                self.pods[path] = StaticPod(self, path, data, pod)
+        for path in list(self.pods):
+            if path not in keep:
+                self.pods.pop(path).stop()
+                self._pending.pop(path, None)
+
+    def _report(self, path: Path, message: str) -> None:
+        self.errors[path] = message
+        if (path, message) not in self._reported_errors:
+            self._reported_errors.add((path, message))
+            log.warning("kubelet stand-in: %s", message)
+            self._node_events.append(_Event("Warning", "FailedValidation", message))
+
+    # ---- API side ----
+
+    def _api_client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        if not self.kubeconfig.exists():
+            return None
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        cfg.retries = False  # the kubelet retries on its own schedule, quietly
+        data = yaml.safe_load(self.kubeconfig.read_text())
+        if _has_file_refs(data):
+            _map_file_refs(data, self.rootfs)
+            self._client = config.new_client_from_config_dict(
+                data, client_configuration=cfg, persist_config=False
+            )
+        else:
+            self._client = config.new_client_from_config(
+                config_file=str(self.kubeconfig), client_configuration=cfg, persist_config=False
+            )
+        return self._client
+
+    def _sync_api(self) -> None:
+        try:
+            api_client = self._api_client()
+            if api_client is None:
+                return
+            from kubernetes import client
+
+            core = client.CoreV1Api(api_client)
+            self._ensure_node(core)
+            if self.node_uid is None:
+                return
+            self._flush_node_events(core)
+            self._sync_mirror_pods(core)
+        except Exception as exc:  # API down, restarting, or refusing: keep the pods, try again later
+            log.debug("kubelet stand-in: API sync: %s", exc)
+
+    def _ensure_node(self, core: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        now = time.monotonic()
+        if self.node_uid is not None and now - self._last_node_check < 1.0:
+            return
+        self._last_node_check = now
+        try:
+            node = core.read_node(self.node_name, _request_timeout=API_TIMEOUT)
+            self.node_uid = node.metadata.uid
+            return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        self.node_uid = None
+        from kubernetes.client import V1Node
+
+        created = core.create_node(V1Node.from_dict(self._node_body()), _request_timeout=API_TIMEOUT)
+        self.node_uid = created.metadata.uid
+        with contextlib.suppress(ApiException):
+            core.patch_node_status(
+                self.node_name, {"status": self._node_status()}, _request_timeout=API_TIMEOUT
+            )
+        with self._lock:
+            for pod in self.pods.values():  # owner references point at the old Node: start over
+                pod.mirror_uid = None
+                pod.posted_status = None
+
+    def _node_status(self) -> dict[str, Any]:
+        now = _rfc3339(_now())
+
+        def cond(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+            return {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+
+        return {
+            "conditions": [
+                cond(
+                    "MemoryPressure",
+                    "False",
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                ),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                cond(
+                    "PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"
+                ),
+                cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": self.node_ip},
+                {"type": "Hostname", "address": self.node_name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": "00000000-0000-0000-0000-000000000000",
+                "containerRuntimeVersion": "containerd://2.1.4",
+                "kernelVersion": "6.1.0",
+                "kubeProxyVersion": "",
+                "kubeletVersion": "v1.34.1",
+                "machineID": hashlib.md5(self.node_name.encode(), usedforsecurity=False).hexdigest(),
+                "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+                "systemUUID": "00000000-0000-0000-0000-000000000001",
+            },
+        }
+
+    def _node_body(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "beta.kubernetes.io/arch": "amd64",
+                    "beta.kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                },
+                "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+            },
+            "spec": {},
+            "status": self._node_status(),
+        }
+
+    def _sync_mirror_pods(self, core: Any) -> None:
+        from kubernetes.client import V1Pod
+        from kubernetes.client.exceptions import ApiException
+
+        listed = core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={self.node_name}", _request_timeout=API_TIMEOUT
+        )
+        mirrors: dict[tuple[str, str], Any] = {}
+        for item in listed.items:
+            ann = item.metadata.annotations or {}
+            if ANN_MIRROR in ann and item.spec is not None and item.spec.node_name == self.node_name:
+                mirrors[(item.metadata.namespace, item.metadata.name)] = item
+        with self._lock:
+            pods = list(self.pods.values())
+        wanted: set[tuple[str, str]] = set()
+        for pod in pods:
+            key = (pod.namespace, pod.mirror_name)
+            wanted.add(key)
+            mirror = mirrors.get(key)
+            if mirror is not None and (mirror.metadata.annotations or {}).get(ANN_MIRROR) != pod.hash:
+                self._delete_mirror(core, mirror)  # an older version of the file
+                mirror = None
+            if mirror is None:
+                try:
+                    created = core.create_namespaced_pod(
+                        pod.namespace,
+                        V1Pod.from_dict(pod.mirror_body(self.node_uid or "")),
+                        _request_timeout=API_TIMEOUT,
+                    )
+                except ApiException as exc:
+                    if exc.status == 409:  # being deleted or a leftover: next round
+                        continue
+                    raise
+                pod.mirror_uid = created.metadata.uid
+                pod.posted_status = None
+            elif mirror.metadata.uid != pod.mirror_uid:
+                pod.mirror_uid = mirror.metadata.uid
+                pod.posted_status = None
+            with self._lock:
+                status = pod.status()
+            if status != pod.posted_status:
+                core.patch_namespaced_pod_status(
+                    pod.mirror_name, pod.namespace, {"status": status}, _request_timeout=API_TIMEOUT
+                )
+                pod.posted_status = status
+            self._flush_pod_events(core, pod)
+        for key, mirror in mirrors.items():
+            if key not in wanted:
+                self._delete_mirror(core, mirror)
+
+    def _delete_mirror(self, core: Any, mirror: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            core.delete_namespaced_pod(
+                mirror.metadata.name,
+                mirror.metadata.namespace,
+                grace_period_seconds=0,
+                _request_timeout=API_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _post_event(self, core: Any, namespace: str, involved: dict[str, Any], ev: _Event) -> None:
+        from kubernetes.client import CoreV1Event
+
+        stamp = _rfc3339(ev.at)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{involved['name']}.{time.time_ns():x}", "namespace": namespace},
+            "involvedObject": involved,
+            "reason": ev.reason,
+            "message": ev.message,
+            "type": ev.type,
+            "source": {"component": "kubelet", "host": self.node_name},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.node_name,
+        }
+        core.create_namespaced_event(namespace, CoreV1Event.from_dict(body), _request_timeout=API_TIMEOUT)
+
+    def _flush_pod_events(self, core: Any, pod: StaticPod) -> None:
+        if pod.mirror_uid is None:
+            return
+        involved = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": pod.mirror_name,
+            "namespace": pod.namespace,
+            "uid": pod.mirror_uid,
+            "fieldPath": f"spec.containers{{{pod.cname}}}",
+        }
+        while pod.events:
+            self._post_event(core, pod.namespace, involved, pod.events[0])
+            pod.events.pop(0)
+
+    def _flush_node_events(self, core: Any) -> None:
+        involved = {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": self.node_uid or ""}
+        while self._node_events:
+            self._post_event(core, "default", involved, self._node_events[0])
+            self._node_events.pop(0)
+
+
+def _client_cert(kubeconfig: Path, rootfs: Path) -> bytes | None:
+    import base64
+
+    data = yaml.safe_load(kubeconfig.read_text()) or {}
+    current = data.get("current-context")
+    ctx = next((c["context"] for c in data.get("contexts") or [] if c.get("name") == current), None)
+    if ctx is None:
+        return None
+    user = next((u["user"] for u in data.get("users") or [] if u.get("name") == ctx.get("user")), None)
+    if not user:
+        return None
+    if user.get("client-certificate-data"):
+        return base64.b64decode(user["client-certificate-data"])
+    if user.get("client-certificate"):
+        return _under(rootfs, user["client-certificate"]).read_bytes()
+    return None
+
+
+_FILE_KEYS = ("certificate-authority", "client-certificate", "client-key")
+
+
+def _has_file_refs(data: dict[str, Any]) -> bool:
+    items = [c.get("cluster") or {} for c in data.get("clusters") or []]
+    items += [u.get("user") or {} for u in data.get("users") or []]
+    return any(k in item for item in items for k in _FILE_KEYS)
+
+
+def _map_file_refs(data: dict[str, Any], rootfs: Path) -> None:
+    items = [c.get("cluster") or {} for c in data.get("clusters") or []]
+    items += [u.get("user") or {} for u in data.get("users") or []]
+    for item in items:
+        for k in _FILE_KEYS:
+            if isinstance(item.get(k), str) and item[k].startswith("/"):
+                item[k] = str(_under(rootfs, item[k]))
