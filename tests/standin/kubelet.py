@@ -25,6 +25,7 @@ import contextlib
 import copy
 import datetime
 import hashlib
+import json
 import logging
 import re
 import socket
@@ -216,7 +217,7 @@ class StaticPod:
             return 200, "ok"
         reason = "not ready yet" if not self.scenario.never_ready else "reason withheld"
         if path == "/health":
-            return 503, '{"health":"false","reason":"%s"}' % reason
+            return 503, json.dumps({"health": "false", "reason": reason}, separators=(",", ":"))
         check = {"etcd": "data_corruption", "kube-controller-manager": "leaderElection"}.get(
             self.cname, "poststarthook/started"
         )
@@ -271,11 +272,6 @@ class StaticPod:
         """Advance the container's timeline to now."""
         sc = self.scenario
         el = time.monotonic() - self.t0
-        self.event(
-            "Normal",
-            "Scheduled",
-            f"Successfully assigned {self.namespace}/{self.mirror_name} to {self.kubelet.node_name}",
-        )
         if sc.image_pull_failure:
             self.event("Normal", "Pulling", f'Pulling image "{self.image}"')
             why = (
@@ -299,7 +295,10 @@ class StaticPod:
             return
         self.event("Normal", "Pulled", f'Container image "{self.image}" already present on machine')
         if sc.config_error:
-            msg = f"failed to prepare container config: open /etc/{self.cname}/config.yaml: no such file or directory"
+            msg = (
+                "failed to prepare container config: "
+                f"open /etc/{self.cname}/config.yaml: no such file or directory"
+            )
             self.event("Warning", "Failed", f"Error: {msg}")
             self.state, self.waiting, self.ready, self.started = (
                 "waiting",
@@ -883,6 +882,7 @@ class KubeletStandin:
             elif mirror.metadata.uid != pod.mirror_uid:
                 pod.mirror_uid = mirror.metadata.uid
                 pod.posted_status = None
+            self._flush_pod_events(core, pod)  # before the status that they explain
             with self._lock:
                 status = pod.status()
             if status != pod.posted_status:
