@@ -55,7 +55,11 @@ def ports(template: tuple[Path, Ports]) -> Ports:
 
 
 @pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
+def no_leaked_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every thread a test's stand-ins started has ended once the test is over (no leaked ports either)."""
+    if "troubled" in request.fixturenames:  # module-scoped: checked when it ends
+        yield
+        return
     before = {t.ident for t in threading.enumerate()}
     yield
     wait_for(
@@ -72,6 +76,7 @@ class Cluster:
         from kubernetes import client
 
         self.rootfs = rootfs
+        self.ports: Ports | None = None
         self.api_client = admin_client(rootfs)
         self.core = client.CoreV1Api(self.api_client)
 
@@ -256,14 +261,14 @@ def test_changed_manifest_changes_the_hash_and_replaces_the_mirror_pod(rootfs: P
 
 
 def test_pickup_delay_keeps_the_old_pod_and_hash_for_a_while(rootfs: Path) -> None:
-    with running_control_plane(rootfs, {"kube-controller-manager": Scenario(pickup_delay=1.0)}):
+    with running_control_plane(rootfs, {"kube-controller-manager": Scenario(pickup_delay=0.8)}):
         c = cluster(rootfs)
         old = wait_for(
             lambda: (p := c.mirror("kube-controller-manager")) is not None and running_ready(p) and p
         )
         old_hash = old.metadata.annotations["kubernetes.io/config.hash"]
         edit_command(rootfs, "kube-controller-manager", "--v=2")
-        time.sleep(0.5)
+        time.sleep(0.4)
         assert (
             c.mirror("kube-controller-manager").metadata.annotations["kubernetes.io/config.hash"] == old_hash
         )
@@ -338,6 +343,8 @@ def test_bak_file_is_run_like_the_real_kubelet_and_dot_file_is_not(rootfs: Path)
         }
         (d / file).write_text(yaml.safe_dump(pod))
     (d / "notes.txt").write_text("not a pod: [")
+    # a backup of a real manifest: same pod name, later in name order → rejected as a duplicate
+    shutil.copy(d / "kube-scheduler.yaml", d / "kube-scheduler.yaml.bak")
     (d / "subdir").mkdir()
     (d / "subdir" / "nested.yaml").write_text((d / "stray.yaml.bak").read_text().replace("stray", "nested"))
     with running_control_plane(rootfs) as kubelet:
@@ -347,6 +354,7 @@ def test_bak_file_is_run_like_the_real_kubelet_and_dot_file_is_not(rootfs: Path)
         assert c.mirror("hidden") is None
         assert c.mirror("nested") is None
         assert d / "notes.txt" in kubelet.errors
+        assert "duplicate pod name" in kubelet.errors[d / "kube-scheduler.yaml.bak"]
         assert wait_for(lambda: [e for e in c.events(NODE, "default") if "notes.txt" in e.message])
         c.close()
 
@@ -354,22 +362,26 @@ def test_bak_file_is_run_like_the_real_kubelet_and_dot_file_is_not(rootfs: Path)
 # ---- scenarios ----
 
 
-@pytest.fixture
-def troubled(rootfs: Path) -> Iterator[Cluster]:
+@pytest.fixture(scope="module")
+def troubled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One control plane (its own ports) for three "broken component" scenarios, each test checks one."""
+    root = tmp_path_factory.mktemp("troubled") / "rootfs"
+    troubled_ports = prepare_rootfs(root)
     scenarios = {
         "etcd": Scenario(crash_loop_exit_code=3),
         "kube-scheduler": Scenario(image_pull_failure=True),
         "kube-controller-manager": Scenario(never_ready=True),
     }
-    with running_control_plane(rootfs, scenarios):
-        c = cluster(rootfs)
+    before = {t.ident for t in threading.enumerate()}
+    with running_control_plane(root, scenarios):
+        c = cluster(root)
+        c.ports = troubled_ports
         yield c
         c.close()
+    wait_for(lambda: not [t for t in threading.enumerate() if t.ident not in before], timeout=5)
 
 
-def test_crash_loop_shows_back_off_exit_code_and_growing_restart_count(
-    troubled: Cluster, ports: Ports
-) -> None:
+def test_crash_loop_shows_back_off_exit_code_and_growing_restart_count(troubled: Cluster) -> None:
     c = troubled
     pod = wait_for(
         lambda: (
@@ -395,7 +407,7 @@ def test_image_pull_failure_shows_image_pull_back_off_naming_the_image(
     troubled: Cluster, rootfs: Path
 ) -> None:
     c = troubled
-    image = manifest(rootfs, "kube-scheduler")["spec"]["containers"][0]["image"]
+    image = manifest(troubled.rootfs, "kube-scheduler")["spec"]["containers"][0]["image"]
     pod = wait_for(lambda: waiting_reason(p := c.mirror("kube-scheduler")) == "ImagePullBackOff" and p)
     assert image in container(pod).state.waiting.message
     assert pod.status.phase == "Pending"
@@ -411,14 +423,14 @@ def test_image_pull_failure_shows_image_pull_back_off_naming_the_image(
     assert any(e.reason == "BackOff" and e.message.startswith("Back-off pulling image") for e in events)
 
 
-def test_never_ready_is_running_not_ready_and_health_answers_500(troubled: Cluster, rootfs: Path) -> None:
+def test_never_ready_is_running_not_ready_and_health_answers_500(troubled: Cluster) -> None:
     c = troubled
     pod = wait_for(
         lambda: (p := c.mirror("kube-controller-manager")) is not None and p.status.phase == "Running" and p
     )
     assert condition(pod, "Ready") == "False"
     assert container(pod).state.running is not None
-    (url,) = health_urls(rootfs, "kube-controller-manager")
+    (url,) = health_urls(troubled.rootfs, "kube-controller-manager")
     code, body = get(url)
     assert code == 500 and "failed" in body
     assert wait_for(
@@ -432,7 +444,7 @@ def test_never_ready_is_running_not_ready_and_health_answers_500(troubled: Clust
 
 
 def test_slow_start_is_pending_first_then_running_after_ready_delay(rootfs: Path, ports: Ports) -> None:
-    scenarios = {"kube-scheduler": Scenario(start_delay=1.5, ready_delay=0.8)}
+    scenarios = {"kube-scheduler": Scenario(start_delay=1.2, ready_delay=0.5)}
     with running_control_plane(rootfs, scenarios):
         c = cluster(rootfs)
         pod = wait_for(
@@ -460,7 +472,7 @@ def test_ignored_manifest_gets_no_mirror_pod_and_config_error_waits(rootfs: Path
 
 
 def test_crash_after_is_healthy_then_crash_loops(rootfs: Path, ports: Ports) -> None:
-    with running_control_plane(rootfs, {"kube-scheduler": Scenario(crash_after=1.5)}):
+    with running_control_plane(rootfs, {"kube-scheduler": Scenario(crash_after=1.0)}):
         c = cluster(rootfs)
         wait_for(lambda: running_ready(c.mirror("kube-scheduler")))
         assert get(f"https://127.0.0.1:{ports.scheduler}/livez") == (200, "ok")
@@ -479,4 +491,43 @@ def test_static_pods_keep_running_while_the_api_server_crash_loops(rootfs: Path,
         time.sleep(0.3)
         assert get(f"http://127.0.0.1:{ports.etcd_metrics}/livez") == (200, "ok")
         assert get(f"http://127.0.0.1:{ports.kubelet_healthz}/healthz") == (200, "ok")
+        c.close()
+
+
+# ---- identity, configuration, restarts ----
+
+
+def test_kubelet_config_paths_map_under_the_rootfs_and_node_name_comes_from_the_client_cert(
+    rootfs: Path, ports: Ports
+) -> None:
+    from tests.standin.kubelet import KubeletStandin
+
+    config = rootfs / "var/lib/kubelet/config.yaml"
+    doc = yaml.safe_load(config.read_text())
+    assert KubeletStandin(rootfs).static_pod_dir == rootfs / MANIFESTS
+    doc.update(staticPodPath="/custom/pods", healthzPort=0)
+    other = rootfs / "other-config.yaml"
+    other.write_text(yaml.safe_dump(doc))
+    (rootfs / "var/lib/kubelet/kubeadm-flags.env").write_text(
+        'KUBELET_KUBEADM_ARGS="--hostname-override=wrong"\n'
+    )
+    kubelet = KubeletStandin(rootfs, kubelet_config=other)
+    assert kubelet.static_pod_dir == rootfs / "custom/pods"
+    assert kubelet.healthz_url is None  # healthzPort 0 disables it, as kubeadm's wait knows
+    assert kubelet.node_name == NODE  # system:node:cp1 in kubelet.conf's client certificate
+    assert KubeletStandin(rootfs).healthz_url == f"http://127.0.0.1:{ports.kubelet_healthz}/healthz"
+
+
+def test_kubelet_restart_adopts_its_mirror_pods_and_the_api_keeps_its_data(rootfs: Path) -> None:
+    with running_control_plane(rootfs) as first:
+        c = cluster(rootfs)
+        wait_for(lambda: all(running_ready(c.mirror(n)) for n in COMPONENTS))
+        uids = {n: c.mirror(n).metadata.uid for n in COMPONENTS}
+        node_uid = c.core.read_node(NODE).metadata.uid
+        c.close()
+    with running_control_plane(rootfs, apiserver_store=first.apiserver_store):
+        c = cluster(rootfs)
+        wait_for(lambda: all(running_ready(c.mirror(n)) for n in COMPONENTS))
+        assert {n: c.mirror(n).metadata.uid for n in COMPONENTS} == uids
+        assert c.core.read_node(NODE).metadata.uid == node_uid
         c.close()
