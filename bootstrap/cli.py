@@ -91,6 +91,19 @@ def run_options(func: F) -> F:
         ),
         click.option("--diff", is_flag=True, help="Print a unified diff per manifest; write no manifest."),
         click.option(
+            "--timeout",
+            default=None,
+            metavar="DURATION",
+            help="wait-control-plane deadline (default: timeouts.controlPlaneComponentHealthCheck, 4m).",
+        ),
+        click.option(
+            "--settle",
+            default="5s",
+            metavar="DURATION",
+            show_default=True,
+            help="How long every component must stay healthy before the wait succeeds.",
+        ),
+        click.option(
             "--quarantine-strays",
             is_flag=True,
             help="Move stray files the kubelet would run to /etc/kubernetes/tmp/quarantine-<time>/.",
@@ -139,7 +152,26 @@ def options_from(params: dict[str, Any]) -> RunOptions:
         output_dir=params.get("output_dir"),
         diff=bool(params.get("diff")),
         quarantine_strays=bool(params.get("quarantine_strays")),
+        timeout=_seconds("--timeout", params.get("timeout")),
+        settle=_seconds("--settle", params.get("settle")) or 0.0,
     )
+
+
+def _seconds(option: str, value: str | None) -> float | None:
+    """A Go duration (``4m``, ``500ms``) or plain seconds, as seconds."""
+    if value is None:
+        return None
+    from bootstrap.config import parse_go_duration
+    from bootstrap.errors import UsageError
+
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parse_go_duration(value).total_seconds()
+    except ValueError as exc:
+        raise UsageError(f"{option}: {value!r} is not a duration (e.g. 90s, 4m)") from exc
 
 
 def _run(command: str, only: str | None, params: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ Every error a user can cause is a :class:`BootstrapError`; the CLI translates it
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -27,6 +28,7 @@ class BootstrapError(click.ClickException):
 
     exit_code = EXIT_PHASE_FAILED
     phase: str | None = None
+    details: dict[str, Any] | None = None  # structured facts for the JSON result (never secrets)
 
     def format_message(self) -> str:
         return self.with_phase(self.message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -18,3 +19,4 @@ class Outcome:
     changed: bool
     message: str
     files: list[Path] = field(default_factory=list)
+    details: dict[str, Any] | None = None  # structured results for the JSON document

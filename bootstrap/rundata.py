@@ -31,6 +31,8 @@ from bootstrap.output import Reporter
 if TYPE_CHECKING:
     from bootstrap.config import Config
     from bootstrap.pki import KeySource, PkiSettings
+    from bootstrap.wait.status import Freshness
+    from bootstrap.wait.waiter import WaitPlan, WaitResult
 
 KUBERNETES_DIR = "/etc/kubernetes"
 DRYRUN_DIR_ENV = "BOOTSTRAP_DRYRUN_DIR"
@@ -51,6 +53,10 @@ class RunOptions:
     output_dir: Path | None = None  # write manifests here instead of the kubelet's watched path
     diff: bool = False  # show manifest diffs, write nothing
     quarantine_strays: bool = False
+    timeout: float | None = (
+        None  # wait-control-plane deadline (default: timeouts.controlPlaneComponentHealthCheck)
+    )
+    settle: float = 5.0  # seconds a component must stay healthy
 
 
 class RunData:
@@ -61,6 +67,8 @@ class RunData:
         self.reporter = reporter or Reporter(options.output, verbose=options.verbose)
         self.started = datetime.now(UTC).replace(microsecond=0)
         self._keys: KeySource | None = None
+        # Manifests this run wrote: component -> what the mirror pod looked like before the write.
+        self.manifest_writes: dict[str, Freshness] = {}
 
     @property
     def dry_run(self) -> bool:
@@ -177,6 +185,50 @@ class RunData:
         if self.options.rootfs is not None:
             return NoServiceManager("--rootfs: the host's services are not ours to touch")
         return Systemd()
+
+    def observe_mirror_hash(self, component: str) -> str | None:
+        """The config.hash of ``component``'s mirror pod before we replace its manifest (None when
+        there is none or the API is not reachable). A dry run asks nothing."""
+        if self.dry_run:
+            return None
+        admin = self.kubernetes_dir / "admin.conf"
+        if not admin.exists():
+            return None
+        from bootstrap.kubeapi import ApiError, KubeApi
+        from bootstrap.wait.status import HASH_ANNOTATION
+
+        try:
+            api = KubeApi(admin)
+        except Exception as exc:  # an unreadable admin.conf must not stop the manifests phase
+            self.reporter.debug(f"cannot build an API client from {admin}: {exc}")
+            return None
+        try:
+            pod = api.get_pod("kube-system", f"{component}-{self.config.node_name.lower()}")
+        except ApiError as exc:
+            self.reporter.debug(f"mirror pod of {component} not observed before the write: {exc}")
+            return None
+        finally:
+            api.close()
+        annotations = (pod or {}).get("metadata", {}).get("annotations") or {}
+        value = annotations.get(HASH_ANNOTATION)
+        return str(value) if value else None
+
+    def control_plane_waiter(self, plan: WaitPlan) -> WaitResult | None:
+        """Wait for the control plane; a dry run only says what it would wait for (None)."""
+        if self.dry_run:
+            label = "wait-control-plane"
+            if plan.kubelet_healthz is not None:
+                self.reporter.info(label, f"Would wait for the kubelet at {plan.kubelet_healthz.url}")
+            for name, endpoint in plan.endpoints.items():
+                self.reporter.info(
+                    label, f"Would wait for mirror pod kube-system/{name}-{plan.node_name} and {endpoint.url}"
+                )
+            return None
+        from bootstrap.kubeapi import KubeApi
+        from bootstrap.wait.progress import progress_for
+        from bootstrap.wait.waiter import ControlPlaneWaiter
+
+        return ControlPlaneWaiter(plan, lambda: KubeApi(plan.admin_conf), progress_for()).run()
 
     def close(self) -> None:
         if self._keys is not None:

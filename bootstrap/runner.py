@@ -46,6 +46,7 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
                 outcomes = step.phase.run(rd)
             except BootstrapError as exc:
                 report.status = "failed"
+                report.details = exc.details
                 exc.phase = step.path
                 raise
             report.status = "ran"
@@ -54,6 +55,8 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
                 report.messages.append(outcome.message)
                 report.changed = report.changed or outcome.changed
                 report.files += [str(f) for f in outcome.files]
+                if outcome.details is not None:
+                    report.details = {**(report.details or {}), **outcome.details}
     except click.ClickException as exc:
         error = exc
         raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -60,6 +60,7 @@ class PhaseReport:
     files: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     skip_reason: str | None = None
+    details: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -71,6 +72,8 @@ class PhaseReport:
         }
         if self.skip_reason:
             data["skipReason"] = self.skip_reason
+        if self.details is not None:
+            data["details"] = self.details
         return data
 
 

@@ -13,6 +13,8 @@ import pytest
 from bootstrap.cli import main
 
 NODE = "cp1"
+# No kubelet runs in these tests unless a test starts the stand-in: skip the wait.
+NO_WAIT = ("--skip-phases", "wait-control-plane")
 ADDRESS = "10.0.0.1"
 
 

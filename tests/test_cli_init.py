@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from tests.conftest import CliRunner, files_under
+from tests.conftest import NO_WAIT, CliRunner, files_under
 
 PKI_FILES = [
     "etc/kubernetes/pki/apiserver-etcd-client.crt",
@@ -56,7 +56,7 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
 def test_init_writes_every_cert_and_kubeconfig_with_kubeadm_modes(
     cli: CliRunner, node_args: list[str], rootfs: Path
 ) -> None:
-    result = cli("init", *node_args, "-o", "json")
+    result = cli("init", *node_args, *NO_WAIT, "-o", "json")
     assert result.code == 0, result.stderr
     assert files_under(rootfs) == ALL_FILES
     for name in files_under(rootfs):
@@ -73,7 +73,7 @@ def test_init_writes_every_cert_and_kubeconfig_with_kubeadm_modes(
 
 
 def test_init_output_never_contains_key_material(cli: CliRunner, node_args: list[str], rootfs: Path) -> None:
-    result = cli("init", *node_args, "-o", "json")
+    result = cli("init", *node_args, *NO_WAIT, "-o", "json")
     assert result.code == 0, result.stderr
     for text in (result.stdout, result.stderr):
         assert "PRIVATE KEY" not in text
@@ -85,9 +85,9 @@ def test_init_output_never_contains_key_material(cli: CliRunner, node_args: list
 def test_second_init_changes_nothing_byte_for_byte(
     cli: CliRunner, node_args: list[str], rootfs: Path
 ) -> None:
-    assert cli("init", *node_args).code == 0
+    assert cli("init", *node_args, *NO_WAIT).code == 0
     before = snapshot(rootfs)
-    result = cli("init", *node_args, "-o", "json")
+    result = cli("init", *node_args, *NO_WAIT, "-o", "json")
     assert result.code == 0, result.stderr
     assert snapshot(rootfs) == before
     doc = result.json()
@@ -99,7 +99,7 @@ def test_second_init_changes_nothing_byte_for_byte(
 def test_skip_phases_skips_a_child_and_a_whole_parent(
     cli: CliRunner, node_args: list[str], rootfs: Path
 ) -> None:
-    result = cli("init", *node_args, "--skip-phases", "certs/sa,kubeconfig", "-o", "json")
+    result = cli("init", *node_args, "--skip-phases", "certs/sa,kubeconfig,wait-control-plane", "-o", "json")
     assert result.code == 0, result.stderr
     assert files_under(rootfs) == sorted(f for f in ALL_FILES if "/sa." not in f and f not in KUBECONFIGS)
     statuses = {p["path"]: p["status"] for p in result.json()["phases"]}
@@ -164,7 +164,7 @@ def test_dry_run_writes_nothing_in_the_rootfs(
 def test_dry_run_after_init_reports_nothing_would_change(
     cli: CliRunner, node_args: list[str], rootfs: Path, tmp_path: Path
 ) -> None:
-    assert cli("init", *node_args).code == 0
+    assert cli("init", *node_args, *NO_WAIT).code == 0
     before = snapshot(rootfs)
     result = cli("init", *node_args, "--dry-run", "-o", "json")
     assert result.code == 0, result.stderr

@@ -199,7 +199,7 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
             tool("bootstrap"),
             "init",
             "--skip-phases",
-            "kubelet-start,preflight",
+            "kubelet-start,preflight,wait-control-plane",
             "--rootfs",
             str(rootfs),
             "--kubernetes-version",

@@ -1,6 +1,6 @@
 """The PHASES tree behind ``bootstrap init`` and ``bootstrap phase``: order and names follow kubeadm.
 
-Later phases (wait-control-plane, upload-config, mark-control-plane,
+Later phases ( upload-config, mark-control-plane,
 bootstrap-token, show-join-command) are appended here as they are built.
 """
 
@@ -11,6 +11,7 @@ from bootstrap.phases.kubeconfig import KUBECONFIG
 from bootstrap.phases.kubelet_start import KUBELET_START
 from bootstrap.phases.manifests import MANIFESTS
 from bootstrap.phases.preflight import PREFLIGHT
+from bootstrap.phases.wait import WAIT_CONTROL_PLANE
 from bootstrap.workflow import Phase
 
-PHASES: tuple[Phase, ...] = (PREFLIGHT, CERTS, KUBECONFIG, MANIFESTS, KUBELET_START)
+PHASES: tuple[Phase, ...] = (PREFLIGHT, CERTS, KUBECONFIG, MANIFESTS, KUBELET_START, WAIT_CONTROL_PLANE)

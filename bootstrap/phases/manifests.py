@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,7 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
     from bootstrap.manifests.references import check_references
     from bootstrap.manifests.render import render
     from bootstrap.manifests.write import unified_diff, write_manifest
+    from bootstrap.wait.status import Freshness
 
     manifest = render(component, rd.config, host_view(rd))
     directory = rd.manifest_dir
@@ -63,7 +65,14 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
             rd.reporter.text(diff.rstrip("\n"))
         return [Outcome(bool(diff), f'{"Would change" if diff else "No change to"} "{manifest.filename}"')]
     outcomes = _guard_strays(rd, directory)
-    outcomes.append(write_manifest(directory, manifest))
+    target = directory / manifest.filename
+    if not target.exists() or target.read_text() != manifest.text:
+        before = rd.observe_mirror_hash(component)
+        written = write_manifest(directory, manifest)
+        rd.manifest_writes[component] = Freshness(before, datetime.now(UTC))
+    else:
+        written = write_manifest(directory, manifest)
+    outcomes.append(written)
     cert_dir = rd.config.cert_dir
     for problem in check_references(
         manifest.pod, rd.host_path, lambda p: p.startswith(f"{cert_dir}/") or p.startswith(KUBERNETES_DIR)

@@ -1,0 +1,160 @@
+"""Health endpoints of the control-plane components, derived from the manifests actually on disk.
+
+The probe of the manifest says where the kubelet checks the component; flags fill in what the probe
+leaves open (``--advertise-address``, ``--bind-address``, ``--secure-port``, ``--listen-metrics-urls``).
+So a user's overrides are respected. The kube-apiserver is checked with admin.conf's client
+certificate and TLS verified against the cluster CA; kube-controller-manager and kube-scheduler
+serve self-signed certificates by default, which (like the kubelet's probes and kubeadm) we
+cannot verify; etcd's metrics endpoint is plain HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from bootstrap.manifests.flags import flag_value, host_for_url
+
+HEALTH_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    component: str
+    scheme: str  # "http" | "https"
+    host: str
+    port: int
+    path: str
+    verify: bool  # TLS verified against the cluster CA (with admin.conf's client certificate)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{host_for_url(self.host)}:{self.port}{self.path}"
+
+
+def _flags(container: dict[str, Any]) -> list[tuple[str, str]]:
+    flags = []
+    for arg in container.get("command", [])[1:] + container.get("args", []):
+        name, _, value = str(arg).lstrip("-").partition("=")
+        flags.append((name, value))
+    return flags
+
+
+def _probe_port(container: dict[str, Any], port: object) -> int | None:
+    if isinstance(port, int):
+        return port
+    for declared in container.get("ports", []):
+        if declared.get("name") == port:
+            return int(declared["containerPort"])
+    return int(port) if isinstance(port, str) and port.isdigit() else None
+
+
+def _loopback(address: str | None) -> str:
+    if not address or address in ("0.0.0.0",):
+        return "127.0.0.1"
+    return "::1" if address == "::" else address
+
+
+FLAG_DEFAULTS = {  # component -> (host flag, port flag, default port, scheme)
+    "kube-apiserver": ("advertise-address", "secure-port", 6443, "https"),
+    "kube-controller-manager": ("bind-address", "secure-port", 10257, "https"),
+    "kube-scheduler": ("bind-address", "secure-port", 10259, "https"),
+}
+
+
+def endpoint_from_pod(component: str, pod: dict[str, Any]) -> Endpoint:
+    """Where to check ``component``: its readiness probe (else liveness), completed from its flags."""
+    container = pod["spec"]["containers"][0]
+    flags = _flags(container)
+    probe = container.get("readinessProbe") or container.get("livenessProbe") or {}
+    http_get = probe.get("httpGet") or {}
+    if component == "etcd":
+        metrics = (flag_value(flags, "listen-metrics-urls") or "http://127.0.0.1:2381").split(",")[0]
+        url = urlsplit(metrics)
+        host = http_get.get("host") or _loopback(url.hostname)
+        port = _probe_port(container, http_get.get("port")) or url.port or 2381
+        scheme = str(http_get.get("scheme") or url.scheme or "http").lower()
+        return Endpoint(component, scheme, host, port, http_get.get("path") or "/readyz", False)
+    host_flag, port_flag, default_port, default_scheme = FLAG_DEFAULTS[component]
+    host = http_get.get("host") or _loopback(flag_value(flags, host_flag))
+    flag_port = flag_value(flags, port_flag)
+    port = _probe_port(container, http_get.get("port")) or (int(flag_port) if flag_port else default_port)
+    scheme = str(http_get.get("scheme") or default_scheme).lower()
+    path = http_get.get("path") or ("/readyz" if component == "kube-apiserver" else "/healthz")
+    return Endpoint(component, scheme, host, port, path, component == "kube-apiserver")
+
+
+def endpoint_from_manifest(component: str, path: Path) -> Endpoint:
+    pod = yaml.safe_load(path.read_text())
+    return endpoint_from_pod(component, pod)
+
+
+class ClientTLS:
+    """SSL contexts for health checks: verified with admin.conf's CA and client cert, or unverified."""
+
+    def __init__(self, admin_conf: Path | None) -> None:
+        self.verified = self._verified_context(admin_conf) if admin_conf and admin_conf.exists() else None
+        self.unverified = ssl.create_default_context()
+        self.unverified.check_hostname = False
+        self.unverified.verify_mode = ssl.CERT_NONE
+
+    @staticmethod
+    def _verified_context(admin_conf: Path) -> ssl.SSLContext:
+        data = yaml.safe_load(admin_conf.read_text())
+        cluster = data["clusters"][0]["cluster"]
+        user = data["users"][0]["user"]
+        context = ssl.create_default_context(
+            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+        )
+        # ssl loads client credentials only from files: a private, short-lived directory.
+        with tempfile.TemporaryDirectory(prefix="bootstrap-tls-") as tmp:
+            cert, key = Path(tmp, "client.crt"), Path(tmp, "client.key")
+            for path, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(base64.b64decode(user[field]))
+            context.load_cert_chain(cert, key)
+        return context
+
+    def context_for(self, endpoint: Endpoint) -> ssl.SSLContext:
+        if endpoint.verify and self.verified is not None:
+            return self.verified
+        return self.unverified
+
+
+def check(endpoint: Endpoint, tls: ClientTLS, timeout: float = HEALTH_TIMEOUT) -> str | None:
+    """None when the endpoint answers 200; otherwise what went wrong, for people."""
+    connection: http.client.HTTPConnection
+    if endpoint.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            endpoint.host, endpoint.port, timeout=timeout, context=tls.context_for(endpoint)
+        )
+    else:
+        connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+    try:
+        connection.request("GET", endpoint.path)
+        response = connection.getresponse()
+        body = response.read(300).decode(errors="replace").strip()
+    except ssl.SSLError as exc:
+        return f"TLS error: {exc.reason or exc}"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no answer within {timeout:g}s"
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    finally:
+        connection.close()
+    if response.status == 200:
+        return None
+    excerpt = " ".join(body.split())[:160]
+    return f"HTTP {response.status}" + (f": {excerpt}" if excerpt else "")

@@ -1,0 +1,54 @@
+"""Polls each component's health endpoint in its own thread, remembering the last answer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bootstrap.health import ClientTLS, Endpoint, check
+
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class ProbeResult:
+    error: str | None = "not checked yet"
+    checked_at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class HealthProbes:
+    def __init__(self, endpoints: dict[str, Endpoint], tls: ClientTLS, on_change: Callable[[], None]) -> None:
+        self.endpoints = endpoints
+        self._tls = tls
+        self._on_change = on_change
+        self.results = {name: ProbeResult() for name in endpoints}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._poll, args=(name,), name=f"probe-{name}", daemon=True)
+            for name in endpoints
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=3)
+
+    def _poll(self, name: str) -> None:
+        endpoint = self.endpoints[name]
+        while not self._stop.is_set():
+            error = check(endpoint, self._tls)
+            previous = self.results[name].error
+            self.results[name] = ProbeResult(error, time.monotonic())
+            if error != previous:
+                self._on_change()
+            self._stop.wait(POLL_SECONDS)
