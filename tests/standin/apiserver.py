@@ -504,12 +504,23 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[ssl.SSLSocket] = set()
         self.threads: set[threading.Thread] = set()
         self.conn_lock = threading.Lock()
+        self.closing = False
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One named daemon thread per connection, tracked so that ``stop()`` can join it."""
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"apiserver-standin-conn:{self.server_address[1]}",
+            daemon=True,
+        )
+        with self.conn_lock:
+            self.threads.add(thread)
+        thread.start()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS handshake in the connection's own thread, then serve it."""
-        with self.conn_lock:
-            self.threads.add(threading.current_thread())
         tls: ssl.SSLSocket | None = None
         try:
             request.settimeout(5)
@@ -519,6 +530,8 @@ class _Server(ThreadingHTTPServer):
                 return
             tls.settimeout(300)
             with self.conn_lock:
+                if self.closing:
+                    return
                 self.connections.add(tls)
             with contextlib.suppress(OSError, ValueError):
                 self.RequestHandlerClass(tls, client_address, self)
@@ -587,8 +600,16 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _json_body(self) -> Any:
-        raw = self._body()
+        raw = self._raw_body
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if raw and not (ctype.endswith(("json", "yaml")) or ctype == ""):
+            # Protobuf/CBOR: 415 makes client-go fall back to JSON, as against a server without them.
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"application/json, application/yaml; got {ctype}",
+            )
         try:
             if "yaml" in ctype:
                 import yaml
@@ -653,6 +674,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._audit_id = str(time.monotonic_ns())
         user = ANONYMOUS
         try:
+            # Read the body before anything can fail, so a keep-alive connection stays in sync.
+            self._raw_body = self._body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        try:
             try:
                 user, groups = self._identity()
             finally:
@@ -665,8 +692,6 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._non_resource(path):
                 self._resource(path)
         except ApiError as err:
-            if err.code == 400 and err.reason == "BadRequest" and self.command in ("POST", "PUT", "PATCH"):
-                self.close_connection = True
             self._error(err)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
@@ -814,8 +839,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         resource = f"{res.name}/{sub}" if sub else res.name
         where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+        named = f' "{name}"' if name else ""
         message = (
-            f"{res.qualified()}{f' {name!r}'.replace(chr(39), chr(34)) if name else ''} is forbidden: "
+            f"{res.qualified()}{named} is forbidden: "
             f'User "{ANONYMOUS}" cannot {verb} resource "{resource}" in API group "{res.group}" {where}'
         )
         details: Obj = {"kind": res.name}
@@ -938,7 +964,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, store.update(res, ns, name, patched, subresource=sub, dry_run=self._dry_run()))
 
     def _delete(self, res: Resource, ns: str, name: str) -> None:
-        body = self._json_body() if self.headers.get("Content-Length") not in (None, "0") else None
+        body = self._json_body() if self._raw_body.strip() else None
         preconditions = (body or {}).get("preconditions") if isinstance(body, dict) else None
         if self._dry_run():
             obj = self.store.get(res, ns, name)
@@ -1237,6 +1263,7 @@ class ApiServerStandin:
         httpd.server_close()
         self.drop_watches()
         with httpd.conn_lock:
+            httpd.closing = True
             connections, threads = list(httpd.connections), list(httpd.threads)
         for conn in connections:
             with contextlib.suppress(OSError):
