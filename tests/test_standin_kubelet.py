@@ -386,7 +386,7 @@ def test_crash_loop_shows_back_off_exit_code_and_growing_restart_count(troubled:
     pod = wait_for(
         lambda: (
             (p := c.mirror("etcd")) is not None
-            and (container(p) or 0)
+            and container(p) is not None
             and container(p).restart_count >= 2
             and p
         )
@@ -396,7 +396,8 @@ def test_crash_loop_shows_back_off_exit_code_and_growing_restart_count(troubled:
     assert cs.last_state.terminated.exit_code == 3
     assert cs.last_state.terminated.message
     assert (cs.ready, pod.status.phase, condition(pod, "Ready")) == (False, "Running", "False")
-    assert refused(f"http://127.0.0.1:{ports.etcd_metrics}/livez")
+    assert c.ports is not None
+    assert refused(f"http://127.0.0.1:{c.ports.etcd_metrics}/livez")
     assert any(
         e.reason == "BackOff" and "Back-off restarting failed container" in e.message
         for e in c.events("etcd-cp1")
