@@ -347,9 +347,10 @@ def test_watch_applies_label_selector_with_enter_and_leave_events(core: client.C
     core.patch_namespaced_pod("sel", NS, {"metadata": {"labels": {"watched": "yes"}}})
     core.patch_namespaced_pod("sel", NS, {"metadata": {"labels": {"watched": "no"}}})
     stream = watch.Watch().stream(
-        core.list_namespaced_pod, NS, resource_version=rv, label_selector="watched=yes", timeout_seconds=1
+        core.list_namespaced_pod, NS, resource_version=rv, label_selector="watched=yes", timeout_seconds=5
     )
-    assert [e["type"] for e in stream] == ["ADDED", "DELETED"]
+    assert [next(stream)["type"], next(stream)["type"]] == ["ADDED", "DELETED"]
+    stream.close()
 
 
 def test_watch_from_compacted_resource_version_is_410_gone(
@@ -377,10 +378,12 @@ def test_watch_from_compacted_resource_version_is_410_gone(
     assert listed.value.status == 410
     # From the current resourceVersion on, watching works again.
     current = core.list_namespaced_pod(NS).metadata.resource_version
-    assert (
-        list(watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=current, timeout_seconds=1))
-        == []
-    )
+    core.create_namespaced_pod(NS, _pod("after"))
+    for event in watch.Watch().stream(
+        core.list_namespaced_pod, NS, resource_version=current, timeout_seconds=5
+    ):
+        assert (event["type"], event["object"].metadata.name) == ("ADDED", "after")
+        break
 
 
 def _watch_in_background(core: client.CoreV1Api) -> tuple[threading.Thread, list[str]]:
@@ -516,6 +519,21 @@ def test_kubectl_get_pods_nodes_and_raw_livez(
     assert nodes.stdout.splitlines()[1].split()[:3] == [NODE, "Unknown", "control-plane"]
     livez = _kubectl(admin_conf, tmp_path, "get", "--raw", "/livez")
     assert (livez.returncode, livez.stdout.strip()) == (0, "ok")
+
+
+def test_kubectl_get_watch_prints_table_rows_for_live_changes(
+    core: client.CoreV1Api, admin_conf: Path, tmp_path: Path
+) -> None:
+    core.create_namespaced_pod(NS, _pod("watched"))
+    timer = threading.Timer(
+        0.5, core.patch_namespaced_pod_status, ("watched", NS, {"status": {"phase": "Running"}})
+    )
+    timer.start()
+    watched = _kubectl(admin_conf, tmp_path, "get", "pods", "-n", NS, "-w", "--request-timeout=1500ms")
+    timer.join()
+    assert watched.returncode == 0, watched.stderr
+    rows = [line.split()[:3] for line in watched.stdout.splitlines()]
+    assert rows == [["NAME", "READY", "STATUS"], ["watched", "0/1", "Pending"], ["watched", "0/1", "Running"]]
 
 
 def test_stop_is_prompt_and_leaves_no_server_threads(

@@ -1058,7 +1058,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.standin._register_watch(state, self.connection)
         try:
             for type_, obj in pending:
-                self._chunk({"type": type_, "object": obj})
+                self._chunk({"type": type_, "object": self._watch_object(res, obj)})
             if send_initial and bookmarks:
                 self._bookmark(res, last, initial_end=True)
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -1082,7 +1082,7 @@ class _Handler(BaseHTTPRequestHandler):
                         break
                     last = store.rv
                 for type_, obj in _translate(events, res, namespace, match):
-                    self._chunk({"type": type_, "object": obj})
+                    self._chunk({"type": type_, "object": self._watch_object(res, obj)})
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if bookmarks and time.monotonic() >= next_bookmark:
@@ -1091,6 +1091,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._end_chunks()
         finally:
             self.standin._unregister_watch(state)
+
+    def _watch_object(self, res: Resource, obj: Obj) -> Obj:
+        """The event's object: itself, or a one-row Table when the client asked for tables (kubectl -w)."""
+        if not self._wants_table():
+            return obj
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        return _table(res, [obj], meta, self.query.get("includeObject", "PartialObjectMetadata"))
 
     def _bookmark(self, res: Resource, rv: int, initial_end: bool = False) -> None:
         meta: Obj = {"resourceVersion": str(rv)}
