@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import threading
@@ -398,10 +399,15 @@ def test_crash_loop_shows_back_off_exit_code_and_growing_restart_count(troubled:
     assert (cs.ready, pod.status.phase, condition(pod, "Ready")) == (False, "Running", "False")
     assert c.ports is not None
     assert refused(f"http://127.0.0.1:{c.ports.etcd_metrics}/livez")
-    assert any(
-        e.reason == "BackOff" and "Back-off restarting failed container" in e.message
-        for e in c.events("etcd-cp1")
+    backoff = wait_for(
+        lambda: [
+            e
+            for e in c.events("etcd-cp1")
+            if e.reason == "BackOff" and "Back-off restarting failed container" in e.message and e.count >= 2
+        ],
+        what="an aggregated BackOff event",
     )
+    assert len(backoff) == 1 and backoff[0].type == "Warning"
 
 
 def test_image_pull_failure_shows_image_pull_back_off_naming_the_image(
@@ -483,7 +489,9 @@ def test_crash_after_is_healthy_then_crash_loops(rootfs: Path, ports: Ports) -> 
         c.close()
 
 
-def test_static_pods_keep_running_while_the_api_server_crash_loops(rootfs: Path, ports: Ports) -> None:
+def test_static_pods_keep_running_while_the_api_server_crash_loops(
+    rootfs: Path, ports: Ports, caplog: pytest.LogCaptureFixture
+) -> None:
     with running_control_plane(rootfs, {"kube-apiserver": Scenario(crash_after=1.5)}) as kubelet:
         c = cluster(rootfs)
         wait_for(lambda: running_ready(c.mirror("etcd")))
@@ -493,6 +501,7 @@ def test_static_pods_keep_running_while_the_api_server_crash_loops(rootfs: Path,
         assert get(f"http://127.0.0.1:{ports.etcd_metrics}/livez") == (200, "ok")
         assert get(f"http://127.0.0.1:{ports.kubelet_healthz}/healthz") == (200, "ok")
         c.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "the kubelet retries quietly"
 
 
 # ---- identity, configuration, restarts ----

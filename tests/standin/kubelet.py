@@ -55,6 +55,7 @@ ANN_SOURCE = "kubernetes.io/config.source"
 CRASH_PERIOD = 0.4  # seconds between two restarts of a crash-looping container (the real back-off is 10s+)
 PULL_BACKOFF_AFTER = 0.3  # ErrImagePull this long, then ImagePullBackOff
 API_TIMEOUT = (1.0, 3.0)  # connect, read
+NODE_STATUS_PERIOD = 2.0  # node status heartbeat (nodeStatusUpdateFrequency is 10s in the real kubelet)
 
 
 @dataclass
@@ -182,11 +183,13 @@ class StaticPod:
         self.crash_code: int | None = None
         self.crash_message = ""
         self.start_failed = False
+        self._backoff_reported = 0
         self.servers: list[HealthServer] = []
         self.api: Any = None
         self.process_up = False
         self.events: list[_Event] = []  # waiting to be posted
         self._emitted: set[tuple[str, str]] = set()
+        self.posted_events: dict[tuple[str, str], tuple[str, int]] = {}  # → (event name, count)
         self.transitions: dict[str, tuple[str, datetime.datetime]] = {}
         # API side
         self.mirror_uid: str | None = None
@@ -339,12 +342,15 @@ class StaticPod:
         if self.crashed_at is not None:
             if not self.start_failed:
                 self.restart_count = 1 + int((time.monotonic() - self.crashed_at) / CRASH_PERIOD)
-            self.event(
-                "Warning",
-                "BackOff",
-                f"Back-off restarting failed container {self.cname} in pod "
-                f"{self.mirror_name}_{self.namespace}({self.hash})",
-            )
+            if self.restart_count != self._backoff_reported:
+                self._backoff_reported = self.restart_count
+                self.event(
+                    "Warning",
+                    "BackOff",
+                    f"Back-off restarting failed container {self.cname} in pod "
+                    f"{self.mirror_name}_{self.namespace}({self.hash})",
+                    once=False,
+                )
             self.state, self.ready, self.started = "waiting", False, False
             self.waiting = (
                 "CrashLoopBackOff",
@@ -354,8 +360,9 @@ class StaticPod:
             return
         if self.running_since is None:
             self.running_since = _now()
-        self.state, self.started = "running", True
         ready = not sc.never_ready and el >= sc.start_delay + sc.ready_delay
+        # every health path fails while not ready, the startup probe included
+        self.state, self.started = "running", ready or not probe_endpoints(self.container)
         if not ready and probe_endpoints(self.container):
             self.event(
                 "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500"
@@ -752,32 +759,29 @@ class KubeletStandin:
             log.debug("kubelet stand-in: API sync: %s", exc)
 
     def _ensure_node(self, core: Any) -> None:
+        """Register once (an existing Node is taken over, as after a kubelet restart), then heartbeat.
+
+        Like the real kubelet, a Node deleted later is not re-created: status updates just fail.
+        """
+        from kubernetes.client import V1Node
         from kubernetes.client.exceptions import ApiException
 
         now = time.monotonic()
-        if self.node_uid is not None and now - self._last_node_check < 1.0:
-            return
-        self._last_node_check = now
-        try:
-            node = core.read_node(self.node_name, _request_timeout=API_TIMEOUT)
+        if self.node_uid is None:
+            try:
+                node = core.create_node(V1Node.from_dict(self._node_body()), _request_timeout=API_TIMEOUT)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                node = core.read_node(self.node_name, _request_timeout=API_TIMEOUT)
             self.node_uid = node.metadata.uid
-            return
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        self.node_uid = None
-        from kubernetes.client import V1Node
-
-        created = core.create_node(V1Node.from_dict(self._node_body()), _request_timeout=API_TIMEOUT)
-        self.node_uid = created.metadata.uid
-        with contextlib.suppress(ApiException):
-            core.patch_node_status(
-                self.node_name, {"status": self._node_status()}, _request_timeout=API_TIMEOUT
-            )
-        with self._lock:
-            for pod in self.pods.values():  # owner references point at the old Node: start over
-                pod.mirror_uid = None
-                pod.posted_status = None
+            self._last_node_check = 0.0
+        if now - self._last_node_check >= NODE_STATUS_PERIOD:
+            self._last_node_check = now
+            with contextlib.suppress(ApiException):
+                core.patch_node_status(
+                    self.node_name, {"status": self._node_status()}, _request_timeout=API_TIMEOUT
+                )
 
     def _node_status(self) -> dict[str, Any]:
         now = _rfc3339(_now())
@@ -909,10 +913,34 @@ class KubeletStandin:
             if exc.status != 404:
                 raise
 
-    def _post_event(self, core: Any, namespace: str, involved: dict[str, Any], ev: _Event) -> None:
+    def _post_event(
+        self,
+        core: Any,
+        namespace: str,
+        involved: dict[str, Any],
+        ev: _Event,
+        posted: dict[tuple[str, str], tuple[str, int]] | None = None,
+    ) -> None:
+        """Create the Event; a repeat (same object, reason, message) bumps ``count`` like the recorder."""
         from kubernetes.client import CoreV1Event
+        from kubernetes.client.exceptions import ApiException
 
         stamp = _rfc3339(ev.at)
+        key = (f"{involved.get('uid')}/{ev.reason}", ev.message)
+        if posted is not None and key in posted:
+            name, count = posted[key]
+            try:
+                core.patch_namespaced_event(
+                    name,
+                    namespace,
+                    {"count": count + 1, "lastTimestamp": stamp},
+                    _request_timeout=API_TIMEOUT,
+                )
+                posted[key] = (name, count + 1)
+                return
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -929,6 +957,8 @@ class KubeletStandin:
             "reportingInstance": self.node_name,
         }
         core.create_namespaced_event(namespace, CoreV1Event.from_dict(body), _request_timeout=API_TIMEOUT)
+        if posted is not None:
+            posted[key] = (body["metadata"]["name"], 1)
 
     def _flush_pod_events(self, core: Any, pod: StaticPod) -> None:
         if pod.mirror_uid is None:
@@ -942,7 +972,7 @@ class KubeletStandin:
             "fieldPath": f"spec.containers{{{pod.cname}}}",
         }
         while pod.events:
-            self._post_event(core, pod.namespace, involved, pod.events[0])
+            self._post_event(core, pod.namespace, involved, pod.events[0], pod.posted_events)
             pod.events.pop(0)
 
     def _flush_node_events(self, core: Any) -> None:
