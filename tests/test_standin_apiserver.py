@@ -379,11 +379,10 @@ def test_watch_from_compacted_resource_version_is_410_gone(
     # From the current resourceVersion on, watching works again.
     current = core.list_namespaced_pod(NS).metadata.resource_version
     core.create_namespaced_pod(NS, _pod("after"))
-    for event in watch.Watch().stream(
-        core.list_namespaced_pod, NS, resource_version=current, timeout_seconds=5
-    ):
-        assert (event["type"], event["object"].metadata.name) == ("ADDED", "after")
-        break
+    resumed = watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=current, timeout_seconds=5)
+    event = next(resumed)
+    resumed.close()
+    assert (event["type"], event["object"].metadata.name) == ("ADDED", "after")
 
 
 def _watch_in_background(core: client.CoreV1Api) -> tuple[threading.Thread, list[str]]:
