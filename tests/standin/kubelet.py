@@ -31,6 +31,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -545,6 +546,7 @@ class KubeletStandin:
         self._last_node_check = 0.0
         self._reported_errors: set[tuple[Path, str]] = set()
         self._node_events: list[_Event] = []  # bad files, reported on the Node once the API answers
+        self._workers: ThreadPoolExecutor | None = None  # per-pod API sync, while running
 
     # ---- identity ----
 
@@ -594,6 +596,7 @@ class KubeletStandin:
                 daemon=True,
             )
             self._healthz_thread.start()
+        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubelet-pod-worker")
         self._thread = threading.Thread(target=self._run, name="kubelet-sync", daemon=True)
         self._thread.start()
 
@@ -603,6 +606,9 @@ class KubeletStandin:
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
+        if self._workers is not None:
+            self._workers.shutdown(wait=True, cancel_futures=True)
+            self._workers = None
         with self._lock:
             for pod in self.pods.values():
                 pod.stop()
@@ -849,9 +855,6 @@ class KubeletStandin:
         }
 
     def _sync_mirror_pods(self, core: Any) -> None:
-        from kubernetes.client import V1Pod
-        from kubernetes.client.exceptions import ApiException
-
         listed = core.list_pod_for_all_namespaces(
             field_selector=f"spec.nodeName={self.node_name}", _request_timeout=API_TIMEOUT
         )
@@ -862,42 +865,56 @@ class KubeletStandin:
                 mirrors[(item.metadata.namespace, item.metadata.name)] = item
         with self._lock:
             pods = list(self.pods.values())
-        wanted: set[tuple[str, str]] = set()
-        for pod in pods:
-            key = (pod.namespace, pod.mirror_name)
-            wanted.add(key)
-            mirror = mirrors.get(key)
-            if mirror is not None and (mirror.metadata.annotations or {}).get(ANN_MIRROR) != pod.hash:
-                self._delete_mirror(core, mirror)  # an older version of the file
-                mirror = None
-            if mirror is None:
-                try:
-                    created = core.create_namespaced_pod(
-                        pod.namespace,
-                        V1Pod.from_dict(pod.mirror_body(self.node_uid or "")),
-                        _request_timeout=API_TIMEOUT,
-                    )
-                except ApiException as exc:
-                    if exc.status == 409:  # being deleted or a leftover: next round
-                        continue
-                    raise
-                pod.mirror_uid = created.metadata.uid
-                pod.posted_status = None
-            elif mirror.metadata.uid != pod.mirror_uid:
-                pod.mirror_uid = mirror.metadata.uid
-                pod.posted_status = None
-            self._flush_pod_events(core, pod)  # before the status that they explain
-            with self._lock:
-                status = pod.status()
-            if status != pod.posted_status:
-                core.patch_namespaced_pod_status(
-                    pod.mirror_name, pod.namespace, {"status": status}, _request_timeout=API_TIMEOUT
-                )
-                pod.posted_status = status
-            self._flush_pod_events(core, pod)
+        wanted = {(pod.namespace, pod.mirror_name) for pod in pods}
+        # one worker per pod, like the kubelet's pod workers and status manager
+        workers = self._workers
+        if workers is None:  # sync_once() without start(): inline
+            for pod in pods:
+                self._sync_one(core, pod, mirrors.get((pod.namespace, pod.mirror_name)))
+        jobs = [
+            workers.submit(self._sync_one, core, pod, mirrors.get((pod.namespace, pod.mirror_name)))
+            for pod in pods
+            if workers is not None
+        ]
+        for job in jobs:
+            job.result()
         for key, mirror in mirrors.items():
             if key not in wanted:
                 self._delete_mirror(core, mirror)
+
+    def _sync_one(self, core: Any, pod: StaticPod, mirror: Any) -> None:
+        """Mirror pod (create, replace or adopt), then Events, then status for one static pod."""
+        from kubernetes.client import V1Pod
+        from kubernetes.client.exceptions import ApiException
+
+        if mirror is not None and (mirror.metadata.annotations or {}).get(ANN_MIRROR) != pod.hash:
+            self._delete_mirror(core, mirror)  # an older version of the file
+            mirror = None
+        if mirror is None:
+            try:
+                created = core.create_namespaced_pod(
+                    pod.namespace,
+                    V1Pod.from_dict(pod.mirror_body(self.node_uid or "")),
+                    _request_timeout=API_TIMEOUT,
+                )
+            except ApiException as exc:
+                if exc.status == 409:  # being deleted or a leftover: next round
+                    return
+                raise
+            pod.mirror_uid = created.metadata.uid
+            pod.posted_status = None
+        elif mirror.metadata.uid != pod.mirror_uid:
+            pod.mirror_uid = mirror.metadata.uid
+            pod.posted_status = None
+        self._flush_pod_events(core, pod)  # before the status that they explain
+        with self._lock:
+            status = pod.status()
+        if status != pod.posted_status:
+            core.patch_namespaced_pod_status(
+                pod.mirror_name, pod.namespace, {"status": status}, _request_timeout=API_TIMEOUT
+            )
+            pod.posted_status = status
+        self._flush_pod_events(core, pod)
 
     def _delete_mirror(self, core: Any, mirror: Any) -> None:
         from kubernetes.client.exceptions import ApiException
