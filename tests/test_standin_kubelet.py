@@ -79,7 +79,7 @@ class Cluster:
         self.rootfs = rootfs
         self.ports: Ports | None = None
         self.api_client = admin_client(rootfs)
-        self.core = client.CoreV1Api(self.api_client)
+        self.core: Any = client.CoreV1Api(self.api_client)  # Any: the models' Optional fields are set here
 
     def mirror(self, component: str) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -103,7 +103,8 @@ class Cluster:
 
 
 def cluster(rootfs: Path) -> Cluster:
-    return wait_for(lambda: Cluster(rootfs) if _api_up(rootfs) else None, what="the API")
+    c: Cluster = wait_for(lambda: Cluster(rootfs) if _api_up(rootfs) else None, what="the API")
+    return c
 
 
 def _api_up(rootfs: Path) -> bool:

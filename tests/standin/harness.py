@@ -161,7 +161,7 @@ def admin_client(rootfs: Path) -> Any:
 
     cfg = client.Configuration()
     cfg.retries = False
-    return config.new_client_from_config(
+    return config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(rootfs / ADMIN_CONF), client_configuration=cfg, persist_config=False
     )
 

@@ -639,7 +639,7 @@ class KubeletStandin:
     def _start_apiserver(self, pod: dict[str, Any]) -> Any:
         from tests.standin.apiserver import ApiServerStandin
 
-        api = ApiServerStandin.from_manifest(pod, self.rootfs, store=self.apiserver_store)
+        api = ApiServerStandin.from_manifest(pod, self.rootfs, store=self.apiserver_store)  # type: ignore[arg-type]
         api.start()
         self.apiserver_store = api.store  # the next run (a restart, a new manifest) keeps the data, like etcd
         self.api = api
@@ -739,11 +739,11 @@ class KubeletStandin:
         data = yaml.safe_load(self.kubeconfig.read_text())
         if _has_file_refs(data):
             _map_file_refs(data, self.rootfs)
-            self._client = config.new_client_from_config_dict(
+            self._client = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
                 data, client_configuration=cfg, persist_config=False
             )
         else:
-            self._client = config.new_client_from_config(
+            self._client = config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=str(self.kubeconfig), client_configuration=cfg, persist_config=False
             )
         return self._client
@@ -945,23 +945,24 @@ class KubeletStandin:
         stamp = _rfc3339(ev.at)
         key = (f"{involved.get('uid')}/{ev.reason}", ev.message)
         if posted is not None and key in posted:
-            name, count = posted[key]
+            old_name, count = posted[key]
             try:
                 core.patch_namespaced_event(
-                    name,
+                    old_name,
                     namespace,
                     {"count": count + 1, "lastTimestamp": stamp},
                     _request_timeout=API_TIMEOUT,
                 )
-                posted[key] = (name, count + 1)
+                posted[key] = (old_name, count + 1)
                 return
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+        name = f"{involved['name']}.{time.time_ns():x}"
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{involved['name']}.{time.time_ns():x}", "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace},
             "involvedObject": involved,
             "reason": ev.reason,
             "message": ev.message,
@@ -975,7 +976,7 @@ class KubeletStandin:
         }
         core.create_namespaced_event(namespace, CoreV1Event.from_dict(body), _request_timeout=API_TIMEOUT)
         if posted is not None:
-            posted[key] = (body["metadata"]["name"], 1)
+            posted[key] = (name, 1)
 
     def _flush_pod_events(self, core: Any, pod: StaticPod) -> None:
         if pod.mirror_uid is None:
