@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from bootstrap.errors import PhaseError
 
 T = TypeVar("T")
 
@@ -22,7 +24,7 @@ CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
 
 
-class ApiError(Exception):
+class ApiError(PhaseError):
     """An API call failed; ``status`` is the HTTP status (0 when the server was not reached)."""
 
     def __init__(self, message: str, status: int = 0) -> None:
@@ -87,6 +89,7 @@ class KubeApi:
         configuration.retries = False  # our retry loop, not urllib3's hidden one
         self._client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(self._client)
+        self.rbac = client.RbacAuthorizationV1Api(self._client)
         self.requests = 0  # API requests made (for the watch-not-poll benchmark)
         self._watch_response: Any = None
 
@@ -125,6 +128,58 @@ class KubeApi:
                 if not retryable or time.monotonic() + pause >= deadline:
                     raise
                 time.sleep(pause)
+
+    # Generic object access for the kinds post-init phases write: kind -> (api, method suffix, namespaced).
+    _KINDS: ClassVar[dict[str, tuple[str, str, bool]]] = {
+        "ConfigMap": ("core", "config_map", True),
+        "Secret": ("core", "secret", True),
+        "ClusterRole": ("rbac", "cluster_role", False),
+        "ClusterRoleBinding": ("rbac", "cluster_role_binding", False),
+        "Role": ("rbac", "role", True),
+        "RoleBinding": ("rbac", "role_binding", True),
+    }
+
+    def _method(self, verb: str, kind: str) -> tuple[Callable[..., Any], bool]:
+        api_name, suffix, namespaced = self._KINDS[kind]
+        api = getattr(self, api_name)
+        return getattr(api, f"{verb}_{'namespaced_' if namespaced else ''}{suffix}"), namespaced
+
+    def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        method, namespaced = self._method("read", kind)
+        try:
+            return _json(self._call(method, name, *((namespace,) if namespaced else ())))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, kind: str, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        method, namespaced = self._method("create", kind)
+        return _json(self._call(method, *((namespace,) if namespaced else ()), body))
+
+    def replace(self, kind: str, namespace: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        method, namespaced = self._method("replace", kind)
+        return _json(self._call(method, name, *((namespace,) if namespaced else ()), body))
+
+    def list_objects(
+        self, kind: str, namespace: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        method, _ = self._method("list", kind)
+        items: list[dict[str, Any]] = _json(self._call(method, namespace, label_selector=label_selector)).get(
+            "items", []
+        )
+        return items
+
+    def read_node(self, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(self._call(self.core.read_node, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return _json(self._call(self.core.patch_node, name, patch))
 
     def list_pods(self, namespace: str, field_selector: str | None = None) -> dict[str, Any]:
         response = self._call(self.core.list_namespaced_pod, namespace, field_selector=field_selector)

@@ -29,6 +29,7 @@ from bootstrap.kubelet import (
 from bootstrap.output import Reporter
 
 if TYPE_CHECKING:
+    from bootstrap.apply import Applier
     from bootstrap.config import Config
     from bootstrap.pki import KeySource, PkiSettings
     from bootstrap.wait.status import Freshness
@@ -69,6 +70,7 @@ class RunData:
         self._keys: KeySource | None = None
         # Manifests this run wrote: component -> what the mirror pod looked like before the write.
         self.manifest_writes: dict[str, Freshness] = {}
+        self.bootstrap_tokens: list[str] = []  # tokens this run created or reused (never printed whole)
 
     @property
     def dry_run(self) -> bool:
@@ -185,6 +187,22 @@ class RunData:
         if self.options.rootfs is not None:
             return NoServiceManager("--rootfs: the host's services are not ours to touch")
         return Systemd()
+
+    @property
+    def reveal_join_token(self) -> bool:
+        """Print the join command with its token: only for a person (text output) and a real token."""
+        return self.options.output == "text" and not self.dry_run
+
+    @cached_property
+    def applier(self) -> Applier:
+        """Creates or updates cluster objects with admin.conf; in a dry run, only records the actions."""
+        from bootstrap.apply import ApiApplier, DryRunApplier
+        from bootstrap.kubeapi import KubeApi
+
+        if self.dry_run:
+            return DryRunApplier()
+        timeout = self.config.init.timeouts.kubernetes_api_call.total_seconds()
+        return ApiApplier(KubeApi(self.kubernetes_dir / "admin.conf"), timeout)
 
     def observe_mirror_hash(self, component: str) -> str | None:
         """The config.hash of ``component``'s mirror pod before we replace its manifest (None when

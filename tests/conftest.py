@@ -13,8 +13,10 @@ import pytest
 from bootstrap.cli import main
 
 NODE = "cp1"
-# No kubelet runs in these tests unless a test starts the stand-in: skip the wait.
-NO_WAIT = ("--skip-phases", "wait-control-plane")
+# No kubelet or API server runs in these tests unless a test starts the stand-ins: skip the phases
+# that need a running control plane.
+CLUSTER_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command"
+NO_WAIT = ("--skip-phases", CLUSTER_PHASES)
 ADDRESS = "10.0.0.1"
 
 

@@ -30,7 +30,7 @@ import yaml
 from tools import tool
 
 from bootstrap.manifests.versions import ETCD_TAGS, etcd_version_of, minor_of
-from tests.conftest import CliRunner
+from tests.conftest import CLUSTER_PHASES, CliRunner
 
 NODE = "cp1"
 LOOPBACK = "127.0.0.1"
@@ -199,7 +199,7 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
             tool("bootstrap"),
             "init",
             "--skip-phases",
-            "kubelet-start,preflight,wait-control-plane",
+            f"kubelet-start,preflight,{CLUSTER_PHASES}",
             "--rootfs",
             str(rootfs),
             "--kubernetes-version",

@@ -390,6 +390,7 @@ def test_crash_loop_shows_back_off_exit_code_and_growing_restart_count(troubled:
             (p := c.mirror("etcd")) is not None
             and container(p) is not None
             and container(p).restart_count >= 2
+            and waiting_reason(p) == "CrashLoopBackOff"
             and p
         )
     )
@@ -400,6 +401,9 @@ def test_crash_loop_shows_back_off_exit_code_and_growing_restart_count(troubled:
     assert (cs.ready, pod.status.phase, condition(pod, "Ready")) == (False, "Running", "False")
     assert c.ports is not None
     assert refused(f"http://127.0.0.1:{c.ports.etcd_metrics}/livez")
+    # between back-offs the exited container shows as terminated, as the kubelet reports it
+    exited = wait_for(lambda: (t := container(c.mirror("etcd")).state.terminated) is not None and t)
+    assert (exited.exit_code, exited.reason) == (3, "Error")
     backoff = wait_for(
         lambda: [
             e

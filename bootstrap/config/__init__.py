@@ -9,7 +9,13 @@ Public API::
     HostFacts                                             # injectable hostname / default-route detection
 """
 
-from bootstrap.config.loader import FLAG_FIELDS, default_config, dump_config, load_config
+from bootstrap.config.loader import (
+    FLAG_FIELDS,
+    default_config,
+    dump_cluster_configuration,
+    dump_config,
+    load_config,
+)
 from bootstrap.config.model import (
     ACTED_FIELDS,
     WARNED_FIELDS,
@@ -30,6 +36,7 @@ __all__ = [
     "HostFacts",
     "InitConfiguration",
     "default_config",
+    "dump_cluster_configuration",
     "dump_config",
     "format_go_duration",
     "load_config",

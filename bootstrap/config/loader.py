@@ -201,6 +201,13 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+def dump_cluster_configuration(cfg: Config) -> str:
+    """The ClusterConfiguration document alone (what ``kube-system/kubeadm-config`` holds)."""
+    return yaml.safe_dump(
+        _prune(cfg.cluster.model_dump(mode="json", by_alias=True)), sort_keys=False, default_flow_style=False
+    )
+
+
 def q_gvk(api_version: str, kind: str) -> str:
     """Quote an apiVersion/kind pair for messages."""
     return f'"{api_version}" "{kind}"'

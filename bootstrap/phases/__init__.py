@@ -1,8 +1,4 @@
-"""The PHASES tree behind ``bootstrap init`` and ``bootstrap phase``: order and names follow kubeadm.
-
-Later phases ( upload-config, mark-control-plane,
-bootstrap-token, show-join-command) are appended here as they are built.
-"""
+"""The PHASES tree behind ``bootstrap init`` and ``bootstrap phase``: order and names follow kubeadm."""
 
 from __future__ import annotations
 
@@ -10,8 +6,20 @@ from bootstrap.phases.certs import CERTS
 from bootstrap.phases.kubeconfig import KUBECONFIG
 from bootstrap.phases.kubelet_start import KUBELET_START
 from bootstrap.phases.manifests import MANIFESTS
+from bootstrap.phases.postinit import BOOTSTRAP_TOKEN, MARK_CONTROL_PLANE, SHOW_JOIN_COMMAND, UPLOAD_CONFIG
 from bootstrap.phases.preflight import PREFLIGHT
 from bootstrap.phases.wait import WAIT_CONTROL_PLANE
 from bootstrap.workflow import Phase
 
-PHASES: tuple[Phase, ...] = (PREFLIGHT, CERTS, KUBECONFIG, MANIFESTS, KUBELET_START, WAIT_CONTROL_PLANE)
+PHASES: tuple[Phase, ...] = (
+    PREFLIGHT,
+    CERTS,
+    KUBECONFIG,
+    MANIFESTS,
+    KUBELET_START,
+    WAIT_CONTROL_PLANE,
+    UPLOAD_CONFIG,
+    MARK_CONTROL_PLANE,
+    BOOTSTRAP_TOKEN,
+    SHOW_JOIN_COMMAND,
+)

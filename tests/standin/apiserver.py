@@ -23,7 +23,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.standin.store import (
     RESOURCES,
@@ -746,7 +746,8 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _resource(self, path: str) -> None:
-        parts = path.strip("/").split("/")
+        # Path segments arrive percent-encoded (the client sends "kubeadm%3Aget-nodes").
+        parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
         else:

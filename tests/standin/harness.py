@@ -107,9 +107,17 @@ def _known_phases() -> str:
 
 
 def skip_phases() -> str:
-    """``wait-control-plane`` (the kubelet runs later, in the test) and preflight, if the product has them."""
+    """The phases that need a running control plane (the kubelet runs later, in the test) and preflight."""
     help_text = _known_phases()
-    return ",".join(p for p in ("wait-control-plane", "preflight") if f"\n  {p} " in help_text)
+    wanted = (
+        "wait-control-plane",
+        "upload-config",
+        "mark-control-plane",
+        "bootstrap-token",
+        "show-join-command",
+        "preflight",
+    )
+    return ",".join(p for p in wanted if f"\n  {p} " in help_text)
 
 
 def prepare_rootfs(

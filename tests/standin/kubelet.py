@@ -54,6 +54,7 @@ ANN_SEEN = "kubernetes.io/config.seen"
 ANN_SOURCE = "kubernetes.io/config.source"
 
 CRASH_PERIOD = 0.4  # seconds between two restarts of a crash-looping container (the real back-off is 10s+)
+TERMINATED_SHARE = 0.4  # part of each crash period the exited container shows as terminated
 PULL_BACKOFF_AFTER = 0.3  # ErrImagePull this long, then ImagePullBackOff
 API_TIMEOUT = (1.0, 3.0)  # connect, read
 NODE_STATUS_PERIOD = 2.0  # node status heartbeat (nodeStatusUpdateFrequency is 10s in the real kubelet)
@@ -352,7 +353,10 @@ class StaticPod:
                     f"{self.mirror_name}_{self.namespace}({self.hash})",
                     once=False,
                 )
-            self.state, self.ready, self.started = "waiting", False, False
+            self.ready, self.started = False, False
+            # just after each exit the container shows as terminated, then waits in back-off
+            since = (time.monotonic() - self.crashed_at) % CRASH_PERIOD
+            self.state = "terminated" if since < CRASH_PERIOD * TERMINATED_SHARE else "waiting"
             self.waiting = (
                 "CrashLoopBackOff",
                 f"back-off 10s restarting failed container={self.cname} "
@@ -395,10 +399,12 @@ class StaticPod:
         if self.state == "running":
             assert self.running_since is not None
             state: dict[str, Any] = {"running": {"startedAt": _rfc3339(self.running_since)}}
+        elif self.state == "terminated" and self.last_terminated is not None:
+            state = copy.deepcopy(self.last_terminated)
         else:
             reason, message = self.waiting
             state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
-        pulled = self.state == "running" or self.waiting[0] in (
+        pulled = self.state in ("running", "terminated") or self.waiting[0] in (
             "CrashLoopBackOff",
             "CreateContainerConfigError",
         )

@@ -199,7 +199,13 @@ class Store:
                         meta["name"] = candidate
                         break
             name = meta["name"]
-            if not isinstance(name, str) or len(name) > 253 or not NAME_RE.match(name):
+            if res.group == "rbac.authorization.k8s.io":
+                # RBAC names are path segments, as in the real server: "kubeadm:get-nodes" is valid.
+                if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "%" in name:
+                    raise invalid(
+                        res, str(name), f"metadata.name: Invalid value: {name!r}: not a path segment"
+                    )
+            elif not isinstance(name, str) or len(name) > 253 or not NAME_RE.match(name):
                 raise invalid(
                     res,
                     str(name),

@@ -1,0 +1,146 @@
+"""Create-or-update of cluster objects for the post-init phases, and its dry-run twin.
+
+Idempotent: an object that already has the wanted content is left alone and reported unchanged;
+one that differs is replaced (keeping its resourceVersion, so a concurrent change is a conflict, not
+a silent overwrite). A dry run records what it would do and calls nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bootstrap.kubeapi import ApiError, KubeApi
+from bootstrap.results import Outcome
+
+# The parts of an object that carry its content (everything else is server-managed).
+CONTENT_FIELDS = ("data", "type", "rules", "roleRef", "subjects")
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta["name"])
+
+
+def covers(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """True when ``existing`` already has every content field and label/annotation of ``desired``."""
+    for field in CONTENT_FIELDS:
+        if field in desired and existing.get(field) != desired[field]:
+            return False
+    for meta in ("labels", "annotations"):
+        wanted = desired["metadata"].get(meta) or {}
+        have = existing.get("metadata", {}).get(meta) or {}
+        if any(have.get(k) != v for k, v in wanted.items()):
+            return False
+    return True
+
+
+class Applier(Protocol):
+    def apply(self, obj: dict[str, Any]) -> Outcome: ...
+    def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+    def list_objects(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
+    def label_and_taint_node(
+        self, name: str, labels: dict[str, str], taints: list[dict[str, str]]
+    ) -> Outcome: ...
+
+
+class ApiApplier:
+    def __init__(self, api: KubeApi, deadline_seconds: float) -> None:
+        self.api = api
+        self.deadline_seconds = deadline_seconds
+
+    def _retry(self, func: Callable[[], Any]) -> Any:
+        return self.api.call_with_retry(func, time.monotonic() + self.deadline_seconds)
+
+    def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._retry(lambda: self.api.read(kind, namespace, name))
+        return result
+
+    def list_objects(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._retry(
+            lambda: self.api.list_objects(kind, namespace, label_selector)
+        )
+        return result
+
+    def apply(self, obj: dict[str, Any]) -> Outcome:
+        kind, meta = obj["kind"], obj["metadata"]
+        namespace, name = meta.get("namespace"), meta["name"]
+        existing = self.read(kind, namespace, name)
+        if existing is None:
+            try:
+                self._retry(lambda: self.api.create(kind, namespace, obj))
+                return Outcome(True, f"Created {kind} {_name(obj)}")
+            except ApiError as exc:
+                if exc.status != 409:  # created meanwhile: fall through to compare and update
+                    raise
+                existing = self.read(kind, namespace, name) or {}
+        if covers(existing, obj):
+            return Outcome(False, f"{kind} {_name(obj)} is up to date")
+        body = {
+            **obj,
+            "metadata": {**obj["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
+        }
+        self._retry(lambda: self.api.replace(kind, namespace, name, body))
+        return Outcome(True, f"Updated {kind} {_name(obj)}")
+
+    def label_and_taint_node(
+        self, name: str, labels: dict[str, str], taints: list[dict[str, str]]
+    ) -> Outcome:
+        node = self._wait_for_node(name)
+        have_labels = node["metadata"].get("labels") or {}
+        have_taints = node.get("spec", {}).get("taints") or []
+        missing_labels = {k: v for k, v in labels.items() if have_labels.get(k) != v}
+        present = {(h.get("key"), h.get("effect")) for h in have_taints}
+        missing_taints = [t for t in taints if (t.get("key"), t.get("effect")) not in present]
+        if not missing_labels and not missing_taints:
+            return Outcome(False, f"Node {name} already has the control-plane labels and taints")
+        patch: dict[str, Any] = {"metadata": {"labels": missing_labels}}
+        if missing_taints:
+            patch["spec"] = {"taints": [*have_taints, *missing_taints]}
+        self._retry(lambda: self.api.patch_node(name, patch))
+        return Outcome(
+            True,
+            f"Marked node {name} as control-plane: labels {sorted(labels)}, "
+            f"taints {[t['key'] + ':' + t['effect'] for t in taints]}",
+        )
+
+    def _wait_for_node(self, name: str) -> dict[str, Any]:
+        """The kubelet registers the Node; give it until the API-call deadline."""
+        deadline = time.monotonic() + self.deadline_seconds
+        while True:
+            node = self._retry(lambda: self.api.read_node(name))
+            if node is not None:
+                return dict(node)
+            if time.monotonic() >= deadline:
+                raise ApiError(
+                    f"node {name} is not registered after {self.deadline_seconds:g}s "
+                    "(is the kubelet running with kubelet.conf?)",
+                    404,
+                )
+            time.sleep(0.5)
+
+
+class DryRunApplier:
+    """Records the API actions a real run would take; reads nothing, writes nothing."""
+
+    def __init__(self) -> None:
+        self.actions: list[str] = []
+
+    def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return None
+
+    def list_objects(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        return []
+
+    def apply(self, obj: dict[str, Any]) -> Outcome:
+        action = f"Would create or update {obj['kind']} {_name(obj)}"
+        self.actions.append(action)
+        return Outcome(True, f"[dryrun] {action}")
+
+    def label_and_taint_node(
+        self, name: str, labels: dict[str, str], taints: list[dict[str, str]]
+    ) -> Outcome:
+        action = f"Would label node {name} {sorted(labels)} and taint it {[t['key'] for t in taints]}"
+        self.actions.append(action)
+        return Outcome(True, f"[dryrun] {action}")

@@ -1,0 +1,162 @@
+"""Adapters for the phases after the control plane is up: upload-config, mark-control-plane,
+bootstrap-token and show-join-command. They talk to the API only through ``rd.applier`` (a
+dry-run applier records instead), and are idempotent: create or update, never fail on "exists".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bootstrap.results import Outcome
+from bootstrap.workflow import Phase
+
+if TYPE_CHECKING:
+    from bootstrap.rundata import RunData
+
+
+def _apply_all(rd: RunData, objects: list[dict[str, Any]]) -> list[Outcome]:
+    return [rd.applier.apply(obj) for obj in objects]
+
+
+def _upload_kubeadm(rd: RunData) -> list[Outcome]:
+    from bootstrap.config import dump_cluster_configuration
+    from bootstrap.postinit import cluster_admins_binding, upload_kubeadm_config
+
+    objects = [cluster_admins_binding(), *upload_kubeadm_config(dump_cluster_configuration(rd.config))]
+    return _apply_all(rd, objects)
+
+
+def _upload_kubelet(rd: RunData) -> list[Outcome]:
+    from bootstrap.errors import PhaseError
+    from bootstrap.kubelet import KUBELET_CONFIG
+    from bootstrap.postinit import upload_kubelet_config
+
+    path = rd.host_path(KUBELET_CONFIG)
+    if not path.exists():
+        raise PhaseError(f'{path}: no kubelet config to upload; run "bootstrap phase kubelet-start" first')
+    return _apply_all(rd, upload_kubelet_config(path.read_text()))
+
+
+def _mark_control_plane(rd: RunData) -> list[Outcome]:
+    from bootstrap.postinit import CONTROL_PLANE_LABELS, CONTROL_PLANE_TAINT
+
+    configured = rd.config.init.node_registration.taints
+    taints = (
+        [CONTROL_PLANE_TAINT]
+        if configured is None
+        else [
+            {"key": t.key, "value": t.value, "effect": t.effect}
+            if t.value
+            else {"key": t.key, "effect": t.effect}
+            for t in configured
+        ]
+    )
+    return [rd.applier.label_and_taint_node(rd.config.node_name, dict(CONTROL_PLANE_LABELS), taints)]
+
+
+def _bootstrap_token(rd: RunData) -> list[Outcome]:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from bootstrap import postinit
+    from bootstrap.kubeconfig import endpoints_for
+    from bootstrap.pki import load_ca
+
+    cfg = rd.config
+    outcomes = []
+    # The config loader always yields at least one token spec (token None: generate one).
+    for spec in cfg.init.bootstrap_tokens:
+        token, expiration = _choose_token(rd, spec.token)
+        if expiration is None:
+            expiration = spec.expires or postinit.expiration_for(spec.ttl, rd.started)
+        description = spec.description or postinit.TOKEN_DESCRIPTION
+        secret = postinit.token_secret(token, expiration, list(spec.usages), list(spec.groups), description)
+        outcome = rd.applier.apply(secret)
+        outcomes.append(Outcome(outcome.changed, outcome.message + f" (token {postinit.redact(token)})"))
+        rd.bootstrap_tokens.append(token)
+    outcomes += _apply_all(rd, postinit.bootstrap_token_rbac())
+    endpoints = endpoints_for(cfg.advertise_address, cfg.bind_port, cfg.cluster.control_plane_endpoint)
+    ca_pem = load_ca(rd.cert_dir).cert.public_bytes(Encoding.PEM)
+    outcomes += _apply_all(rd, postinit.cluster_info(ca_pem, endpoints.cluster))
+    return outcomes
+
+
+def _choose_token(rd: RunData, configured: str | None) -> tuple[str, datetime | None]:
+    """The configured token; else one of ours that is still valid (a re-run converges); else a new one.
+
+    Keeps an existing secret's expiration so that a re-run does not extend it (or report a change).
+    """
+    from bootstrap import postinit
+
+    existing = rd.applier.list_objects("Secret", "kube-system", "app.kubernetes.io/managed-by=kube-bootstrap")
+    tokens = [t for t in (postinit.token_of(s) for s in existing) if t is not None]
+    for token, expiration in tokens:
+        valid = expiration is None or expiration > rd.started
+        if valid and (configured is None or token == configured) and token not in rd.bootstrap_tokens:
+            return token, expiration
+    return configured or postinit.generate_token(), None
+
+
+def _show_join_command(rd: RunData) -> list[Outcome]:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from bootstrap import postinit
+    from bootstrap.kubeconfig import endpoints_for
+    from bootstrap.pki import load_ca
+
+    cfg = rd.config
+    spki = (
+        load_ca(rd.cert_dir).cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
+    ca_hash = postinit.ca_cert_hash(spki)
+    endpoint = endpoints_for(cfg.advertise_address, cfg.bind_port, cfg.cluster.control_plane_endpoint)
+    target = endpoint.cluster.removeprefix("https://")
+    tokens = rd.bootstrap_tokens or [t.token for t in cfg.init.bootstrap_tokens if t.token]
+    token = tokens[0] if tokens else "<token>"
+    if not tokens:
+        rd.reporter.warn('no bootstrap token known to this run: run "bootstrap phase bootstrap-token" first')
+    command = f"bootstrap join {target} --token {{}} --discovery-token-ca-cert-hash {ca_hash}"
+    # The token is a credential: it goes to the terminal for the person who asked, never into the
+    # JSON document or the progress log.
+    if rd.reveal_join_token:
+        rd.reporter.text(
+            "Your Kubernetes control plane has initialized successfully!\n\n"
+            "To use the cluster as an administrator:\n"
+            f"  export KUBECONFIG={rd.kubernetes_dir / 'admin.conf'}\n\n"
+            "Then join worker nodes by running on each, as root:\n\n"
+            f"  {command.format(token)}\n"
+        )
+    redacted = command.format(postinit.redact(token))
+    return [
+        Outcome(
+            False,
+            f"Join command: {redacted}",
+            [],
+            {"joinCommand": redacted, "caCertHash": ca_hash, "endpoint": target},
+        )
+    ]
+
+
+UPLOAD_CONFIG = Phase(
+    name="upload-config",
+    help="Upload the kubeadm and kubelet configuration to ConfigMaps",
+    children=(
+        Phase(
+            "kubeadm", "Upload the ClusterConfiguration to the kubeadm-config ConfigMap", run=_upload_kubeadm
+        ),
+        Phase(
+            "kubelet", "Upload the kubelet configuration to the kubelet-config ConfigMap", run=_upload_kubelet
+        ),
+    ),
+)
+MARK_CONTROL_PLANE = Phase(
+    name="mark-control-plane", help="Mark a node as a control-plane", run=_mark_control_plane
+)
+BOOTSTRAP_TOKEN = Phase(
+    name="bootstrap-token",
+    help="Generate bootstrap tokens used to join a node to a cluster, with their RBAC and cluster-info",
+    run=_bootstrap_token,
+)
+SHOW_JOIN_COMMAND = Phase(
+    name="show-join-command", help="Show the join command for worker nodes", run=_show_join_command
+)
