@@ -9,9 +9,32 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from bootstrap.errors import PhaseError
+
+# Who wants to know, before it happens, about every file and directory we create (the ledger that
+# lets `bootstrap reset` remove exactly what we made). Called with (path, "file" | "dir").
+_journal: ContextVar[Callable[[Path, str], None] | None] = ContextVar("journal", default=None)
+
+
+@contextmanager
+def journal(record: Callable[[Path, str], None]) -> Iterator[None]:
+    """Within this block, report every path about to be created through ``record``."""
+    token = _journal.set(record)
+    try:
+        yield
+    finally:
+        _journal.reset(token)
+
+
+def _note(path: Path, kind: str) -> None:
+    record = _journal.get()
+    if record is not None:
+        record(path, kind)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -26,6 +49,9 @@ def ensure_dir(directory: Path, mode: int = 0o755) -> None:
     """Create ``directory`` (and parents) if missing; a directory we create gets ``mode``."""
     if directory.is_dir():
         return
+    missing = [directory, *(p for p in directory.parents if not p.exists())]
+    for created in reversed(missing):
+        _note(created, "dir")
     directory.mkdir(parents=True, exist_ok=True, mode=mode)
     # mkdir's mode is filtered by the umask; set it explicitly.
     os.chmod(directory, mode)
@@ -53,6 +79,7 @@ def _write_atomic(path: Path, data: bytes, mode: int, dir_mode: int) -> bool:
     except FileNotFoundError:
         pass
     ensure_dir(path.parent, dir_mode)
+    _note(path, "file")
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:

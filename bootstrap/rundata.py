@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -247,6 +249,17 @@ class RunData:
         from bootstrap.wait.waiter import ControlPlaneWaiter
 
         return ControlPlaneWaiter(plan, lambda: KubeApi(plan.admin_conf), progress_for()).run()
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """One run: hold the host's run lock (not needed by a dry run, which writes nothing real) and
+        record everything created in the ledger, before it is created."""
+        from bootstrap.fsutil import journal
+        from bootstrap.ledger import Ledger, run_lock
+
+        lock = nullcontext() if self.dry_run else run_lock(self.real_fs)
+        with lock, journal(lambda path, kind: Ledger(self.fs).record(path, kind)):
+            yield
 
     def close(self) -> None:
         if self._keys is not None:

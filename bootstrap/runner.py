@@ -28,35 +28,11 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
     reports: list[PhaseReport] = []
     error: click.ClickException | None = None
     try:
+        # Plan first (this validates the config): bad input must leave nothing behind, not even a lock.
         steps = make_steps()
         reports += [PhaseReport(step.path, "not-run") for step in steps]
-        applicable = [(i, s) for i, s in enumerate(steps) if _not_applicable(rd, s) is None]
-        wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
-        if wanted > 1:
-            rd.keys.prefetch(wanted)
-        for index, step in enumerate(steps):
-            report = reports[index]
-            reason = _not_applicable(rd, step)
-            if reason is not None:
-                report.status, report.skip_reason = "skipped", reason
-                rd.reporter.debug(f"phase {step.path} skipped: {reason}")
-                continue
-            assert step.phase.run is not None
-            try:
-                outcomes = step.phase.run(rd)
-            except BootstrapError as exc:
-                report.status = "failed"
-                report.details = exc.details
-                exc.phase = step.path
-                raise
-            report.status = "ran"
-            for outcome in outcomes:
-                rd.reporter.info(step.label, outcome.message)
-                report.messages.append(outcome.message)
-                report.changed = report.changed or outcome.changed
-                report.files += [str(f) for f in outcome.files]
-                if outcome.details is not None:
-                    report.details = {**(report.details or {}), **outcome.details}
+        with rd.session():
+            _run_steps(rd, steps, reports)
     except click.ClickException as exc:
         error = exc
         raise
@@ -65,6 +41,37 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
         document = result_document(rd, command, reports, error)
         rd.reporter.result(document)
     return document
+
+
+def _run_steps(rd: RunData, steps: Sequence[PlannedPhase], reports: list[PhaseReport]) -> None:
+    """Prefetch the keys the plan needs, then run each step, filling ``reports`` as it goes."""
+    applicable = [(i, s) for i, s in enumerate(steps) if _not_applicable(rd, s) is None]
+    wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
+    if wanted > 1:
+        rd.keys.prefetch(wanted)
+    for index, step in enumerate(steps):
+        report = reports[index]
+        reason = _not_applicable(rd, step)
+        if reason is not None:
+            report.status, report.skip_reason = "skipped", reason
+            rd.reporter.debug(f"phase {step.path} skipped: {reason}")
+            continue
+        assert step.phase.run is not None
+        try:
+            outcomes = step.phase.run(rd)
+        except BootstrapError as exc:
+            report.status = "failed"
+            report.details = exc.details
+            exc.phase = step.path
+            raise
+        report.status = "ran"
+        for outcome in outcomes:
+            rd.reporter.info(step.label, outcome.message)
+            report.messages.append(outcome.message)
+            report.changed = report.changed or outcome.changed
+            report.files += [str(f) for f in outcome.files]
+            if outcome.details is not None:
+                report.details = {**(report.details or {}), **outcome.details}
 
 
 def result_document(

@@ -62,5 +62,13 @@ def node_args(rootfs: Path) -> list[str]:
     return ["--rootfs", str(rootfs), "--node-name", NODE, "--advertise-address", ADDRESS]
 
 
+STATE_DIR = "var/lib/kube-bootstrap"
+
+
 def files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Every file below ``root`` except our own state (the ledger and the run lock)."""
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not str(p.relative_to(root)).startswith(STATE_DIR)
+    )
