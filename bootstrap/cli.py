@@ -307,6 +307,49 @@ def serve_manifests(listen: str, **params: Any) -> None:
         server.server_close()
 
 
+@cli.command()
+@click.option(
+    "--rootfs",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Resolve every host path under this directory.",
+)
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option(
+    "--timeout",
+    default="60s",
+    metavar="DURATION",
+    show_default=True,
+    help="How long to wait for the kubelet to remove the mirror pods.",
+)
+@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks.")
+def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output: str, verbose: bool) -> None:
+    """Remove what init created: manifests first, then etcd data, PKI, kubeconfigs, kubelet files.
+
+    Files bootstrap did not create are kept and listed.
+    """
+    from contextlib import nullcontext
+
+    from bootstrap.fsutil import Rootfs
+    from bootstrap.ledger import run_lock
+    from bootstrap.output import Reporter
+    from bootstrap.reset import run_reset
+
+    fs = Rootfs(rootfs)
+    target = rootfs or Path("/")
+    if not force and not dry_run:
+        click.confirm(
+            f"Remove the control plane that bootstrap created under {target}?", abort=True, err=True
+        )
+    reporter = Reporter(output, verbose=verbose)
+    with nullcontext() if dry_run else run_lock(fs):
+        result = run_reset(
+            fs, reporter, dry_run=dry_run, mirror_timeout=_seconds("--timeout", timeout) or 0.0
+        )
+    reporter.result(result.to_dict(dry_run))
+
+
 phase = PhaseGroup(
     "phase",
     help="Run one phase, or one subtree of phases, of ``init``.",

@@ -49,7 +49,7 @@ def _describe(exc: BaseException) -> str:
     for marker, said in _KNOWN_CAUSES.items():
         if marker in text:
             return said
-    return text.split(": ", 1)[-1][:200]
+    return " ".join(text.split(": ", 1)[-1].split())[:200]
 
 
 _KNOWN_CAUSES = {

@@ -49,7 +49,23 @@ class Ledger:
         if (host, kind) in self._seen:
             return
         self._seen.add((host, kind))
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ensure_state_dir()
+        self._append(host, kind)
+
+    def ensure_state_dir(self) -> None:
+        """Create the state directory, recording the parents it creates (reset removes them too)."""
+        state = self.path.parent
+        if state.is_dir():
+            return
+        missing = [p for p in state.parents if not p.exists()]
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._seen = self._seen if self._seen is not None else set()
+        for parent in reversed(missing):
+            host = self.host_path(parent)
+            if host not in (None, "/", "/."):  # never the root we were given
+                self._append(str(host), "dir")
+
+    def _append(self, host: str, kind: str) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, (json.dumps({"path": host, "kind": kind}) + "\n").encode())
@@ -79,7 +95,7 @@ class LockHeld(BootstrapError):
 def run_lock(fs: Rootfs) -> Iterator[None]:
     """Hold the one-run-at-a-time lock for ``fs``; fail fast, naming the holder, when it is taken."""
     path = fs.path(LOCK)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    Ledger(fs).ensure_state_dir()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

@@ -1,0 +1,181 @@
+"""``bootstrap reset``: undo what ``bootstrap init`` made on this host, and only that.
+
+Order matters: the static pod manifests go first, so the kubelet stops the control plane (and,
+while the API server still answers, removes the mirror pods; we wait for that, bounded); then the
+etcd data, the PKI, the kubeconfigs and the kubelet files. What we remove comes from the ledger of
+what we created; every other file is kept and listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bootstrap.fsutil import Rootfs
+from bootstrap.ledger import LEDGER, LOCK, STATE_DIR, Ledger
+from bootstrap.output import Reporter
+
+LABEL = "reset"
+
+
+@dataclass
+class ResetPlan:
+    manifests: list[str] = field(default_factory=list)  # host paths of our static pod manifests
+    components: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # every other file we created
+    dirs: list[str] = field(default_factory=list)  # directories we created, deepest first
+    etcd_data: str | None = None
+    node_name: str | None = None
+
+
+@dataclass
+class ResetResult:
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self, dry_run: bool) -> dict[str, Any]:
+        return {
+            "apiVersion": "bootstrap.kube-bootstrap.io/v1alpha1",
+            "kind": "ResetResult",
+            "dryRun": dry_run,
+            "ok": True,
+            "changed": bool(self.removed),
+            "removed": self.removed,
+            "kept": self.kept,
+            "notes": self.notes,
+        }
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _control_plane_pod(document: Any) -> str | None:
+    if not isinstance(document, dict) or document.get("kind") != "Pod":
+        return None
+    labels = (document.get("metadata") or {}).get("labels") or {}
+    return str(labels.get("component")) if labels.get("tier") == "control-plane" else None
+
+
+def plan_reset(fs: Rootfs) -> ResetPlan:
+    plan = ResetPlan()
+    for entry in Ledger(fs).entries():
+        host, kind = entry["path"], entry["kind"]
+        if kind == "dir":
+            plan.dirs.append(host)
+            continue
+        document = _read_yaml(fs.path(host)) if host.endswith((".yaml", ".conf")) else None
+        component = _control_plane_pod(document)
+        if component:
+            plan.manifests.append(host)
+            plan.components.append(component)
+            if component == "etcd" and isinstance(document, dict):
+                plan.etcd_data = _data_dir(document)
+        else:
+            if host.endswith("/kubelet.conf") and isinstance(document, dict):
+                user = str((document.get("users") or [{}])[0].get("name", ""))
+                plan.node_name = (
+                    user.removeprefix("system:node:") if user.startswith("system:node:") else None
+                )
+            plan.files.append(host)
+    plan.dirs = sorted(dict.fromkeys(plan.dirs), key=lambda d: d.count("/"), reverse=True)
+    return plan
+
+
+def _data_dir(pod: dict[str, Any]) -> str | None:
+    for arg in pod["spec"]["containers"][0].get("command", []):
+        if str(arg).startswith("--data-dir="):
+            return str(arg).split("=", 1)[1]
+    return None
+
+
+def wait_for_mirror_pods_gone(admin_conf: Path, node: str, components: list[str], timeout: float) -> str:
+    """Wait (bounded) until the kubelet has removed our mirror pods; say what happened."""
+    from bootstrap.kubeapi import ApiError, KubeApi
+
+    names = {f"{c}-{node.lower()}" for c in components}
+    deadline = time.monotonic() + timeout
+    api = KubeApi(admin_conf)
+    try:
+        while True:
+            try:
+                pods = api.list_pods("kube-system", field_selector=f"spec.nodeName={node}")
+            except ApiError as exc:
+                return f"the API server is gone ({exc}): the mirror pods go with it"
+            left = sorted(names & {p["metadata"]["name"] for p in pods.get("items", [])})
+            if not left:
+                return "the kubelet removed the mirror pods"
+            if time.monotonic() >= deadline:
+                return f"mirror pods still present after {timeout:g}s: {', '.join(left)}"
+            time.sleep(0.5)
+    finally:
+        api.close()
+
+
+def _remove_file(fs: Rootfs, host: str, result: ResetResult, dry_run: bool) -> None:
+    path = fs.path(host)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not dry_run:
+        path.unlink()
+    result.removed.append(host)
+
+
+def run_reset(fs: Rootfs, reporter: Reporter, *, dry_run: bool, mirror_timeout: float) -> ResetResult:
+    plan = plan_reset(fs)
+    result = ResetResult()
+    verb = "Would remove" if dry_run else "Removed"
+    for host in plan.manifests:
+        _remove_file(fs, host, result, dry_run)
+        reporter.info(LABEL, f"{verb} static Pod manifest {host}")
+    admin = fs.path("/etc/kubernetes/admin.conf")
+    if plan.manifests and plan.node_name and admin.exists() and not dry_run:
+        note = wait_for_mirror_pods_gone(admin, plan.node_name, plan.components, mirror_timeout)
+        result.notes.append(note)
+        reporter.info(LABEL, note)
+    if plan.etcd_data:
+        data = fs.path(plan.etcd_data)
+        if data.exists():
+            if not dry_run:
+                shutil.rmtree(data)
+            result.removed.append(plan.etcd_data)
+            reporter.info(LABEL, f"{verb} etcd data directory {plan.etcd_data}")
+    for host in reversed(plan.files):
+        _remove_file(fs, host, result, dry_run)
+    reporter.info(LABEL, f"{verb} {len(plan.files)} files: certificates, keys, kubeconfigs, kubelet files")
+    if not dry_run:
+        # Our own state goes last but before the directory sweep, so it cannot keep /var/lib alive.
+        for state in (LEDGER, LOCK):
+            fs.path(state).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            fs.path(STATE_DIR).rmdir()
+        for host in plan.dirs:  # deepest first: only empty directories go
+            with contextlib.suppress(OSError):
+                fs.path(host).rmdir()
+    removed = set(result.removed)
+    for host in plan.dirs:
+        path = fs.path(host)
+        if not path.is_dir():
+            continue
+        for leftover in sorted(path.rglob("*")):
+            rel = _host(fs, leftover)
+            if leftover.is_file() and rel not in removed and not rel.startswith(f"{STATE_DIR}/"):
+                result.kept.append(rel)
+    result.kept = sorted(dict.fromkeys(result.kept))
+    for kept in result.kept:
+        reporter.info(LABEL, f"Kept {kept}: not created by bootstrap")
+    return result
+
+
+def _host(fs: Rootfs, path: Path) -> str:
+    return "/" + str(path.relative_to(fs.root)) if fs.root is not None else str(path)
