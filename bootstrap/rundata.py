@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bootstrap.fsutil import Rootfs
 from bootstrap.kubelet import (
@@ -73,6 +73,7 @@ class RunData:
         # Manifests this run wrote: component -> what the mirror pod looked like before the write.
         self.manifest_writes: dict[str, Freshness] = {}
         self.bootstrap_tokens: list[str] = []  # tokens this run created or reused (never printed whole)
+        self.dry_run_summary: dict[str, Any] | None = None
 
     @property
     def dry_run(self) -> bool:

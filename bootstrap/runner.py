@@ -33,6 +33,13 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
         reports += [PhaseReport(step.path, "not-run") for step in steps]
         with rd.session():
             _run_steps(rd, steps, reports)
+        if rd.dry_run:
+            from bootstrap import dryrun
+
+            plan = dryrun.summary(rd, reports)
+            rd.dry_run_summary = plan
+            if rd.options.output == "text":
+                rd.reporter.text(dryrun.render(plan))
     except click.ClickException as exc:
         error = exc
         raise
@@ -90,6 +97,8 @@ def result_document(
     }
     if rd.dry_run and "dry_run_dir" in rd.__dict__:
         doc["dryRunDir"] = str(rd.dry_run_dir)
+    if rd.dry_run_summary is not None:
+        doc["dryRunPlan"] = rd.dry_run_summary
     if error is not None:
         doc["error"] = {"message": error.format_message(), "exitCode": error.exit_code}
     return doc
