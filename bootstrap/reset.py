@@ -163,11 +163,17 @@ def run_reset(fs: Rootfs, reporter: Reporter, *, dry_run: bool, mirror_timeout: 
             with contextlib.suppress(OSError):
                 fs.path(host).rmdir()
     removed = set(result.removed)
-    for host in plan.dirs:
+    # Look for foreign files in every directory we created (recursively) and next to every file we
+    # created (only that directory: /var/lib/kubelet holds the kubelet's own world).
+    scans = [(host, True) for host in plan.dirs]
+    scans += [
+        (parent, False) for parent in dict.fromkeys(str(Path(f).parent) for f in plan.files + plan.manifests)
+    ]
+    for host, recursive in scans:
         path = fs.path(host)
         if not path.is_dir():
             continue
-        for leftover in sorted(path.rglob("*")):
+        for leftover in sorted(path.rglob("*") if recursive else path.iterdir()):
             rel = _host(fs, leftover)
             if leftover.is_file() and rel not in removed and not rel.startswith(f"{STATE_DIR}/"):
                 result.kept.append(rel)

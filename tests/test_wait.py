@@ -54,8 +54,14 @@ class WaitRun:
     seconds: float
 
     def component(self, name: str) -> dict[str, Any]:
-        details = self.doc["phases"][-1]["details"]
+        details = wait_details(self.doc)
         return next(c for c in details["components"] if c["component"] == name)
+
+
+def wait_details(doc: dict[str, Any]) -> dict[str, Any]:
+    phase = next(p for p in doc["phases"] if p["path"] == "wait-control-plane")
+    details: dict[str, Any] = phase["details"]
+    return details
 
 
 def run_wait(cluster: Cluster, *extra: str, timeout: str = "20s") -> WaitRun:
@@ -82,7 +88,7 @@ def healthy(cluster: Cluster) -> Iterator[KubeletStandin]:
 def test_healthy_control_plane_passes_with_every_component_checked(cluster: Cluster, healthy: object) -> None:
     run = run_wait(cluster)
     assert run.code == 0, run.stderr
-    details = run.doc["phases"][-1]["details"]
+    details = wait_details(run.doc)
     assert details["ok"] is True and details["kubeletHealthyAfterSeconds"] is not None
     names = sorted(c["component"] for c in details["components"])
     assert names == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
@@ -272,7 +278,7 @@ def _rewrite_scheduler_and_wait(cluster: Cluster, tmp_path: Path) -> None:
         "manifests/kube-controller-manager": False,
         "manifests/kube-scheduler": True,
     }
-    wait = doc["phases"][-1]["details"]
+    wait = wait_details(doc)
     scheduler = next(c for c in wait["components"] if c["component"] == "kube-scheduler")
     # The old pod was Running and Ready the whole time; only the new one may count.
     assert scheduler["healthyAfterSeconds"] >= 3.0

@@ -32,3 +32,58 @@ def openssl_subject(cert_pem: bytes) -> str:
         check=True,
     )
     return proc.stdout.decode().strip().removeprefix("subject=")
+
+
+# What `bootstrap` imports outside the standard library on a dry run (kubernetes is imported lazily,
+# only by commands that talk to an API server).
+RUNTIME_MODULES = (
+    "bootstrap",
+    "click",
+    "jinja2",
+    "markupsafe",
+    "yaml",
+    "_yaml",
+    "cryptography",
+    "cffi",
+    "_cffi_backend",
+    "pydantic",
+    "pydantic_core",
+    "typing_extensions",
+    "annotated_types",
+    "typing_inspection",
+)
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def unprivileged_runtime(base: Path) -> list[str]:
+    """A `bootstrap` command line that the user nobody can run.
+
+    The interpreter and packages of this test run may live where only root can read (a pyenv or a
+    venv under /root), so the modules `bootstrap` needs are copied to ``base`` and run with the
+    system Python (same minor version, so the compiled extensions load).
+    """
+    import importlib.util
+    import shutil as sh
+
+    site = base / "site"
+    site.mkdir(parents=True)
+    for name in RUNTIME_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin in (None, "built-in"):
+            continue
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations:
+            sh.copytree(origin.parent, site / name, ignore=sh.ignore_patterns("__pycache__"))
+        else:
+            sh.copy2(origin, site / origin.name)
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    if templates.is_dir() and not (site / "bootstrap/templates").exists():
+        sh.copytree(templates, site / "bootstrap/templates")
+    for path in [base, *base.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    assert Path(SYSTEM_PYTHON).exists(), f"{SYSTEM_PYTHON} is missing; .ci/test installs python3"
+    return [
+        SYSTEM_PYTHON,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(site)!r}); from bootstrap.cli import main; main()",
+    ]
