@@ -8,7 +8,6 @@ running the kube-apiserver manifest.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import pwd
@@ -18,7 +17,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,7 +30,7 @@ from kubernetes.client import CoreV1Api
 from bootstrap.fsutil import Rootfs
 from bootstrap.ledger import run_lock
 from tests.conftest import files_under
-from tests.standin.harness import admin_client, allocate_ports, init_config, running_control_plane
+from tests.standin.harness import admin_client, allocate_ports, init_config, kubelet_once_configured
 from tests.tools import tool, unprivileged_runtime
 
 PHASES_WITHOUT_CHANGES = {"preflight", "wait-control-plane", "show-join-command"}
@@ -88,29 +86,6 @@ def plant_host_tools(rootfs: Path) -> list[str]:
 
 
 _SOCKETS: list[socket.socket] = []
-
-
-@contextlib.contextmanager
-def kubelet_once_configured(rootfs: Path) -> Iterator[dict[str, Any]]:
-    """Start the kubelet stand-in when kubelet-start has written its config; stop it at the end."""
-    state: dict[str, Any] = {}
-    stop = threading.Event()
-
-    def run() -> None:
-        while not (rootfs / "var/lib/kubelet/config.yaml").exists():
-            if stop.wait(0.05):
-                return
-        with running_control_plane(rootfs) as kubelet:
-            state["kubelet"] = kubelet
-            stop.wait()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def run_init(node: Node, *extra: str) -> tuple[int, dict[str, Any], str]:

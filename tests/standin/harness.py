@@ -10,6 +10,7 @@ import contextlib
 import functools
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -192,3 +193,26 @@ def wait_for(
                 f"timed out after {timeout}s waiting for {what or condition}; last error: {last!r}"
             )
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def kubelet_once_configured(rootfs: Path) -> Iterator[dict[str, Any]]:
+    """Start the kubelet stand-in when kubelet-start has written its config; stop it at the end."""
+    state: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def run() -> None:
+        while not (rootfs / "var/lib/kubelet/config.yaml").exists():
+            if stop.wait(0.05):
+                return
+        with running_control_plane(rootfs) as kubelet:
+            state["kubelet"] = kubelet
+            stop.wait()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(timeout=30)
