@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from bootstrap import __version__
+from bootstrap import cli_options as options
 from bootstrap.cli_certs import certs
 from bootstrap.cli_config import config
 from bootstrap.errors import EXIT_PHASE_FAILED
@@ -52,17 +53,8 @@ def _split_list(value: str | None) -> list[str]:
 def run_options(func: F) -> F:
     """The options every run command shares (config, rootfs, dry-run, output, kubeadm flags)."""
     decorators = [
-        click.option(
-            "--config",
-            "config_file",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration).",
-        ),
-        click.option(
-            "--rootfs",
-            type=click.Path(path_type=Path, file_okay=False),
-            help="Resolve every host path under this directory.",
-        ),
+        options.CONFIG,
+        options.ROOTFS,
         click.option(
             "--dry-run", is_flag=True, help="Write nothing real: files go to a temporary directory."
         ),
@@ -74,7 +66,7 @@ def run_options(func: F) -> F:
             show_default=True,
             help="json prints one result document on stdout.",
         ),
-        click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks."),
+        options.VERBOSE,
     ]
     decorators += [
         click.option(
@@ -308,11 +300,7 @@ def serve_manifests(listen: str, **params: Any) -> None:
 
 
 @cli.command()
-@click.option(
-    "--rootfs",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Resolve every host path under this directory.",
-)
+@options.ROOTFS
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 @click.option(
@@ -323,7 +311,7 @@ def serve_manifests(listen: str, **params: Any) -> None:
     help="How long to wait for the kubelet to remove the mirror pods.",
 )
 @click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True)
-@click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks.")
+@options.VERBOSE
 def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output: str, verbose: bool) -> None:
     """Remove what init created: manifests first, then etcd data, PKI, kubeconfigs, kubelet files.
 

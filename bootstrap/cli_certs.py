@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bootstrap import cli_options as options
 from bootstrap.output import Reporter
 
 if TYPE_CHECKING:
@@ -17,21 +18,12 @@ if TYPE_CHECKING:
 def _options(func: Any) -> Any:
     for decorator in reversed(
         [
-            click.option(
-                "--config",
-                "config_file",
-                type=click.Path(path_type=Path, dir_okay=False),
-                help="kubeadm config file (for certificatesDir and certificateValidityPeriod).",
-            ),
-            click.option(
-                "--rootfs",
-                type=click.Path(path_type=Path, file_okay=False),
-                help="Resolve every host path under this directory.",
-            ),
+            options.CONFIG,
+            options.ROOTFS,
             click.option(
                 "--cert-dir", default=None, help="Where certificates are stored (/etc/kubernetes/pki)."
             ),
-            click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks."),
+            options.VERBOSE,
         ]
     ):
         func = decorator(func)

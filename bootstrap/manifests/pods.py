@@ -119,6 +119,15 @@ def _int_flag(flags: Sequence[F.Flag], name: str, default: int) -> int:
     return int(value) if value and value.isdigit() else default
 
 
+def _secure_probe(flags: Sequence[F.Flag], default_port: int) -> Probe:
+    """controller-manager and scheduler: HTTPS on --bind-address:--secure-port."""
+    return Probe(
+        _probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
+        _int_flag(flags, "secure-port", default_port),
+        "HTTPS",
+    )
+
+
 def image_for(cfg: Config, component: str) -> str:
     cluster = cfg.cluster
     if component == "etcd":
@@ -172,11 +181,7 @@ def controller_manager(cfg: Config, host: HostView) -> PodInputs:
         "kube-controller-manager",
         image_for(cfg, "kube-controller-manager"),
         flags,
-        Probe(
-            _probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
-            _int_flag(flags, "secure-port", 10257),
-            "HTTPS",
-        ),
+        _secure_probe(flags, 10257),
         _with_extra(volumes, component.extra_volumes),
         _env(host, component.extra_envs, with_proxy=True),
     )
@@ -190,11 +195,7 @@ def scheduler(cfg: Config, host: HostView) -> PodInputs:
         "kube-scheduler",
         image_for(cfg, "kube-scheduler"),
         flags,
-        Probe(
-            _probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
-            _int_flag(flags, "secure-port", 10259),
-            "HTTPS",
-        ),
+        _secure_probe(flags, 10259),
         _with_extra(volumes, component.extra_volumes),
         _env(host, component.extra_envs, with_proxy=True),
     )

@@ -1,0 +1,20 @@
+"""Click options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+CONFIG = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration).",
+)
+ROOTFS = click.option(
+    "--rootfs",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Resolve every host path under this directory.",
+)
+VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Debug output and tracebacks.")
