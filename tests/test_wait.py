@@ -295,3 +295,29 @@ def test_dry_run_says_what_it_would_wait_for_and_returns_at_once(cluster: Cluste
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         assert f"Would wait for mirror pod kube-system/{name}-cp1" in proc.stderr
     assert json.loads(proc.stdout)["phases"][-1]["status"] == "ran"
+
+
+def test_api_server_restart_mid_watch_is_survived(cluster: Cluster, healthy: KubeletStandin) -> None:
+    proc = subprocess.Popen(
+        cluster.args("--timeout", "30s", "--settle", "4s"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    api = wait_for(lambda: healthy.api, what="the API server stand-in")
+    try:
+        wait_for(
+            lambda: any("watch=true" in path for _, path, _ in list(api.request_log)),
+            timeout=15,
+            what="the wait to start watching",
+        )
+        api.stop()
+        time.sleep(1.0)
+        api.start()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["ok"] is True
+    watches = [p for _, p, _ in list(api.request_log) if "watch=true" in p]
+    assert len(watches) >= 2  # watched again after the restart
