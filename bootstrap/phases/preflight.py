@@ -1,8 +1,17 @@
-"""Adapter for the ``preflight`` phase."""
+"""Adapter for the ``preflight`` phase: turns the config and the (root) filesystem into named checks.
+
+Every host path is looked up where a real run would touch it (``--rootfs``, never the dry-run
+copy); ``/proc`` is always this machine's. Ports come from the manifests this run would write, so a
+user's ``extraArgs`` are respected; a port or file that our own running control plane already holds
+(a re-run) is no error.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import posixpath
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bootstrap import preflight
 from bootstrap.results import Outcome
@@ -11,18 +20,139 @@ from bootstrap.workflow import Phase
 if TYPE_CHECKING:
     from bootstrap.rundata import RunData
 
+DRY_RUN_PREFIX = "[dryrun] would fail: "
 
-def _run(rd: RunData) -> list[Outcome]:
-    checks = [
-        preflight.Check("IsPrivilegedUser", preflight.privileged_user),
-        preflight.Check("NumCPU", preflight.num_cpu),
-        preflight.Check("Mem", preflight.memory),
-    ]
+
+def _tolerance(rd: RunData) -> tuple[set[str], str | None]:
+    """Names whose errors become warnings, and (in a dry run) the prefix that makes every other
+    failure a warning too: a dry run shows what would fail, it never stops on it."""
     ignored = preflight.normalize_ignored(
         [*rd.options.ignore_preflight_errors, *rd.config.init.node_registration.ignore_preflight_errors]
     )
-    for warning in preflight.run_checks(checks, ignored):
+    return ignored, (DRY_RUN_PREFIX if rd.dry_run else None)
+
+
+def _manifest(rd: RunData, component: str) -> Path:
+    return rd.real_fs.path(posixpath.join(rd.static_pod_path, f"{component}.yaml"))
+
+
+def _held_by_our_pod(rd: RunData, components: list[str], port: int) -> bool:
+    """Our manifest of one of ``components`` is in the static pod directory and declares ``port``."""
+    for component in components:
+        pod = preflight.our_manifest(component, _manifest(rd, component))
+        if pod is not None and port in preflight.listeners(component, pod):
+            return True
+    return False
+
+
+def _port_checks(rd: RunData) -> list[preflight.Check]:
+    from bootstrap.manifests.render import components_for, render
+    from bootstrap.phases.manifests import host_view
+
+    cfg = rd.config
+    view = host_view(rd)
+    addresses: dict[int, list[str]] = {}
+    owners: dict[int, list[str]] = {}
+    for component in components_for(cfg):
+        for port, bound in preflight.listeners(component, render(component, cfg, view).pod).items():
+            addresses.setdefault(port, []).extend(bound)
+            owners.setdefault(port, []).append(component)
+    checks = [
+        preflight.Check(
+            f"Port-{port}",
+            partial(
+                preflight.port_available,
+                port,
+                addresses[port],
+                partial(_held_by_our_pod, rd, owners[port], port),
+            ),
+        )
+        for port in addresses
+    ]
+    kubelet: dict[str, Any] = cfg.kubelet or {}
+    kubelet_port = kubelet.get("port")
+    port = kubelet_port if isinstance(kubelet_port, int) else preflight.KUBELET_PORT
+    address = kubelet.get("address") if isinstance(kubelet.get("address"), str) else "0.0.0.0"
+    # A kubelet we configured before is expected to be running on a re-run.
+    checks.append(
+        preflight.Check(
+            f"Port-{port}",
+            partial(preflight.port_available, port, [str(address)], rd.kubelet_config_path.exists),
+        )
+    )
+    return checks
+
+
+def _file_checks(rd: RunData) -> list[preflight.Check]:
+    from bootstrap.manifests.render import components_for
+
+    return [
+        preflight.Check(
+            preflight.path_check_name("FileAvailable", posixpath.join(rd.static_pod_path, f"{c}.yaml")),
+            partial(preflight.file_available, c, _manifest(rd, c)),
+        )
+        for c in components_for(rd.config)
+    ]
+
+
+def _etcd_data_dir_check(rd: RunData) -> list[preflight.Check]:
+    from bootstrap.manifests.flags import flag_value
+
+    local = rd.config.cluster.etcd.local
+    if rd.config.external_etcd or local is None:
+        return []
+    data_dir = local.data_dir
+
+    def ours() -> bool:
+        pod = preflight.our_manifest("etcd", _manifest(rd, "etcd"))
+        if pod is None:
+            return False
+        declared = flag_value(preflight.pod_flags(pod), "data-dir")
+        return declared is not None and posixpath.normpath(declared) == posixpath.normpath(data_dir)
+
+    return [
+        preflight.Check(
+            preflight.path_check_name("DirAvailable", data_dir),
+            partial(preflight.dir_available, rd.real_fs.path(data_dir), ours),
+        )
+    ]
+
+
+def _kubelet_binary_check(rd: RunData) -> preflight.Check:
+    if rd.options.rootfs is not None:
+        candidates = [rd.real_fs.path(b) for b in preflight.KUBELET_BINARIES]
+        run = partial(preflight.kubelet_binary, candidates)
+    else:
+        candidates = [Path(b) for b in preflight.KUBELET_BINARIES]
+        run = partial(preflight.kubelet_binary, candidates, preflight.host_kubelet_on_path)
+    return preflight.Check("FileExisting-kubelet", run)
+
+
+def checks_for(rd: RunData) -> list[preflight.Check]:
+    cfg = rd.config
+    return [
+        preflight.Check("IsPrivilegedUser", preflight.privileged_user),
+        preflight.Check("NumCPU", preflight.num_cpu),
+        preflight.Check("Mem", preflight.memory),
+        preflight.Check("Swap", partial(preflight.swap, preflight.fails_on_swap(cfg.kubelet))),
+        _kubelet_binary_check(rd),
+        preflight.Check(
+            "CRI", partial(preflight.cri_socket, cfg.init.node_registration.cri_socket, rd.real_fs.path)
+        ),
+        *_port_checks(rd),
+        *_file_checks(rd),
+        *_etcd_data_dir_check(rd),
+    ]
+
+
+def _run(rd: RunData) -> list[Outcome]:
+    ignored, report_only = _tolerance(rd)
+    warnings = preflight.run_checks(checks_for(rd), ignored, report_only)
+    for warning in warnings:
         rd.reporter.warn(warning)
+    would_fail = sum(w.startswith(DRY_RUN_PREFIX) for w in warnings)
+    if would_fail:
+        return [Outcome(False, f"Running pre-flight checks: {would_fail} would fail (dry run)")]
     return [Outcome(False, "Running pre-flight checks: passed")]
 
 
