@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from tests.conftest import CLUSTER_PHASES, NO_WAIT, CliRunner, files_under
+from tests.conftest import CLUSTER_PHASES, HOST_CHECKS, NO_WAIT, CliRunner, files_under
 
 PKI_FILES = [
     "etc/kubernetes/pki/apiserver-etcd-client.crt",
@@ -99,7 +99,16 @@ def test_second_init_changes_nothing_byte_for_byte(
 def test_skip_phases_skips_a_child_and_a_whole_parent(
     cli: CliRunner, node_args: list[str], rootfs: Path
 ) -> None:
-    result = cli("init", *node_args, "--skip-phases", f"certs/sa,kubeconfig,{CLUSTER_PHASES}", "-o", "json")
+    result = cli(
+        "init",
+        *node_args,
+        "--skip-phases",
+        f"certs/sa,kubeconfig,{CLUSTER_PHASES}",
+        "--ignore-preflight-errors",
+        HOST_CHECKS,
+        "-o",
+        "json",
+    )
     assert result.code == 0, result.stderr
     assert files_under(rootfs) == sorted(f for f in ALL_FILES if "/sa." not in f and f not in KUBECONFIGS)
     statuses = {p["path"]: p["status"] for p in result.json()["phases"]}
