@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from bootstrap.errors import PreflightError, UsageError
 from bootstrap.manifests.flags import flag_value, is_ipv6
 
@@ -173,6 +171,8 @@ def cri_socket(endpoint: str, resolve: Callable[[str], Path]) -> str | None:
 def load_pod(path: Path) -> dict[str, Any] | None:
     """The document in ``path`` when it is a readable mapping (YAML or JSON), else None."""
     try:
+        import yaml  # here, not at the top: the phase tree is imported at start-up
+
         document = yaml.safe_load(path.read_text(errors="replace"))
     except (OSError, yaml.YAMLError):
         return None

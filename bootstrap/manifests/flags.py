@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from bootstrap.config import Config
-from bootstrap.config.model import Arg
 from bootstrap.manifests.versions import etcd_version_of
+
+if TYPE_CHECKING:  # the helpers here are used at start-up (preflight, health); pydantic is not
+    from bootstrap.config import Config
+    from bootstrap.config.model import Arg
 
 Flag = tuple[str, str]
 
