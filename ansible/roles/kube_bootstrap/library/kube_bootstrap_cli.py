@@ -1,0 +1,186 @@
+#!/usr/bin/python
+"""Run ``bootstrap init`` or ``bootstrap reset`` with ``-o json`` and turn its result into a task result.
+
+A module rather than ``command`` tasks because only a module can put the manifest diff into the task's
+``diff`` (so ``--diff`` shows it) and run the dry run when the play is in check mode, from one task.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: kube_bootstrap_cli
+short_description: Run the kube-bootstrap CLI and report its JSON result
+description:
+  - C(command=init) runs C(bootstrap init -o json); in check mode it runs C(bootstrap init --dry-run -o json)
+    instead, which writes only into a temporary directory that is removed afterwards.
+  - C(command=reset) runs C(bootstrap reset --force -o json) (C(--dry-run) in check mode).
+  - C(changed) comes from the result document; a failed run fails the task with the CLI's error message.
+  - In diff mode, C(init) also runs C(bootstrap phase manifests --dry-run --diff) and returns its unified
+    diffs as the task's diff.
+options:
+  executable: {description: Path of the bootstrap executable., type: path, required: true}
+  command: {description: What to run., type: str, choices: [init, reset], default: init}
+  config: {description: The kubeadm v1beta4 config file (init)., type: path}
+  rootfs: {description: Passed as --rootfs when set., type: path}
+  skip_phases: {description: Passed as --skip-phases., type: list, elements: str, default: []}
+  ignore_preflight_errors:
+    {description: Passed as --ignore-preflight-errors., type: list, elements: str, default: []}
+  settle: {description: Passed as --settle (init)., type: str}
+  timeout: {description: Passed as --timeout., type: str}
+author: kube-bootstrap maintainers
+"""
+
+DRYRUN_DIR_ENV = "BOOTSTRAP_DRYRUN_DIR"
+
+
+def common_args(params, command):
+    args = []
+    if params["rootfs"]:
+        args += ["--rootfs", params["rootfs"]]
+    if params["timeout"]:
+        args += ["--timeout", params["timeout"]]
+    if command == "init" and params["settle"]:
+        args += ["--settle", params["settle"]]
+    return args
+
+
+def init_argv(params, dry_run):
+    argv = [params["executable"], "init", "--config", params["config"], "-o", "json"]
+    argv += common_args(params, "init")
+    if params["skip_phases"]:
+        argv += ["--skip-phases", ",".join(params["skip_phases"])]
+    if params["ignore_preflight_errors"]:
+        argv += ["--ignore-preflight-errors", ",".join(params["ignore_preflight_errors"])]
+    if dry_run:
+        argv.append("--dry-run")
+    return argv
+
+
+def reset_argv(params, dry_run):
+    argv = [params["executable"], "reset", "--force", "-o", "json", *common_args(params, "reset")]
+    if dry_run:
+        argv.append("--dry-run")
+    return argv
+
+
+def manifest_diff(module, params):
+    """The unified diffs ``phase manifests --diff`` prints (text mode), with host paths in the headers."""
+    skipped = {p.strip("/") for p in params["skip_phases"]}
+    if "manifests" in skipped:
+        return ""
+    scratch = tempfile.mkdtemp(prefix="kube-bootstrap-diff-")
+    try:
+        argv = [params["executable"], "phase", "manifests", "--dry-run", "--diff"]
+        argv += ["--config", params["config"]]
+        if params["rootfs"]:
+            argv += ["--rootfs", params["rootfs"]]
+        rc, out, err = module.run_command(argv, environ_update={DRYRUN_DIR_ENV: scratch})
+        if rc != 0:
+            module.warn(f"bootstrap phase manifests --diff failed (rc {rc}): {err.strip()}")
+            return ""
+        # Text mode prints the plan summary after the diffs: keep only the unified diff lines.
+        lines = []
+        for line in out.replace(scratch, "").splitlines(keepends=True):
+            if line[:1] not in ("-", "+", "@", " ", "\\", "\n"):
+                break
+            lines.append(line)
+        return "".join(lines)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def diagnosis(doc):
+    """What the failing phases said: their messages and any component diagnosis of a failed wait."""
+    found = []
+    for phase in doc.get("phases", []):
+        if phase.get("status") != "failed":
+            continue
+        found.extend(phase.get("messages", []))
+        for component in (phase.get("details") or {}).get("components", []):
+            if component.get("diagnosis"):
+                found.append({component.get("component"): component["diagnosis"]})
+    return found
+
+
+def plan_changes(doc):
+    """Check mode: the phases whose files a real run would write.
+
+    A dry run cannot see the cluster, so the API phases (upload-config, mark-control-plane,
+    bootstrap-token) always say they would change; they are reported but do not count.
+    """
+    plan = (doc.get("dryRunPlan") or {}).get("plan", [])
+    return [p["phase"] for p in plan if p.get("wouldChange") and p.get("files")]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "executable": {"type": "path", "required": True},
+            "command": {"type": "str", "choices": ["init", "reset"], "default": "init"},
+            "config": {"type": "path"},
+            "rootfs": {"type": "path"},
+            "skip_phases": {"type": "list", "elements": "str", "default": []},
+            "ignore_preflight_errors": {"type": "list", "elements": "str", "default": []},
+            "settle": {"type": "str"},
+            "timeout": {"type": "str"},
+        },
+        required_if=[("command", "init", ["config"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    dry_run = module.check_mode
+    result = {"changed": False}
+    if params["command"] == "init" and module._diff:
+        prepared = manifest_diff(module, params)
+        if prepared:
+            result["diff"] = {"prepared": prepared}
+
+    scratch = tempfile.mkdtemp(prefix="kube-bootstrap-dryrun-") if dry_run else None
+    try:
+        argv = (init_argv if params["command"] == "init" else reset_argv)(params, dry_run)
+        env = {DRYRUN_DIR_ENV: scratch} if scratch else {}
+        rc, out, err = module.run_command(argv, environ_update=env)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    result.update(cmd=argv, rc=rc, stderr=err)
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        said = (err.strip() or out.strip())[-2000:]
+        module.fail_json(
+            msg=f"bootstrap {params['command']} exited {rc} without a JSON result: {said}", **result
+        )
+    result["result"] = doc
+    if rc != 0 or not doc.get("ok", False):
+        error = doc.get("error") or {}
+        result["exit_code"] = error.get("exitCode", rc)
+        result["diagnosis"] = diagnosis(doc)
+        message = error.get("message", err.strip())
+        module.fail_json(
+            msg=f"bootstrap {params['command']} failed (exit {result['exit_code']}): {message}", **result
+        )
+    if params["command"] == "reset":
+        result["changed"] = bool(doc.get("changed"))
+        result["removed"] = doc.get("removed", [])
+        result["kept"] = doc.get("kept", [])
+    elif dry_run:
+        result["would_change"] = plan_changes(doc)
+        result["api_actions"] = (doc.get("dryRunPlan") or {}).get("apiActions", [])
+        result["changed"] = bool(result["would_change"])
+    else:
+        result["changed_phases"] = [p["path"] for p in doc.get("phases", []) if p.get("changed")]
+        result["changed"] = bool(result["changed_phases"])
+    if "diff" in result and not result["changed"]:
+        del result["diff"]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

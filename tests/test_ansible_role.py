@@ -1,0 +1,411 @@
+"""The Ansible role ``kube_bootstrap`` run by the real ``ansible-playbook`` against localhost.
+
+Every run uses its own rootfs in a short temporary directory and moves every port to a free one (the same
+settings ``tests/standin/harness.init_config`` uses, passed through the role's variables). A kubelet
+stand-in starts once kubelet-start has written its config and brings the API server up, as systemd
+would restart the real kubelet. The package is installed from a wheel built once per module: one test
+lets the role install it into a fresh venv, the others point ``kube_bootstrap_venv`` at a venv that
+already has it, so the install is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootstrap import __version__
+from tests.standin.harness import ADDRESS, NODE, Ports, allocate_ports, kubelet_once_configured
+from tests.test_init_e2e import plant_host_tools
+from tests.tools import tool
+
+REPO = Path(__file__).resolve().parent.parent
+ROLES = REPO / "ansible" / "roles"
+ROLE = ROLES / "kube_bootstrap"
+CLUSTER_PHASES = [
+    "wait-control-plane",
+    "upload-config",
+    "mark-control-plane",
+    "bootstrap-token",
+    "show-join-command",
+]
+PLAYBOOK = """\
+- name: Bootstrap the control plane
+  hosts: control_plane
+  gather_facts: false
+  roles:
+    - role: kube_bootstrap
+"""
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+EXPECTED_FILES = [
+    "etc/kubernetes/pki/ca.key",
+    "etc/kubernetes/pki/apiserver.crt",
+    "etc/kubernetes/pki/etcd/ca.crt",
+    "etc/kubernetes/pki/sa.pub",
+    "etc/kubernetes/admin.conf",
+    "etc/kubernetes/super-admin.conf",
+    "etc/kubernetes/kubelet.conf",
+    "etc/kubernetes/controller-manager.conf",
+    "etc/kubernetes/scheduler.conf",
+    "etc/kubernetes/manifests/etcd.yaml",
+    "etc/kubernetes/manifests/kube-apiserver.yaml",
+    "etc/kubernetes/manifests/kube-controller-manager.yaml",
+    "etc/kubernetes/manifests/kube-scheduler.yaml",
+    "var/lib/kubelet/config.yaml",
+]
+
+
+def port_vars(ports: Ports) -> dict[str, Any]:
+    """The role variables that put every component on ``ports`` (cf. harness.init_config)."""
+
+    def args(**flags: str) -> list[dict[str, str]]:
+        return [{"name": name.replace("_", "-"), "value": value} for name, value in flags.items()]
+
+    peer, client = f"https://{ADDRESS}:{ports.etcd_peer}", f"https://{ADDRESS}:{ports.etcd_client}"
+    return {
+        "kube_bootstrap_advertise_address": ADDRESS,
+        "kube_bootstrap_bind_port": ports.apiserver,
+        "kube_bootstrap_extra_args": {
+            "controllerManager": args(secure_port=str(ports.controller_manager)),
+            "scheduler": args(secure_port=str(ports.scheduler)),
+            "etcd": args(
+                listen_metrics_urls=f"http://{ADDRESS}:{ports.etcd_metrics}",
+                listen_client_urls=client,
+                advertise_client_urls=client,
+                listen_peer_urls=peer,
+                initial_advertise_peer_urls=peer,
+                initial_cluster=f"{NODE}={peer}",
+            ),
+        },
+        "kube_bootstrap_config": {
+            # failSwapOn: false keeps the Swap preflight check quiet on machines with swap.
+            "KubeletConfiguration": {
+                "healthzBindAddress": ADDRESS,
+                "healthzPort": ports.kubelet_healthz,
+                "failSwapOn": False,
+            }
+        },
+    }
+
+
+@dataclass
+class PlayRun:
+    code: int
+    output: str
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        """Per host: ok, changed, unreachable, failed, as the PLAY RECAP says (what molecule parses)."""
+        keys = ("ok", "changed", "unreachable", "failed")
+        return {
+            m[1]: dict(zip(keys, map(int, m.groups()[1:]), strict=True)) for m in RECAP.finditer(self.output)
+        }
+
+
+@dataclass
+class Site:
+    """One control-plane host (or more) on localhost, each with its own rootfs, plus the play's variables."""
+
+    base: Path
+    venv: Path
+    hosts: list[str] = field(default_factory=lambda: [NODE])
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    def rootfs(self, host: str = NODE) -> Path:
+        return self.base / f"rootfs-{host}"
+
+    def config_file(self, host: str = NODE) -> Path:
+        return self.base / f"etc-{host}" / "kubeadm.yaml"
+
+    def play(self, *options: str, **overrides: Any) -> PlayRun:
+        variables = {
+            "kube_bootstrap_venv": str(self.venv),
+            "kube_bootstrap_version": __version__,
+            "kube_bootstrap_node_name": NODE,
+            "kube_bootstrap_encryption_algorithm": "ECDSA-P256",  # fast keys
+            "kube_bootstrap_settle": "1s",
+            "kube_bootstrap_timeout": "30s",
+            **self.variables,
+            **overrides,
+        }
+        (self.base / "vars.json").write_text(json.dumps(variables))
+        lines = ["[control_plane]"]
+        for host in self.hosts:
+            self.rootfs(host).mkdir(exist_ok=True)
+            lines.append(
+                f"{host} ansible_connection=local ansible_python_interpreter={sys.executable}"
+                f" kube_bootstrap_rootfs={self.rootfs(host)}"
+                f" kube_bootstrap_config_file={self.config_file(host)}"
+            )
+        (self.base / "inventory.ini").write_text("\n".join(lines) + "\n")
+        (self.base / "site.yml").write_text(PLAYBOOK)
+        env = {
+            **os.environ,
+            "ANSIBLE_ROLES_PATH": str(ROLES),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-tmp"),
+            "ANSIBLE_REMOTE_TEMP": str(self.base / "ansible-tmp"),
+            "ANSIBLE_HOME": str(self.base / "ansible-home"),
+        }
+        proc = subprocess.run(
+            [
+                tool("ansible-playbook"),
+                "-i",
+                str(self.base / "inventory.ini"),
+                str(self.base / "site.yml"),
+                "-e",
+                f"@{self.base / 'vars.json'}",
+                *options,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            cwd=self.base,
+        )
+        return PlayRun(proc.returncode, proc.stdout + proc.stderr)
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path below ``root`` with its content (None for directories and sockets)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))
+    }
+
+
+def make_site(base: Path, venv: Path, **variables: Any) -> Site:
+    site = Site(base, venv, variables={**port_vars(allocate_ports()), **variables})
+    site.rootfs().mkdir()
+    return site
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """A short temporary directory: the planted CRI socket's path must fit in AF_UNIX's 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="kb-role-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package as a wheel, built once (``pip wheel --no-deps``)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    (found,) = out.glob("kube_bootstrap-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A venv where ``bootstrap`` is already at the wanted version: the role skips the install."""
+    path = tmp_path_factory.mktemp("venv") / "kb"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(path)], check=True)
+    subprocess.run(
+        [str(path / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@dataclass
+class Initialized:
+    site: Site
+    first: PlayRun
+    planted: list[str]
+
+
+@pytest.fixture(scope="module")
+def initialized(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Initialized]:
+    """The role run once on a fresh host: it installs from the wheel into a new venv, then initializes.
+
+    The kubelet stand-in keeps running the control plane until the module's tests are done.
+    """
+    base = Path(tempfile.mkdtemp(prefix="kb-role-"))
+    site = make_site(
+        base,
+        base / "venv",
+        kube_bootstrap_install_source="wheel",
+        kube_bootstrap_package_path=str(wheel),
+        # Offline and fast: the dependencies come from this interpreter's site-packages.
+        kube_bootstrap_venv_system_site_packages=True,
+        kube_bootstrap_pip_extra_args=["--no-deps", "--no-index"],
+        kube_bootstrap_python=sys.executable,
+    )
+    planted = plant_host_tools(site.rootfs())
+    try:
+        with kubelet_once_configured(site.rootfs()):
+            first = site.play()
+            yield Initialized(site, first, planted)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_first_run_installs_into_a_fresh_venv_initializes_and_reports_changed(
+    initialized: Initialized,
+) -> None:
+    site, first = initialized.site, initialized.first
+    assert first.code == 0, first.output
+    assert first.recap()[NODE]["changed"] > 0
+    assert "Install kube-bootstrap (wheel)" in first.output
+    version = subprocess.run([str(site.venv / "bin/bootstrap"), "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"bootstrap, version {__version__}"
+    for path in EXPECTED_FILES:
+        assert (site.rootfs() / path).is_file(), path
+    assert "kind: ClusterConfiguration" in site.config_file().read_text()
+    assert site.config_file().stat().st_mode & 0o777 == 0o600
+
+
+def test_second_run_changes_nothing_and_skips_the_install(initialized: Initialized) -> None:
+    site = initialized.site
+    assert initialized.first.code == 0, initialized.first.output
+    before = snapshot(site.rootfs())
+    second = site.play()
+    assert second.code == 0, second.output
+    assert second.recap()[NODE]["changed"] == 0, second.output
+    assert re.search(
+        r"TASK \[kube_bootstrap : Install kube-bootstrap \(wheel\)\] \*+\nskipping", second.output
+    )
+    after = snapshot(site.rootfs())
+    assert {k: v for k, v in after.items() if "kube-bootstrap" not in k} == {
+        k: v for k, v in before.items() if "kube-bootstrap" not in k
+    }
+
+
+def test_check_mode_on_the_initialized_node_reports_nothing_to_change(initialized: Initialized) -> None:
+    site = initialized.site
+    assert initialized.first.code == 0, initialized.first.output
+    check = site.play("--check", "--diff")
+    assert check.code == 0, check.output
+    assert check.recap()[NODE]["changed"] == 0, check.output
+    assert "+++ /etc/kubernetes/manifests" not in check.output
+
+
+def test_check_mode_on_a_fresh_host_writes_nothing_reports_changed_and_shows_the_manifests(
+    base: Path, venv: Path
+) -> None:
+    site = make_site(base, venv)
+    plant_host_tools(site.rootfs())
+    before = snapshot(site.rootfs())
+    run = site.play("--check", "--diff")
+    assert run.code == 0, run.output
+    assert run.recap()[NODE]["changed"] > 0
+    assert snapshot(site.rootfs()) == before
+    assert not site.config_file().exists()
+    assert "+++ /etc/kubernetes/manifests/kube-apiserver.yaml" in run.output
+    assert (
+        f"--secure-port={site.variables['kube_bootstrap_extra_args']['scheduler'][0]['value']}" in run.output
+    )
+    assert "Dry run:" not in run.output
+
+
+def test_an_invalid_service_cidr_fails_naming_the_field_before_anything_is_written(
+    base: Path, venv: Path
+) -> None:
+    site = make_site(base, venv)
+    run = site.play(kube_bootstrap_service_cidr="10.96.0.0/8")
+    assert run.code != 0
+    assert run.recap()[NODE]["failed"] == 1
+    assert "networking.serviceSubnet" in run.output and "10.96.0.0/8" in run.output
+    assert list(site.rootfs().iterdir()) == []
+    assert not site.config_file().parent.exists()
+
+
+def test_an_unknown_encryption_algorithm_fails_argument_validation_naming_the_variable(
+    base: Path, venv: Path
+) -> None:
+    site = make_site(base, venv)
+    run = site.play(kube_bootstrap_encryption_algorithm="RSA-1024")
+    assert run.code != 0
+    assert "kube_bootstrap_encryption_algorithm" in run.output and "RSA-1024" in run.output
+    assert "Validation of arguments failed" in run.output
+    assert list(site.rootfs().iterdir()) == []
+    assert not site.config_file().parent.exists()
+
+
+def test_a_failing_init_fails_the_task_with_the_cli_error_message(base: Path, venv: Path) -> None:
+    site = make_site(base, venv, kube_bootstrap_skip_phases=CLUSTER_PHASES)  # no kubelet, no CRI socket
+    run = site.play()
+    assert run.recap()[NODE]["failed"] == 1
+    assert "bootstrap init failed (exit 4)" in run.output
+    assert "FileExisting-kubelet" in run.output
+
+
+def test_preflight_errors_ignored_by_name_let_init_run(base: Path, venv: Path) -> None:
+    site = make_site(
+        base,
+        venv,
+        kube_bootstrap_skip_phases=CLUSTER_PHASES,
+        kube_bootstrap_ignore_preflight_errors=["FileExisting-kubelet", "CRI"],
+    )
+    run = site.play()
+    assert run.code == 0, run.output
+    assert (site.rootfs() / "etc/kubernetes/manifests/kube-apiserver.yaml").is_file()
+
+
+def test_ignoring_all_preflight_errors_is_refused(base: Path, venv: Path) -> None:
+    site = make_site(base, venv, kube_bootstrap_ignore_preflight_errors=["all"])
+    run = site.play()
+    assert run.recap()[NODE]["failed"] == 1
+    assert "name the checks to ignore" in run.output
+    assert list(site.rootfs().iterdir()) == []
+
+
+def test_state_absent_resets_the_node_and_keeps_only_foreign_files(base: Path, venv: Path) -> None:
+    site = make_site(base, venv, kube_bootstrap_skip_phases=["preflight", *CLUSTER_PHASES])
+    foreign = site.rootfs() / "etc/kubernetes/keep-me.txt"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("not ours\n")
+    assert site.play().code == 0
+    assert (site.rootfs() / "etc/kubernetes/pki/ca.key").exists()
+    absent = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    assert absent.code == 0, absent.output
+    assert absent.recap()[NODE]["changed"] > 0
+    remaining = sorted(str(p.relative_to(site.rootfs())) for p in site.rootfs().rglob("*"))
+    assert remaining == ["etc", "etc/kubernetes", "etc/kubernetes/keep-me.txt"]
+    assert not site.config_file().exists()
+    again = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    assert again.code == 0, again.output
+    assert again.recap()[NODE]["changed"] == 0, again.output
+
+
+def test_a_second_control_plane_host_fails_early_as_not_supported_yet(base: Path, venv: Path) -> None:
+    site = make_site(base, venv, kube_bootstrap_skip_phases=["preflight", *CLUSTER_PHASES])
+    site.hosts = [NODE, "cp2"]
+    run = site.play()
+    recap = run.recap()
+    assert recap[NODE]["failed"] == 0, run.output
+    assert recap["cp2"]["failed"] == 1
+    assert "Joining control-plane nodes is not supported yet" in run.output
+    assert (site.rootfs(NODE) / "etc/kubernetes/admin.conf").exists()
+    assert list(site.rootfs("cp2").iterdir()) == []
+    assert not site.config_file("cp2").exists()
+
+
+def test_ansible_lint_passes_on_the_role_with_the_default_profile(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [tool("ansible-lint"), "--offline", "roles/kube_bootstrap", "playbooks/site.yml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "ansible",
+        env={**os.environ, "ANSIBLE_HOME": str(tmp_path), "NO_COLOR": "1"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
