@@ -158,6 +158,8 @@ def main():
             msg=f"bootstrap {params['command']} exited {rc} without a JSON result: {said}", **result
         )
     result["result"] = doc
+    for warning in doc.get("warnings", []):  # e.g. preflight errors ignored by name
+        module.warn(warning)
     if rc != 0 or not doc.get("ok", False):
         error = doc.get("error") or {}
         result["exit_code"] = error.get("exitCode", rc)
