@@ -122,25 +122,76 @@ class ApiApplier:
 
 
 class DryRunApplier:
-    """Records the API actions a real run would take; reads nothing, writes nothing."""
+    """Says what a real run would do to the cluster, and changes nothing.
 
-    def __init__(self) -> None:
+    When the API server answers (a re-run on an initialized node), it reads the current objects so
+    that what is already in place shows as unchanged; otherwise every action is listed as one the
+    real run would take.
+    """
+
+    def __init__(self, reader: Callable[[], KubeApi] | None = None) -> None:
         self.actions: list[str] = []
+        self._reader_factory = reader
+        self._reader: KubeApi | None = None
+        self.unreachable: str | None = None if reader else "no admin.conf"
+
+    def _api(self) -> KubeApi | None:
+        if self.unreachable is not None:
+            return None
+        if self._reader is None and self._reader_factory is not None:
+            try:
+                self._reader = self._reader_factory()
+            except Exception as exc:  # an unusable admin.conf: fall back to listing every action
+                self.unreachable = str(exc)
+                return None
+        return self._reader
+
+    def _read(self, func: Callable[[KubeApi], Any]) -> Any:
+        api = self._api()
+        if api is None:
+            return None
+        try:
+            return func(api)
+        except ApiError as exc:
+            self.unreachable = str(exc)
+            return None
 
     def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return None
+        result: dict[str, Any] | None = self._read(lambda api: api.read(kind, namespace, name))
+        return result
 
     def list_objects(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        return []
+        result = self._read(lambda api: api.list_objects(kind, namespace, label_selector))
+        return list(result or [])
 
     def apply(self, obj: dict[str, Any]) -> Outcome:
-        action = f"Would create or update {obj['kind']} {_name(obj)}"
+        existing = self.read(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        if existing is not None and covers(existing, obj):
+            return Outcome(False, f"[dryrun] {obj['kind']} {_name(obj)} is up to date")
+        verb = (
+            "update"
+            if existing is not None
+            else ("create" if self.unreachable is None else "create or update")
+        )
+        action = f"Would {verb} {obj['kind']} {_name(obj)}"
         self.actions.append(action)
         return Outcome(True, f"[dryrun] {action}")
 
     def label_and_taint_node(
         self, name: str, labels: dict[str, str], taints: list[dict[str, str]]
     ) -> Outcome:
+        node = self._read(lambda api: api.read_node(name))
+        if node is not None:
+            have = node["metadata"].get("labels") or {}
+            have_taints = {(t.get("key"), t.get("effect")) for t in node.get("spec", {}).get("taints") or []}
+            if all(have.get(k) == v for k, v in labels.items()) and all(
+                (t.get("key"), t.get("effect")) in have_taints for t in taints
+            ):
+                return Outcome(False, f"[dryrun] Node {name} already has the control-plane labels and taints")
         action = f"Would label node {name} {sorted(labels)} and taint it {[t['key'] for t in taints]}"
         self.actions.append(action)
         return Outcome(True, f"[dryrun] {action}")
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()

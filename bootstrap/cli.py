@@ -136,7 +136,8 @@ def options_from(params: dict[str, Any]) -> RunOptions:
         config_file=params.get("config_file"),
         overrides=overrides,
         rootfs=params.get("rootfs"),
-        dry_run=bool(params.get("dry_run")),
+        # --diff shows what would change and writes nothing: a dry run that prints diffs.
+        dry_run=bool(params.get("dry_run")) or bool(params.get("diff")),
         output=params.get("output") or "text",
         verbose=bool(params.get("verbose")),
         ignore_preflight_errors=_split_list(params.get("ignore_preflight_errors")),

@@ -51,7 +51,12 @@ def _host(rd: RunData, real: str) -> str:
 
 
 def render(data: dict[str, Any]) -> str:
-    lines = [f"Dry run: files were written to {data['directory']} instead of the real paths.", "", "Plan:"]
+    lines = [
+        f"Dry run: files were written to {data['directory']} instead of the real paths "
+        f"(removed at exit unless BOOTSTRAP_DRYRUN_DIR names the directory to keep).",
+        "",
+        "Plan:",
+    ]
     for step in data["plan"]:
         state = (
             "skipped"

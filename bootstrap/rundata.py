@@ -41,6 +41,12 @@ KUBERNETES_DIR = "/etc/kubernetes"
 DRYRUN_DIR_ENV = "BOOTSTRAP_DRYRUN_DIR"
 
 
+def _no_api(admin: Path) -> Any:
+    from bootstrap.kubeapi import ApiError
+
+    raise ApiError(f"{admin} does not exist")
+
+
 @dataclass
 class RunOptions:
     """What the command line asked for; everything else is derived from it."""
@@ -70,6 +76,7 @@ class RunData:
         self.reporter = reporter or Reporter(options.output, verbose=options.verbose)
         self.started = datetime.now(UTC).replace(microsecond=0)
         self._keys: KeySource | None = None
+        self._remove_dry_run_dir = False
         # Manifests this run wrote: component -> what the mirror pod looked like before the write.
         self.manifest_writes: dict[str, Freshness] = {}
         self.bootstrap_tokens: list[str] = []  # tokens this run created or reused (never printed whole)
@@ -107,7 +114,10 @@ class RunData:
             root = Path(base)
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
         else:
+            # It holds freshly generated keys: removed at the end of the run unless the user asked
+            # for a directory of their own to inspect.
             root = Path(tempfile.mkdtemp(prefix="bootstrap-init-dryrun-"))
+            self._remove_dry_run_dir = True
         for host_path in (
             KUBERNETES_DIR,
             self.config.cert_dir,
@@ -203,7 +213,8 @@ class RunData:
         from bootstrap.kubeapi import KubeApi
 
         if self.dry_run:
-            return DryRunApplier()
+            admin = self.real_fs.path(KUBERNETES_DIR) / "admin.conf"
+            return DryRunApplier(lambda: KubeApi(admin) if admin.exists() else _no_api(admin))
         timeout = self.config.init.timeouts.kubernetes_api_call.total_seconds()
         return ApiApplier(KubeApi(self.kubernetes_dir / "admin.conf"), timeout)
 
@@ -263,6 +274,9 @@ class RunData:
             yield
 
     def close(self) -> None:
+        if self._remove_dry_run_dir:
+            shutil.rmtree(self.dry_run_dir, ignore_errors=True)
+            self._remove_dry_run_dir = False
         if self._keys is not None:
             self._keys.close()
             self._keys = None

@@ -38,7 +38,7 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
 
             plan = dryrun.summary(rd, reports)
             rd.dry_run_summary = plan
-            if rd.options.output == "text":
+            if rd.options.output == "text" and not rd.options.diff:  # with --diff, the diffs are the output
                 rd.reporter.text(dryrun.render(plan))
     except click.ClickException as exc:
         error = exc

@@ -340,3 +340,48 @@ def test_a_second_concurrent_run_is_refused_naming_the_holder(tmp_path: Path) ->
     assert proc.returncode == 1
     assert f"pid {os.getpid()}" in proc.stderr and "another bootstrap run" in proc.stderr
     assert not (node.rootfs / "etc/kubernetes/pki").exists()
+
+
+def test_dry_run_on_an_initialized_node_plans_no_change(
+    initialized: tuple[Node, dict[str, Any], dict[str, Any]],
+) -> None:
+    node, _, _ = initialized
+    code, doc, stderr = run_init(node, "--dry-run")
+    assert code == 0, stderr
+    assert doc["changed"] is False, [p["path"] for p in doc["phases"] if p["changed"]]
+    assert doc["dryRunPlan"]["apiActions"] == []
+    assert "[dryrun] ConfigMap kube-system/kubeadm-config is up to date" in stderr
+
+
+def test_diff_shows_the_manifest_change_against_host_paths_and_writes_nothing(
+    initialized: tuple[Node, dict[str, Any], dict[str, Any]], tmp_path: Path
+) -> None:
+    node, _, _ = initialized
+    before = (node.rootfs / "etc/kubernetes/manifests/kube-scheduler.yaml").read_bytes()
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(
+        node.config.read_text().replace(
+            "scheduler:\n  extraArgs:\n", 'scheduler:\n  extraArgs:\n  - name: v\n    value: "3"\n'
+        )
+    )
+    proc = subprocess.run(
+        [
+            tool("bootstrap"),
+            "init",
+            "--config",
+            str(changed),
+            "--rootfs",
+            str(node.rootfs),
+            "--diff",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # stdout is the JSON document only, diffs included in it
+    diff = next(p for p in doc["phases"] if p["path"] == "manifests/kube-scheduler")["details"]["diff"]
+    assert "+++ /etc/kubernetes/manifests/kube-scheduler.yaml" in diff and "+    - --v=3" in diff
+    assert (node.rootfs / "etc/kubernetes/manifests/kube-scheduler.yaml").read_bytes() == before

@@ -155,7 +155,7 @@ def test_diff_prints_a_unified_diff_and_writes_nothing(
     directory = rootfs / MANIFEST_DIR
     before = snapshot(directory)
     result = manifests(cli, node_args, "--service-cidr", "10.100.0.0/16", "--diff")
-    path = directory / "kube-apiserver.yaml"
+    path = "/etc/kubernetes/manifests/kube-apiserver.yaml"  # the host path, as the kubelet sees it
     assert f"--- {path}\n+++ {path}\n" in result.stdout
     assert "\n-    - --service-cluster-ip-range=10.96.0.0/12\n" in result.stdout
     assert "\n+    - --service-cluster-ip-range=10.100.0.0/16\n" in result.stdout

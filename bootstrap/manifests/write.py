@@ -13,13 +13,15 @@ MANIFEST_MODE = 0o600
 MANIFEST_DIR_MODE = 0o700
 
 
-def unified_diff(path: Path, new_text: str) -> str:
+def unified_diff(path: Path, new_text: str, label: str | None = None) -> str:
+    """The change from ``path`` to ``new_text``; headers name ``label`` (the host path) when given."""
     old_text = path.read_text() if path.exists() else ""
+    name = label or str(path)
     lines = difflib.unified_diff(
         old_text.splitlines(keepends=True),
         new_text.splitlines(keepends=True),
-        fromfile=str(path) if old_text else "/dev/null",
-        tofile=str(path),
+        fromfile=name if old_text else "/dev/null",
+        tofile=name,
     )
     return "".join(lines)
 

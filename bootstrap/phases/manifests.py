@@ -60,10 +60,12 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
     manifest = render(component, rd.config, host_view(rd))
     directory = rd.manifest_dir
     if rd.options.diff:
-        diff = unified_diff(directory / manifest.filename, manifest.text)
-        if diff:
+        label = f"{rd.options.output_dir or rd.static_pod_path}/{manifest.filename}"
+        diff = unified_diff(directory / manifest.filename, manifest.text, label)
+        if diff and rd.options.output == "text":
             rd.reporter.text(diff.rstrip("\n"))
-        return [Outcome(bool(diff), f'{"Would change" if diff else "No change to"} "{manifest.filename}"')]
+        message = f'{"Would change" if diff else "No change to"} "{manifest.filename}"'
+        return [Outcome(bool(diff), message, [], {"diff": diff} if diff else None)]
     outcomes = _guard_strays(rd, directory)
     target = directory / manifest.filename
     if not target.exists() or target.read_text() != manifest.text:
