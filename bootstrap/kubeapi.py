@@ -79,8 +79,11 @@ class Backoff:
 class KubeApi:
     """A client built from a kubeconfig (TLS verified against its CA), returning plain dicts."""
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, on_forbidden: Callable[[], None] | None = None) -> None:
         from kubernetes import client, config
+
+        # Called once, on the first 403, before retrying that call (see :func:`admin_api`).
+        self._on_forbidden = on_forbidden
 
         configuration = client.Configuration()
         config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -107,7 +110,15 @@ class KubeApi:
         self.requests += 1
         kwargs.setdefault("_request_timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
         try:
-            return func(*args, _preload_content=False, **kwargs)
+            try:
+                return func(*args, _preload_content=False, **kwargs)
+            except ApiException as exc:
+                if exc.status != 403 or self._on_forbidden is None:
+                    raise
+                escalate, self._on_forbidden = self._on_forbidden, None
+                escalate()
+                self.requests += 1
+                return func(*args, _preload_content=False, **kwargs)
         except ApiException as exc:
             message = f"HTTP {exc.status}: {_status_message(exc.body) or exc.reason}"
             raise (Gone if exc.status == 410 else ApiError)(message, exc.status or 0) from exc
@@ -254,3 +265,29 @@ def _status_message(body: object) -> str:
     except ValueError:
         return ""
     return str(status.get("message", "")) if isinstance(status, dict) else ""
+
+
+def admin_api(kubernetes_dir: Path) -> KubeApi:
+    """A client with admin.conf, as kubeadm uses it.
+
+    admin.conf's user is in group kubeadm:cluster-admins, which has no rights until the
+    ClusterRoleBinding kubeadm:cluster-admins exists. On the first 403 that binding is created with
+    super-admin.conf (group system:masters), and the call is retried, as kubeadm does.
+    """
+
+    def ensure_binding() -> None:
+        from bootstrap.postinit import cluster_admins_binding
+
+        super_admin = kubernetes_dir / "super-admin.conf"
+        if not super_admin.exists():
+            return
+        api = KubeApi(super_admin)
+        try:
+            api.create("ClusterRoleBinding", None, cluster_admins_binding())
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        finally:
+            api.close()
+
+    return KubeApi(kubernetes_dir / "admin.conf", on_forbidden=ensure_binding)

@@ -101,11 +101,11 @@ def _data_dir(pod: dict[str, Any]) -> str | None:
 
 def wait_for_mirror_pods_gone(admin_conf: Path, node: str, components: list[str], timeout: float) -> str:
     """Wait (bounded) until the kubelet has removed our mirror pods; say what happened."""
-    from bootstrap.kubeapi import ApiError, KubeApi
+    from bootstrap.kubeapi import ApiError, admin_api
 
     names = {f"{c}-{node.lower()}" for c in components}
     deadline = time.monotonic() + timeout
-    api = KubeApi(admin_conf)
+    api = admin_api(admin_conf.parent)
     try:
         while True:
             try:

@@ -210,13 +210,13 @@ class RunData:
     def applier(self) -> Applier:
         """Creates or updates cluster objects with admin.conf; in a dry run, only records the actions."""
         from bootstrap.apply import ApiApplier, DryRunApplier
-        from bootstrap.kubeapi import KubeApi
+        from bootstrap.kubeapi import KubeApi, admin_api
 
         if self.dry_run:
             admin = self.real_fs.path(KUBERNETES_DIR) / "admin.conf"
             return DryRunApplier(lambda: KubeApi(admin) if admin.exists() else _no_api(admin))
         timeout = self.config.init.timeouts.kubernetes_api_call.total_seconds()
-        return ApiApplier(KubeApi(self.kubernetes_dir / "admin.conf"), timeout)
+        return ApiApplier(admin_api(self.kubernetes_dir), timeout)
 
     def observe_mirror_hash(self, component: str) -> str | None:
         """The config.hash of ``component``'s mirror pod before we replace its manifest (None when
@@ -226,11 +226,11 @@ class RunData:
         admin = self.kubernetes_dir / "admin.conf"
         if not admin.exists():
             return None
-        from bootstrap.kubeapi import ApiError, KubeApi
+        from bootstrap.kubeapi import ApiError, admin_api
         from bootstrap.wait.status import HASH_ANNOTATION
 
         try:
-            api = KubeApi(admin)
+            api = admin_api(self.kubernetes_dir)
         except Exception as exc:  # an unreadable admin.conf must not stop the manifests phase
             self.reporter.debug(f"cannot build an API client from {admin}: {exc}")
             return None
@@ -256,11 +256,11 @@ class RunData:
                     label, f"Would wait for mirror pod kube-system/{name}-{plan.node_name} and {endpoint.url}"
                 )
             return None
-        from bootstrap.kubeapi import KubeApi
+        from bootstrap.kubeapi import admin_api
         from bootstrap.wait.progress import progress_for
         from bootstrap.wait.waiter import ControlPlaneWaiter
 
-        return ControlPlaneWaiter(plan, lambda: KubeApi(plan.admin_conf), progress_for()).run()
+        return ControlPlaneWaiter(plan, lambda: admin_api(plan.admin_conf.parent), progress_for()).run()
 
     @contextmanager
     def session(self) -> Iterator[None]:

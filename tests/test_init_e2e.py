@@ -133,6 +133,17 @@ def test_full_init_changes_every_writing_phase_and_configures_the_cluster(
     assert base64.b64decode(tokens[0].data["usage-bootstrap-authentication"]) == b"true"
 
 
+def test_admin_conf_gets_its_cluster_admin_binding_through_super_admin_conf(
+    initialized: tuple[Node, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, _, state = initialized
+    log = list(state["kubelet"].api.request_log)
+    # admin.conf was refused (403) until super-admin.conf created the kubeadm:cluster-admins binding.
+    assert ("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", "kubernetes-super-admin") in log
+    users = {user for _, path, user in log if "/pods" in path}
+    assert users == {"kubernetes-admin", "system:node:cp1"}
+
+
 def test_cluster_info_is_readable_anonymously(
     initialized: tuple[Node, dict[str, Any], dict[str, Any]],
 ) -> None:

@@ -76,7 +76,9 @@ def server(cluster: tuple[Path, int]) -> Iterator[ApiServerStandin]:
 
 @pytest.fixture
 def admin_conf(cluster: tuple[Path, int]) -> Path:
-    return cluster[0] / "etc/kubernetes/admin.conf"
+    # super-admin.conf (system:masters): admin.conf has no rights until the kubeadm:cluster-admins
+    # binding exists, which test_admin_conf_is_forbidden_until_its_binding_exists checks.
+    return cluster[0] / "etc/kubernetes/super-admin.conf"
 
 
 @pytest.fixture
@@ -120,7 +122,7 @@ def test_version_endpoint_returns_complete_version_info(
     assert (info.major, info.minor, info.git_version) == ("1", "34", "v1.34.2")
     for field in ("git_commit", "git_tree_state", "build_date", "go_version", "compiler", "platform"):
         assert getattr(info, field)
-    assert ("GET", "/version/", "kubernetes-admin") in server.request_log
+    assert ("GET", "/version/", "kubernetes-super-admin") in server.request_log
 
 
 def test_default_namespaces_exist(core: client.CoreV1Api) -> None:
@@ -485,7 +487,7 @@ def test_request_log_records_client_identity_and_separates_health(
         client.CoreV1Api(kubelet_api).list_node()
     core.api_client.call_api("GET", f"{server.url}/livez")
     assert ("GET", "/api/v1/nodes", f"system:node:{NODE}") in server.request_log
-    assert ("GET", "/livez", "kubernetes-admin") in server.request_log
+    assert ("GET", "/livez", "kubernetes-super-admin") in server.request_log
     assert all(not path.startswith("/livez") for _, path, _ in server.api_requests())
 
 
@@ -497,7 +499,7 @@ def test_from_manifest_reads_the_apiserver_flags(cluster: tuple[Path, int]) -> N
     assert standin.tls_cert == root / "etc/kubernetes/pki/apiserver.crt"
     assert standin.client_ca == root / "etc/kubernetes/pki/ca.crt"
     with standin:
-        api_client = config.new_client_from_config(config_file=str(root / "etc/kubernetes/admin.conf"))
+        api_client = config.new_client_from_config(config_file=str(root / "etc/kubernetes/super-admin.conf"))
         with api_client:
             assert client.CoreV1Api(api_client).read_namespace("default").metadata.name == "default"
 
@@ -578,3 +580,34 @@ def test_finalizers_delay_deletion_and_namespace_delete_removes_its_objects(core
     core.delete_namespace("team")
     assert core.list_config_map_for_all_namespaces(field_selector="metadata.namespace=team").items == []
     assert "team" not in _names(core.list_namespace().items)
+
+
+def test_admin_conf_is_forbidden_until_its_binding_exists(
+    server: ApiServerStandin, cluster: tuple[Path, int], api: client.ApiClient
+) -> None:
+    admin = config.new_client_from_config(config_file=str(cluster[0] / "etc/kubernetes/admin.conf"))
+    admin.configuration.retries = False
+    try:
+        with pytest.raises(client.ApiException) as denied:
+            client.CoreV1Api(admin).list_namespace()
+        assert denied.value.status == 403
+        client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
+            {
+                "metadata": {"name": "kubeadm:cluster-admins"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [
+                    {
+                        "kind": "Group",
+                        "name": "kubeadm:cluster-admins",
+                        "apiGroup": "rbac.authorization.k8s.io",
+                    }
+                ],
+            }
+        )
+        assert client.CoreV1Api(admin).list_namespace().items
+    finally:
+        admin.close()

@@ -836,19 +836,53 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorize(self, verb: str, res: Resource, namespace: str | None, name: str, sub: str) -> None:
         if self.user != ANONYMOUS:
-            return  # every authenticated identity may do anything (no RBAC evaluation here)
+            if self._is_privileged():
+                return
+            self._forbid(verb, res, namespace, name, sub, self.user)
         if (
             verb == "get"
             and res.name == "configmaps"
             and (namespace, name) == ("kube-public", "cluster-info")
         ):
             return
+        self._forbid(verb, res, namespace, name, sub, ANONYMOUS)
+
+    def _is_privileged(self) -> bool:
+        """A small part of real authorization, enough for the bootstrap flow: system:masters always;
+        the kubelet and control-plane components (Node authorizer and their bootstrap roles); anyone
+        bound to cluster-admin by a ClusterRoleBinding. So admin.conf (group kubeadm:cluster-admins)
+        is forbidden until the kubeadm:cluster-admins binding exists, as in a real cluster."""
+        groups = set(self.groups)
+        if "system:masters" in groups or "system:nodes" in groups or self.user.startswith("system:node:"):
+            return True
+        if self.user in (
+            "system:kube-controller-manager",
+            "system:kube-scheduler",
+            "kube-apiserver-kubelet-client",
+        ):
+            return True
+        crb = resource_by_name("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        assert crb is not None
+        bindings, _ = self.store.list(crb, None)
+        for binding in bindings:
+            if (binding.get("roleRef") or {}).get("name") != "cluster-admin":
+                continue
+            for subject in binding.get("subjects") or []:
+                if (subject.get("kind") == "Group" and subject.get("name") in groups) or (
+                    subject.get("kind") == "User" and subject.get("name") == self.user
+                ):
+                    return True
+        return False
+
+    def _forbid(
+        self, verb: str, res: Resource, namespace: str | None, name: str, sub: str, user: str
+    ) -> None:
         resource = f"{res.name}/{sub}" if sub else res.name
         where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
         named = f' "{name}"' if name else ""
         message = (
             f"{res.qualified()}{named} is forbidden: "
-            f'User "{ANONYMOUS}" cannot {verb} resource "{resource}" in API group "{res.group}" {where}'
+            f'User "{user}" cannot {verb} resource "{resource}" in API group "{res.group}" {where}'
         )
         details: Obj = {"kind": res.name}
         if name:

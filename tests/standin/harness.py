@@ -23,7 +23,8 @@ from tests.tools import tool
 NODE = "cp1"
 ADDRESS = "127.0.0.1"
 MANIFESTS = "etc/kubernetes/manifests"
-ADMIN_CONF = "etc/kubernetes/admin.conf"
+# system:masters: usable before init's upload-config binds admin.conf's group to cluster-admin.
+ADMIN_CONF = "etc/kubernetes/super-admin.conf"
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def running_control_plane(
 
 
 def admin_client(rootfs: Path) -> Any:
-    """The official client with ``admin.conf`` (TLS verified), as a user of the cluster would have it."""
+    """The official client with ``super-admin.conf`` (TLS verified): a cluster administrator."""
     from kubernetes import client, config
 
     cfg = client.Configuration()
