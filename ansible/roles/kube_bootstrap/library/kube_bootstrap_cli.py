@@ -111,8 +111,9 @@ def diagnosis(doc):
 def plan_changes(doc):
     """Check mode: the phases whose files a real run would write.
 
-    A dry run cannot see the cluster, so the API phases (upload-config, mark-control-plane,
-    bootstrap-token) always say they would change; they are reported but do not count.
+    When the API server does not answer (check mode on a node whose control plane is down), a dry
+    run lists every API action of upload-config, mark-control-plane and bootstrap-token as a change;
+    those are reported but do not count.
     """
     plan = (doc.get("dryRunPlan") or {}).get("plan", [])
     return [p["phase"] for p in plan if p.get("wouldChange") and p.get("files")]
