@@ -6,7 +6,6 @@ Errors are translated into messages and exit codes in exactly one place, :func:`
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -364,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         if verbose:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
@@ -375,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug: say so plainly, with the traceback on -v
         if verbose:
+            import traceback
+
             traceback.print_exc()
         click.echo(
             f"error: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", err=True

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bootstrap.errors import PkiError
-from bootstrap.fsutil import write_atomic
 from bootstrap.results import Outcome
 
 if TYPE_CHECKING:
@@ -208,5 +207,7 @@ def ensure_kubeconfig(
     ca_pem = ca.cert.public_bytes(Encoding.PEM)
     document = build(spec, cluster_name, server, ca_pem, user, cert_pem, key_pem)
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    from bootstrap.fsutil import write_atomic
+
     write_atomic(path, text.encode(), KUBECONFIG_MODE)
     return Outcome(True, f'Writing "{spec.file}" kubeconfig file', [path]), []

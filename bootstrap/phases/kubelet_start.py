@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING
 
 from bootstrap.results import Outcome
@@ -13,6 +12,8 @@ if TYPE_CHECKING:
 
 
 def _run(rd: RunData) -> list[Outcome]:
+    import socket
+
     import yaml
 
     from bootstrap import kubelet

@@ -13,11 +13,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bootstrap import preflight
 from bootstrap.results import Outcome
 from bootstrap.workflow import Phase
 
 if TYPE_CHECKING:
+    from bootstrap import preflight
     from bootstrap.rundata import RunData
 
 DRY_RUN_PREFIX = "[dryrun] would fail: "
@@ -26,6 +26,8 @@ DRY_RUN_PREFIX = "[dryrun] would fail: "
 def _tolerance(rd: RunData) -> tuple[set[str], str | None]:
     """Names whose errors become warnings, and (in a dry run) the prefix that makes every other
     failure a warning too: a dry run shows what would fail, it never stops on it."""
+    from bootstrap import preflight
+
     ignored = preflight.normalize_ignored(
         [*rd.options.ignore_preflight_errors, *rd.config.init.node_registration.ignore_preflight_errors]
     )
@@ -38,6 +40,8 @@ def _manifest(rd: RunData, component: str) -> Path:
 
 def _held_by_our_pod(rd: RunData, components: list[str], port: int) -> bool:
     """Our manifest of one of ``components`` is in the static pod directory and declares ``port``."""
+    from bootstrap import preflight
+
     for component in components:
         pod = preflight.our_manifest(component, _manifest(rd, component))
         if pod is not None and port in preflight.listeners(component, pod):
@@ -46,6 +50,7 @@ def _held_by_our_pod(rd: RunData, components: list[str], port: int) -> bool:
 
 
 def _port_checks(rd: RunData) -> list[preflight.Check]:
+    from bootstrap import preflight
     from bootstrap.manifests.render import components_for, render
     from bootstrap.phases.manifests import host_view
 
@@ -84,6 +89,7 @@ def _port_checks(rd: RunData) -> list[preflight.Check]:
 
 
 def _file_checks(rd: RunData) -> list[preflight.Check]:
+    from bootstrap import preflight
     from bootstrap.manifests.render import components_for
 
     return [
@@ -96,6 +102,7 @@ def _file_checks(rd: RunData) -> list[preflight.Check]:
 
 
 def _etcd_data_dir_check(rd: RunData) -> list[preflight.Check]:
+    from bootstrap import preflight
     from bootstrap.manifests.flags import flag_value
 
     local = rd.config.cluster.etcd.local
@@ -119,6 +126,8 @@ def _etcd_data_dir_check(rd: RunData) -> list[preflight.Check]:
 
 
 def _kubelet_binary_check(rd: RunData) -> preflight.Check:
+    from bootstrap import preflight
+
     if rd.options.rootfs is not None:
         candidates = [rd.real_fs.path(b) for b in preflight.KUBELET_BINARIES]
         run = partial(preflight.kubelet_binary, candidates)
@@ -129,6 +138,8 @@ def _kubelet_binary_check(rd: RunData) -> preflight.Check:
 
 
 def checks_for(rd: RunData) -> list[preflight.Check]:
+    from bootstrap import preflight
+
     cfg = rd.config
     return [
         preflight.Check("IsPrivilegedUser", preflight.privileged_user),
@@ -146,6 +157,8 @@ def checks_for(rd: RunData) -> list[preflight.Check]:
 
 
 def _run(rd: RunData) -> list[Outcome]:
+    from bootstrap import preflight
+
     ignored, report_only = _tolerance(rd)
     warnings = preflight.run_checks(checks_for(rd), ignored, report_only)
     for warning in warnings:
