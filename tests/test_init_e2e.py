@@ -30,7 +30,13 @@ from kubernetes.client import CoreV1Api
 from bootstrap.fsutil import Rootfs
 from bootstrap.ledger import run_lock
 from tests.conftest import files_under
-from tests.standin.harness import admin_client, allocate_ports, init_config, kubelet_once_configured
+from tests.standin.harness import (
+    admin_client,
+    allocate_ports,
+    bootstrap_command,
+    init_config,
+    kubelet_once_configured,
+)
 from tests.tools import tool, unprivileged_runtime
 
 PHASES_WITHOUT_CHANGES = {"preflight", "wait-control-plane", "show-join-command"}
@@ -42,21 +48,7 @@ class Node:
     config: Path
 
     def init_args(self, *extra: str) -> list[str]:
-        return [
-            tool("bootstrap"),
-            "init",
-            "--config",
-            str(self.config),
-            "--rootfs",
-            str(self.rootfs),
-            "--settle",
-            "1s",
-            "--timeout",
-            "30s",
-            "-o",
-            "json",
-            *extra,
-        ]
+        return [*bootstrap_command(self.rootfs, self.config, "init"), "--timeout", "30s", *extra]
 
 
 def make_node(tmp_path: Path, with_host_tools: bool = True) -> Node:

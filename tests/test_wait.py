@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from tests.standin.harness import admin_client, prepare_rootfs, running_control_plane, wait_for
+from tests.standin.harness import (
+    admin_client,
+    bootstrap_command,
+    prepare_rootfs,
+    running_control_plane,
+    wait_for,
+)
 from tests.standin.kubelet import KubeletStandin, Scenario
 from tests.tools import tool
 
@@ -31,17 +37,7 @@ class Cluster:
 
     def args(self, *extra: str) -> list[str]:
         return [
-            tool("bootstrap"),
-            "phase",
-            "wait-control-plane",
-            "--config",
-            str(self.config),
-            "--rootfs",
-            str(self.rootfs),
-            "--settle",
-            SETTLE,
-            "-o",
-            "json",
+            *bootstrap_command(self.rootfs, self.config, "phase", "wait-control-plane", settle=SETTLE),
             *extra,
         ]
 

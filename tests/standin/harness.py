@@ -217,3 +217,19 @@ def kubelet_once_configured(rootfs: Path) -> Iterator[dict[str, Any]]:
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def bootstrap_command(rootfs: Path, config: Path, *command: str, settle: str = "1s") -> list[str]:
+    """``bootstrap <command> --config C --rootfs R --settle S -o json``, the way the tests run the CLI."""
+    return [
+        tool("bootstrap"),
+        *command,
+        "--config",
+        str(config),
+        "--rootfs",
+        str(rootfs),
+        "--settle",
+        settle,
+        "-o",
+        "json",
+    ]
