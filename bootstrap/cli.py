@@ -289,6 +289,11 @@ def serve_manifests(listen: str, **params: Any) -> None:
         cfg = load_config(options.config_file, options.overrides)
         return [render(c, cfg, host_view(rd)).pod for c in components_for(cfg)]
 
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        reporter.warn(
+            f"--listen {listen}: the pod specs (flags, and proxy variables of this environment) are served "
+            "without authentication to anyone who can reach this address"
+        )
     source = PodListSource(pods, options.config_file)
     source.body()  # fail fast on a bad config, before listening
     server = make_server(host, port, source, reporter.debug)
@@ -354,6 +359,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI and turn every error into one message and its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args or "--verbose" in args
+    if argv is None:
+        # A plain SIGTERM would skip our cleanup (the dry-run directory, the API client's key files):
+        # turn it into an exit that unwinds.
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         code = cli.main(args=args, prog_name="bootstrap", standalone_mode=False)
     except click.exceptions.Exit as exc:

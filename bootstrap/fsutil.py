@@ -31,6 +31,11 @@ def journal(record: Callable[[Path, str], None]) -> Iterator[None]:
         _journal.reset(token)
 
 
+def announce(path: Path, kind: str) -> None:
+    """Tell the journal about something we will own without writing it (e.g. etcd's data directory)."""
+    _note(path, kind)
+
+
 def _note(path: Path, kind: str) -> None:
     record = _journal.get()
     if record is not None:
@@ -79,7 +84,8 @@ def _write_atomic(path: Path, data: bytes, mode: int, dir_mode: int) -> bool:
     except FileNotFoundError:
         pass
     ensure_dir(path.parent, dir_mode)
-    _note(path, "file")
+    # A file that was there before us is ours to change, not to delete on reset.
+    _note(path, "modified" if path.exists() else "file")
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:

@@ -125,8 +125,9 @@ class ClientTLS:
             context.load_cert_chain(cert, key)
         return context
 
-    def context_for(self, endpoint: Endpoint) -> ssl.SSLContext:
-        if endpoint.verify and self.verified is not None:
+    def context_for(self, endpoint: Endpoint) -> ssl.SSLContext | None:
+        """The context to check ``endpoint`` with; None when it must be verified and cannot be."""
+        if endpoint.verify:
             return self.verified
         return self.unverified
 
@@ -135,8 +136,11 @@ def check(endpoint: Endpoint, tls: ClientTLS, timeout: float = HEALTH_TIMEOUT) -
     """None when the endpoint answers 200; otherwise what went wrong, for people."""
     connection: http.client.HTTPConnection
     if endpoint.scheme == "https":
+        context = tls.context_for(endpoint)
+        if context is None:  # never fall back to an unverified check of the API server
+            return "cannot verify TLS: admin.conf (with the cluster CA) is missing"
         connection = http.client.HTTPSConnection(
-            endpoint.host, endpoint.port, timeout=timeout, context=tls.context_for(endpoint)
+            endpoint.host, endpoint.port, timeout=timeout, context=context
         )
     else:
         connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)

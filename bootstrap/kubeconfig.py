@@ -157,6 +157,7 @@ def _check_existing(
 
     from bootstrap.pki import verify_client_pair
 
+    fix = f'delete {path.name} and re-run "bootstrap phase kubeconfig {path.stem}"'
     try:
         cluster = data["clusters"][0]["cluster"]
         ca_pem = base64.b64decode(cluster["certificate-authority-data"])
@@ -164,9 +165,16 @@ def _check_existing(
         cert_pem = base64.b64decode(creds["client-certificate-data"])
         key_pem = base64.b64decode(creds["client-key-data"])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise PkiError(f"{path}: not a kubeconfig with embedded CA and client credentials ({exc})") from exc
-    fix = f'delete {path.name} and re-run "bootstrap phase kubeconfig {path.stem}"'
-    if x509.load_pem_x509_certificate(ca_pem) != ca.cert:
+        # Name the missing field only: the values may hold key material.
+        raise PkiError(
+            f"{path}: not a kubeconfig with embedded CA and client credentials "
+            f"({type(exc).__name__}: {exc if isinstance(exc, KeyError) else 'unreadable value'}); {fix}"
+        ) from exc
+    try:
+        embedded_ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as exc:
+        raise PkiError(f"{path}: certificate-authority-data is not a PEM certificate ({exc}); {fix}") from exc
+    if embedded_ca != ca.cert:
         raise PkiError(f"{path}: embedded CA is not the cluster CA (ca.crt); {fix}")
     problem = verify_client_pair(ca.cert, cert_pem, key_pem, common_name=user, organizations=organizations)
     if problem:
@@ -195,7 +203,13 @@ def ensure_kubeconfig(
     path = kube_dir / spec.file
     user = spec.user(settings.node_name)
     if path.exists():
-        data = yaml.safe_load(path.read_text())
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise PkiError(
+                f"{path}: not valid YAML ({exc.__class__.__name__}); delete {path.name} and re-run "
+                f'"bootstrap phase kubeconfig {path.stem}"'
+            ) from exc
         warnings = _check_existing(path, data, ca, user, spec.organizations, server)
         return Outcome(False, f'Using existing kubeconfig file: "{path}"'), warnings
     if ca.key is None:

@@ -83,23 +83,32 @@ def flags_env(cfg: Config, hostname: str) -> str:
 class ServiceManager(Protocol):
     """Restarts the kubelet; dry-run and rootfs runs get one that only says what it would do."""
 
-    def restart_kubelet(self) -> str: ...
+    def restart_kubelet(self, settings_changed: bool) -> tuple[bool, str]:
+        """(whether the service was touched, what happened)."""
+        ...
 
 
 class Systemd:
-    def restart_kubelet(self) -> str:
+    def restart_kubelet(self, settings_changed: bool) -> tuple[bool, str]:
         systemctl = shutil.which("systemctl")
         if systemctl is None or not Path("/run/systemd/system").is_dir():
-            return "systemd does not manage this host: start the kubelet yourself"
+            return False, "systemd does not manage this host: start the kubelet yourself"
+        active = subprocess.run([systemctl, "is-active", "--quiet", "kubelet"], check=False).returncode == 0
+        if active and not settings_changed:
+            # A converging re-run must not bounce the kubelet (and with it every status it reports).
+            return False, "The kubelet is running with these settings already"
         proc = subprocess.run([systemctl, "restart", "kubelet"], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise PhaseError(f"systemctl restart kubelet failed: {proc.stderr.strip() or proc.returncode}")
-        return "Restarted the kubelet through systemd"
+        return (
+            True,
+            "Restarted the kubelet through systemd" if active else "Started the kubelet through systemd",
+        )
 
 
 class NoServiceManager:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def restart_kubelet(self) -> str:
-        return f"Not restarting the kubelet ({self.reason})"
+    def restart_kubelet(self, settings_changed: bool) -> tuple[bool, str]:
+        return False, f"Not restarting the kubelet ({self.reason})"

@@ -66,7 +66,7 @@ class Ledger:
                 self._append(str(host), "dir")
 
     def _append(self, host: str, kind: str) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, (json.dumps({"path": host, "kind": kind}) + "\n").encode())
             os.fsync(fd)
@@ -96,7 +96,10 @@ def run_lock(fs: Rootfs) -> Iterator[None]:
     """Hold the one-run-at-a-time lock for ``fs``; fail fast, naming the holder, when it is taken."""
     path = fs.path(LOCK)
     Ledger(fs).ensure_state_dir()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)  # never truncate through a link
+    except OSError as exc:
+        raise BootstrapError(f"{path}: cannot open the run lock: {exc.strerror or exc}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

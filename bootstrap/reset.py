@@ -32,6 +32,7 @@ class ResetPlan:
     dirs: list[str] = field(default_factory=list)  # directories we created, deepest first
     etcd_data: str | None = None
     node_name: str | None = None
+    refused: list[str] = field(default_factory=list)  # ledger paths that lead outside the rootfs
 
 
 @dataclass
@@ -69,18 +70,27 @@ def _control_plane_pod(document: Any) -> str | None:
 
 def plan_reset(fs: Rootfs) -> ResetPlan:
     plan = ResetPlan()
-    for entry in Ledger(fs).entries():
+    entries = Ledger(fs).entries()
+    for entry in entries:
         host, kind = entry["path"], entry["kind"]
+        if kind == "modified" or (kind == "file" and host in plan.files + plan.manifests):
+            continue  # files that were there before us stay (listed as kept); each path once
+        if not _inside(fs, host):
+            plan.refused.append(host)
+            continue
         if kind == "dir":
             plan.dirs.append(host)
+            continue
+        if kind == "etcd-data":
+            plan.etcd_data = host
             continue
         document = _read_yaml(fs.path(host)) if host.endswith((".yaml", ".conf")) else None
         component = _control_plane_pod(document)
         if component:
             plan.manifests.append(host)
             plan.components.append(component)
-            if component == "etcd" and isinstance(document, dict):
-                plan.etcd_data = _data_dir(document)
+            if component == "etcd" and isinstance(document, dict) and plan.etcd_data is None:
+                plan.etcd_data = _data_dir(document)  # a ledger from before the data dir was recorded
         else:
             if host.endswith("/kubelet.conf") and isinstance(document, dict):
                 user = str((document.get("users") or [{}])[0].get("name", ""))
@@ -90,6 +100,19 @@ def plan_reset(fs: Rootfs) -> ResetPlan:
             plan.files.append(host)
     plan.dirs = sorted(dict.fromkeys(plan.dirs), key=lambda d: d.count("/"), reverse=True)
     return plan
+
+
+def _inside(fs: Rootfs, host: str) -> bool:
+    """``host`` names something inside the managed filesystem once links are followed (a tampered
+    ledger or a link in the rootfs must not make reset delete anything outside it)."""
+    if ".." in Path(host).parts:
+        return False
+    if fs.root is None:
+        return True
+    root = fs.root.resolve()
+    real = fs.path(host)
+    resolved = real.parent.resolve() / real.name
+    return resolved == root or root in resolved.parents
 
 
 def _data_dir(pod: dict[str, Any]) -> str | None:
@@ -143,9 +166,12 @@ def run_reset(fs: Rootfs, reporter: Reporter, *, dry_run: bool, mirror_timeout: 
         note = wait_for_mirror_pods_gone(admin, plan.node_name, plan.components, mirror_timeout)
         result.notes.append(note)
         reporter.info(LABEL, note)
-    if plan.etcd_data:
+    for host in plan.refused:
+        result.notes.append(f"not touching {host}: it leads outside {fs.root}")
+        reporter.warn(f"ledger entry {host} leads outside {fs.root}: not touched")
+    if plan.etcd_data and _inside(fs, plan.etcd_data):
         data = fs.path(plan.etcd_data)
-        if data.exists():
+        if data.is_dir() and not data.is_symlink():
             if not dry_run:
                 shutil.rmtree(data)
             result.removed.append(plan.etcd_data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -18,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bootstrap.errors import UsageError
 from bootstrap.fsutil import Rootfs
 from bootstrap.kubelet import (
     DEFAULT_STATIC_POD_PATH,
@@ -39,6 +41,14 @@ if TYPE_CHECKING:
 
 KUBERNETES_DIR = "/etc/kubernetes"
 DRYRUN_DIR_ENV = "BOOTSTRAP_DRYRUN_DIR"
+
+
+def _copy_private(source: str, target: str) -> str:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
+        shutil.copyfileobj(data, out)
+    os.chmod(target, stat.S_IMODE(os.stat(source).st_mode))
+    return target
 
 
 def _no_api(admin: Path) -> Any:
@@ -112,7 +122,13 @@ class RunData:
         base = os.environ.get(DRYRUN_DIR_ENV)
         if base:
             root = Path(base)
+            if root.is_dir() and any(root.iterdir()):
+                # A previous run's files would pass for the host's and make the plan lie.
+                raise UsageError(f"{DRYRUN_DIR_ENV}={root}: the directory must be empty or absent")
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if root.is_symlink() or root.stat().st_uid != os.geteuid():
+                raise UsageError(f"{DRYRUN_DIR_ENV}={root}: must be a directory of this user, not a link")
+            root.chmod(0o700)  # it receives copies of the real keys
         else:
             # It holds freshly generated keys: removed at the end of the run unless the user asked
             # for a directory of their own to inspect.
@@ -135,11 +151,13 @@ class RunData:
         target = Rootfs(root).path(host_path)
         if target.exists():
             return
+        # Links are followed and their targets copied: a linked PKI directory must not let the dry
+        # run write through to the real one. Copies are created private, then given the original mode.
         if source.is_dir():
-            shutil.copytree(source, target, symlinks=True)
+            shutil.copytree(source, target, symlinks=False, copy_function=_copy_private)
         elif source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _copy_private(str(source), str(target))
 
     def host_path(self, host: str | Path) -> Path:
         """Where a host path lives for this run (rootfs and dry-run applied)."""

@@ -43,6 +43,9 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
     except click.ClickException as exc:
         error = exc
         raise
+    except Exception as exc:  # a bug: the document must still say the run failed
+        error = BootstrapError(f"internal error: {type(exc).__name__}: {exc}")
+        raise
     finally:
         rd.close()
         document = result_document(rd, command, reports, error)
@@ -70,6 +73,9 @@ def _run_steps(rd: RunData, steps: Sequence[PlannedPhase], reports: list[PhaseRe
             report.status = "failed"
             report.details = exc.details
             exc.phase = step.path
+            raise
+        except Exception:
+            report.status = "failed"
             raise
         report.status = "ran"
         for outcome in outcomes:

@@ -210,7 +210,7 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
     (
         "bad bootstrap token",
         INIT + "bootstrapTokens:\n- token: ABCDEF.0123456789abcdef\n",
-        ["bootstrapTokens[0].token:", '"ABCDEF.0123456789abcdef"'],
+        ["bootstrapTokens[0].token:", '"ABCDEF.<redacted>"'],
     ),
     (
         "token ttl and expires together",
@@ -344,3 +344,12 @@ def test_type_errors_in_one_document_do_not_hide_rule_violations_in_the_other(tm
     with pytest.raises(ConfigError) as excinfo:
         load_config(path, {}, host=HOST)
     assert [p.split(":")[0] for p in excinfo.value.problems] == ["dryRun", "networking.dnsDomain"]
+
+
+def test_a_malformed_bootstrap_token_is_not_echoed_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "kubeadm.yaml"
+    path.write_text(INIT + "bootstrapTokens:\n- token: abcdef.0123456789ABCDEF\n")
+    with pytest.raises(ConfigError) as failed:
+        load_config(path, {}, host=HOST)
+    assert "0123456789ABCDEF" not in failed.value.format_message()
+    assert "abcdef.<redacted>" in failed.value.format_message()

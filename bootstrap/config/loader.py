@@ -414,7 +414,8 @@ def _apply_defaults(init: InitConfiguration, cluster: ClusterConfiguration, host
         nr.cri_socket = f"unix://{nr.cri_socket}"
 
     ep = init.local_api_endpoint
-    if not ep.advertise_address:
+    # As kubeadm: an unspecified address (0.0.0.0, ::) means "pick the default-route address".
+    if not ep.advertise_address or ep.advertise_address in ("0.0.0.0", "::"):
         detected = host.default_ipv4()
         if detected:
             ep.advertise_address = detected

@@ -212,7 +212,9 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
     for i, token in enumerate(init.bootstrap_tokens):
         path = f"bootstrapTokens[{i}]"
         if token.token is not None and not _TOKEN.match(token.token):
-            r.error(f"{path}.token", f"{q(token.token)} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}")
+            # The value is a credential (a typo of a real token still is one): never echo its secret half.
+            shown = q(token.token.split(".", 1)[0] + ".<redacted>") if "." in token.token else "the value"
+            r.error(f"{path}.token", f"{shown} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}")
         if token.ttl is not None and token.expires is not None:
             r.error(path, "ttl and expires are mutually exclusive")
         if token.ttl is not None and token.ttl < timedelta(0):

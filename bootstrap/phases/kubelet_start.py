@@ -49,7 +49,8 @@ def _run(rd: RunData) -> list[Outcome]:
             outcomes.append(Outcome(True, f'Writing kubelet file "{path}"', [path]))
         else:
             outcomes.append(Outcome(False, f'Kubelet file "{path}" is up to date'))
-    outcomes.append(Outcome(False, rd.service_manager.restart_kubelet()))
+    touched, message = rd.service_manager.restart_kubelet(any(o.changed for o in outcomes))
+    outcomes.append(Outcome(touched, message))
     return outcomes
 
 

@@ -67,6 +67,16 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
         message = f'{"Would change" if diff else "No change to"} "{manifest.filename}"'
         return [Outcome(bool(diff), message, [], {"diff": diff} if diff else None)]
     outcomes = _guard_strays(rd, directory)
+    if component == "etcd":
+        # etcd writes its data directory, not us, but reset must find it even after the manifest is gone.
+        from bootstrap.fsutil import announce
+        from bootstrap.manifests.flags import flag_value
+        from bootstrap.preflight import pod_flags
+
+        data_dir = flag_value(pod_flags(manifest.pod), "data-dir")
+        path = rd.host_path(data_dir) if data_dir else None
+        if path is not None and (not path.exists() or not any(path.iterdir())):  # never claim existing data
+            announce(path, "etcd-data")
     target = directory / manifest.filename
     if not target.exists() or target.read_text() != manifest.text:
         before = rd.observe_mirror_hash(component)

@@ -104,8 +104,11 @@ def residual_time(remaining: timedelta) -> str:
 def _load_kubeconfig(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PkiError(f"{path}: cannot read kubeconfig: {exc}") from exc
+    except OSError as exc:
+        raise PkiError(f"{path}: cannot read kubeconfig: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        # Not the parser's message: it quotes the offending line, which may be key material.
+        raise PkiError(f"{path}: not valid YAML ({type(exc).__name__})") from exc
     if not isinstance(doc, dict):
         raise PkiError(f"{path}: not a kubeconfig (expected a YAML mapping)")
     return doc
