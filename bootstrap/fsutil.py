@@ -109,9 +109,13 @@ def _write_atomic(path: Path, data: bytes, mode: int, dir_mode: int) -> bool:
 class Rootfs:
     """Maps host paths (as written into manifests and kubeconfigs) to where they live for this run.
 
-    With ``--rootfs DIR`` every path the tool reads or writes is resolved under DIR, while the
-    paths written into files stay host paths.
+    With ``--rootfs DIR`` every path the tool reads or writes is resolved under DIR, as if DIR were
+    ``/`` (kubeadm chroots there): symbolic links inside DIR are followed within DIR, an absolute
+    link target is taken relative to DIR, and ``..`` never climbs above it. Paths written into files
+    stay host paths.
     """
+
+    MAX_LINKS = 40
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root
@@ -121,7 +125,36 @@ class Rootfs:
         host = Path(host_path)
         if self.root is None:
             return host
-        return self.root / host.relative_to(host.anchor)
+        return self._confined(host)
+
+    def _confined(self, host: Path) -> Path:
+        root = self.root
+        assert root is not None
+        parts = list(host.relative_to(host.anchor).parts) if host.is_absolute() else list(host.parts)
+        resolved: list[str] = []
+        links = 0
+        while parts:
+            part = parts.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = root.joinpath(*resolved, part)
+            if candidate.is_symlink():
+                links += 1
+                if links > self.MAX_LINKS:
+                    raise PhaseError(f"{host}: too many levels of symbolic links under {root}")
+                target = Path(os.readlink(candidate))
+                if target.is_absolute():
+                    resolved = []
+                    parts = list(target.relative_to(target.anchor).parts) + parts
+                else:
+                    parts = list(target.parts) + parts
+                continue
+            resolved.append(part)
+        return root.joinpath(*resolved)
 
     def __repr__(self) -> str:
         return f"Rootfs({self.root!s})"

@@ -94,3 +94,29 @@ def test_the_api_server_health_check_never_falls_back_to_unverified_tls() -> Non
     assert (
         check(endpoint, ClientTLS(None)) == "cannot verify TLS: admin.conf (with the cluster CA) is missing"
     )
+
+
+def test_rootfs_resolves_links_as_a_chroot_would(tmp_path: Path) -> None:
+    from bootstrap.fsutil import Rootfs
+
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    (root / "etc").symlink_to("/data")  # absolute: means <root>/data, never the host's /data
+    (root / "var").mkdir()
+    (root / "var/up").symlink_to("../../../../../outside")  # cannot climb above the root
+    fs = Rootfs(root)
+    assert fs.path("/etc/kubernetes/pki/ca.key") == root / "data/kubernetes/pki/ca.key"
+    assert fs.path("/var/up/x") == root / "outside/x"
+    assert fs.path("/../../x") == root / "x"
+    assert fs.path("/var/lib/kubelet/config.yaml") == root / "var/lib/kubelet/config.yaml"
+
+
+def test_a_link_to_a_host_directory_inside_the_rootfs_is_not_written_through(
+    cli: CliRunner, node_args: list[str], rootfs: Path, tmp_path: Path
+) -> None:
+    host_dir = tmp_path / "host-etc"
+    host_dir.mkdir()
+    (rootfs / "etc").symlink_to(host_dir)  # an absolute link, as a chroot's /etc -> /something would be
+    assert cli("phase", "certs", "ca", *node_args).code == 0
+    assert list(host_dir.iterdir()) == []
+    assert (rootfs / str(host_dir).lstrip("/") / "kubernetes/pki/ca.key").exists()
