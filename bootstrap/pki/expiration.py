@@ -40,14 +40,13 @@ RENEWABLE_NAMES: tuple[str, ...] = tuple(sorted((*LEAF_NAMES, *KUBECONFIG_NAMES)
 
 
 @dataclass(frozen=True)
-class CertRow:
-    """One row of the leaf table; ``expires`` None means the file (or its embedded cert) is missing."""
+class CaRow:
+    """One row of the CA table; ``expires`` None means the certificate is missing."""
 
     name: str
     path: Path
     expires: datetime | None
     residual: str
-    authority: str
     externally_managed: bool
 
     @property
@@ -56,18 +55,10 @@ class CertRow:
 
 
 @dataclass(frozen=True)
-class CaRow:
-    """One row of the CA table; ``expires`` None means the CA certificate is missing."""
+class CertRow(CaRow):
+    """One row of the leaf table (a file, or a cert embedded in a kubeconfig), with its signing CA."""
 
-    name: str
-    path: Path
-    expires: datetime | None
-    residual: str
-    externally_managed: bool
-
-    @property
-    def missing(self) -> bool:
-        return self.expires is None
+    authority: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,7 +155,11 @@ def check_expiration(pki_dir: Path, kubeconfig_dir: Path, now: datetime) -> Expi
             cert = _embedded_cert(path) if name in KUBECONFIG_NAMES else read_cert(path)
         expires = cert.not_valid_after_utc if cert is not None else None
         residual = residual_time(expires - now) if expires is not None else ""
-        rows.append(CertRow(name, path, expires, residual, ca_name, _ca_externally_managed(pki_dir, ca_name)))
+        rows.append(
+            CertRow(
+                name, path, expires, residual, _ca_externally_managed(pki_dir, ca_name), authority=ca_name
+            )
+        )
     cas: list[CaRow] = []
     for ca_name in sorted(CA_NAMES):  # kubeadm lists ca, etcd-ca, front-proxy-ca
         path = pki_dir / get_spec(ca_name).cert_file
