@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,35 +188,48 @@ def test_api_server_down_then_up_is_reported_then_passes(cluster: Cluster) -> No
     assert "API server not reachable yet: connection refused" in run.stderr
 
 
-def test_watch_gone_and_dropped_connections_are_relisted(cluster: Cluster, healthy: KubeletStandin) -> None:
+def wait_while(
+    cluster: Cluster, kubelet: KubeletStandin, disturb: Callable[[Any], None]
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """Run the wait, call ``disturb(api)`` once it is watching, and return its result and the API."""
     proc = subprocess.Popen(
         cluster.args("--timeout", "30s", "--settle", "4s"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    api = wait_for(lambda: healthy.api, what="the API server stand-in")
-    lists_before = None
+    api = wait_for(lambda: kubelet.api, what="the API server stand-in")
     try:
-
-        def watching() -> bool:
-            return any("watch=true" in path for _, path, _ in list(api.request_log))
-
-        wait_for(watching, timeout=15, what="the wait to start watching")
-        lists_before = sum(
-            1 for m, p, _ in list(api.request_log) if m == "GET" and "/pods?" in p and "watch=true" not in p
+        wait_for(
+            lambda: any("watch=true" in path for _, path, _ in list(api.request_log)),
+            timeout=15,
+            what="the wait to start watching",
         )
-        api.expire_watch_history()
-        api.drop_watches()
+        disturb(api)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
-    lists_after = sum(
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), api
+
+
+def pod_lists(api: Any) -> int:
+    return sum(
         1 for m, p, _ in list(api.request_log) if m == "GET" and "/pods?" in p and "watch=true" not in p
     )
-    assert lists_before is not None and lists_after > lists_before
-    assert json.loads(out)["ok"] is True
+
+
+def test_watch_gone_and_dropped_connections_are_relisted(cluster: Cluster, healthy: KubeletStandin) -> None:
+    lists_before: list[int] = []
+
+    def expire_and_drop(api: Any) -> None:
+        lists_before.append(pod_lists(api))
+        api.expire_watch_history()
+        api.drop_watches()
+
+    done, api = wait_while(cluster, healthy, expire_and_drop)
+    assert done.returncode == 0, done.stderr
+    assert lists_before and pod_lists(api) > lists_before[0]
+    assert json.loads(done.stdout)["ok"] is True
 
 
 def test_freshness_an_old_pod_still_running_after_a_rewrite_does_not_count(
@@ -294,26 +307,13 @@ def test_dry_run_says_what_it_would_wait_for_and_returns_at_once(cluster: Cluste
 
 
 def test_api_server_restart_mid_watch_is_survived(cluster: Cluster, healthy: KubeletStandin) -> None:
-    proc = subprocess.Popen(
-        cluster.args("--timeout", "30s", "--settle", "4s"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    api = wait_for(lambda: healthy.api, what="the API server stand-in")
-    try:
-        wait_for(
-            lambda: any("watch=true" in path for _, path, _ in list(api.request_log)),
-            timeout=15,
-            what="the wait to start watching",
-        )
+    def restart(api: Any) -> None:
         api.stop()
         time.sleep(1.0)
         api.start()
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert json.loads(out)["ok"] is True
+
+    done, api = wait_while(cluster, healthy, restart)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
     watches = [p for _, p, _ in list(api.request_log) if "watch=true" in p]
     assert len(watches) >= 2  # watched again after the restart
