@@ -3,13 +3,19 @@
 Every run uses its own rootfs in a short temporary directory and moves every port to a free one (the same
 settings ``tests/standin/harness.init_config`` uses, passed through the role's variables). A kubelet
 stand-in starts once kubelet-start has written its config and brings the API server up, as systemd
-would restart the real kubelet. The package is installed from a wheel built once per module: one test
-lets the role install it into a fresh venv, the others point ``kube_bootstrap_venv`` at a venv that
-already has it, so the install is skipped.
+would restart the real kubelet.
+
+The role installs the package the way an offline host does: from a wheelhouse built once per module
+(``pip wheel`` of the project with the test environment's versions of its dependencies) with
+``--no-index --find-links``, into a venv that does not see the interpreter's own packages, and with
+this environment's pip settings removed, so nothing else can supply a dependency. One test lets the
+full role install into a fresh venv; the others point ``kube_bootstrap_venv`` at a venv the role's
+install tasks built once, so the install is skipped.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -32,6 +38,8 @@ from tests.tools import tool
 REPO = Path(__file__).resolve().parent.parent
 ROLES = REPO / "ansible" / "roles"
 ROLE = ROLES / "kube_bootstrap"
+# What a run of the role needs importable in its venv: the CLI and the client that talks to the API.
+RUNTIME_IMPORTS = ("bootstrap.cli", "kubernetes", "click", "yaml", "cryptography", "pydantic")
 CLUSTER_PHASES = [
     "wait-control-plane",
     "upload-config",
@@ -45,6 +53,16 @@ PLAYBOOK = """\
   gather_facts: false
   roles:
     - role: kube_bootstrap
+"""
+INSTALL_PLAYBOOK = """\
+- name: Install kube-bootstrap
+  hosts: control_plane
+  gather_facts: false
+  tasks:
+    - name: Run only the role's install tasks
+      ansible.builtin.include_role:
+        name: kube_bootstrap
+        tasks_from: install
 """
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 EXPECTED_FILES = [
@@ -126,7 +144,7 @@ class Site:
     def config_file(self, host: str = NODE) -> Path:
         return self.base / f"etc-{host}" / "kubeadm.yaml"
 
-    def play(self, *options: str, **overrides: Any) -> PlayRun:
+    def play(self, *options: str, playbook: str = PLAYBOOK, **overrides: Any) -> PlayRun:
         variables = {
             "kube_bootstrap_venv": str(self.venv),
             "kube_bootstrap_version": __version__,
@@ -147,9 +165,9 @@ class Site:
                 f" kube_bootstrap_config_file={self.config_file(host)}"
             )
         (self.base / "inventory.ini").write_text("\n".join(lines) + "\n")
-        (self.base / "site.yml").write_text(PLAYBOOK)
+        (self.base / "site.yml").write_text(playbook)
         env = {
-            **os.environ,
+            **without_pip_settings(),
             "ANSIBLE_ROLES_PATH": str(ROLES),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
@@ -176,6 +194,67 @@ class Site:
         return PlayRun(proc.returncode, proc.stdout + proc.stderr)
 
 
+def without_pip_settings() -> dict[str, str]:
+    """This environment minus pip's settings (variables and config files).
+
+    A machine's pip configuration may add indexes or find-links directories; without it, the role's
+    install can only use the sources its variables name.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def environment_pins() -> list[str]:
+    """``name==version`` of every distribution in this test environment except the project itself."""
+    pins = set()
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and re.sub(r"[-_.]+", "-", name).lower() != "kube-bootstrap":
+            pins.add(f"{name}=={dist.version}")
+    return sorted(pins)
+
+
+def install_vars(wheelhouse: Path) -> dict[str, Any]:
+    """The role variables of an offline install: the project's wheel and its dependencies, nothing else."""
+    (wheel,) = wheelhouse.glob("kube_bootstrap-*.whl")
+    return {
+        "kube_bootstrap_install_source": "wheel",
+        "kube_bootstrap_package_path": str(wheel),
+        # --no-compile: byte-compiling the Kubernetes client's thousands of modules is most of an
+        # install's time; an import compiles what it loads.
+        "kube_bootstrap_pip_extra_args": ["--no-index", "--find-links", str(wheelhouse), "--no-compile"],
+        # The venv's base interpreter is this one's: the wheelhouse's compiled wheels fit it.
+        "kube_bootstrap_python": sys.executable,
+    }
+
+
+def module_files(venv: Path, *modules: str) -> dict[str, Path]:
+    """Where ``venv``'s Python imports each of ``modules`` from, run isolated and outside the source tree."""
+    script = (
+        "import importlib, json, sys\n"
+        "print(json.dumps({name: importlib.import_module(name).__file__ for name in sys.argv[1:]}))"
+    )
+    proc = subprocess.run(
+        # -I: neither PYTHONPATH, the user's site-packages nor the working directory can supply a module.
+        [str(venv / "bin/python"), "-I", "-c", script, *modules],
+        capture_output=True,
+        text=True,
+        cwd=venv,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {name: Path(file) for name, file in json.loads(proc.stdout).items()}
+
+
+def assert_self_contained(venv: Path) -> None:
+    """``venv`` imports the CLI and the Kubernetes client from its own site-packages only."""
+    config = (venv / "pyvenv.cfg").read_text()
+    assert re.search(r"^include-system-site-packages\s*=\s*false\s*$", config, re.MULTILINE), config
+    files = module_files(venv, *RUNTIME_IMPORTS)
+    for name, file in files.items():
+        assert file.resolve().is_relative_to(venv.resolve()), f"{name} comes from {file}, outside {venv}"
+
+
 def snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path below ``root`` with its content (None for directories and sockets)."""
     return {
@@ -200,29 +279,36 @@ def base() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package as a wheel, built once (``pip wheel --no-deps``)."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(out)],
-        check=True,
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel and a wheel of every dependency, at the versions this environment has.
+
+    Built once per module with ``pip wheel`` (pip's cache keeps it quick); the dependencies come
+    from the index this environment was installed from, never from an interpreter's site-packages.
+    """
+    out = tmp_path_factory.mktemp("wheelhouse")
+    constraints = out.parent / "constraints.txt"
+    constraints.write_text("\n".join(environment_pins()) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), "-c", str(constraints), str(REPO)],
         capture_output=True,
+        text=True,
+        timeout=600,
     )
-    (found,) = out.glob("kube_bootstrap-*.whl")
-    return found
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
-    """A venv where ``bootstrap`` is already at the wanted version: the role skips the install."""
-    path = tmp_path_factory.mktemp("venv") / "kb"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(path)], check=True)
-    subprocess.run(
-        [str(path / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-    )
-    return path
+def venv(wheelhouse: Path) -> Iterator[Path]:
+    """A venv built by the role's install tasks alone: ``bootstrap`` is there at the wanted version."""
+    path = Path(tempfile.mkdtemp(prefix="kb-role-"))
+    try:
+        site = Site(path, path / "venv", variables=install_vars(wheelhouse))
+        run = site.play(playbook=INSTALL_PLAYBOOK)
+        assert run.code == 0, run.output
+        yield site.venv
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -233,22 +319,13 @@ class Initialized:
 
 
 @pytest.fixture(scope="module")
-def initialized(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Initialized]:
-    """The role run once on a fresh host: it installs from the wheel into a new venv, then initializes.
+def initialized(wheelhouse: Path) -> Iterator[Initialized]:
+    """The role run once on a fresh host: it installs from the wheelhouse into a new venv, then initializes.
 
     The kubelet stand-in keeps running the control plane until the module's tests are done.
     """
     base = Path(tempfile.mkdtemp(prefix="kb-role-"))
-    site = make_site(
-        base,
-        base / "venv",
-        kube_bootstrap_install_source="wheel",
-        kube_bootstrap_package_path=str(wheel),
-        # Offline and fast: the dependencies come from this interpreter's site-packages.
-        kube_bootstrap_venv_system_site_packages=True,
-        kube_bootstrap_pip_extra_args=["--no-deps", "--no-index"],
-        kube_bootstrap_python=sys.executable,
-    )
+    site = make_site(base, base / "venv", **install_vars(wheelhouse))
     planted = plant_host_tools(site.rootfs())
     try:
         with kubelet_once_configured(site.rootfs()):
@@ -271,6 +348,20 @@ def test_first_run_installs_into_a_fresh_venv_initializes_and_reports_changed(
         assert (site.rootfs() / path).is_file(), path
     assert "kind: ClusterConfiguration" in site.config_file().read_text()
     assert site.config_file().stat().st_mode & 0o777 == 0o600
+    assert_self_contained(site.venv)
+
+
+def test_the_install_tasks_build_a_venv_that_imports_the_cli_and_client_from_itself(venv: Path) -> None:
+    # The venv's base interpreter is this environment's (in CI a Python without these packages): each
+    # must come from the venv's own site-packages, not from the base, the source tree or pip's settings.
+    site_packages = venv.resolve() / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages /= "site-packages"
+    files = module_files(venv, "bootstrap.cli", "kubernetes")
+    assert files["bootstrap.cli"].resolve() == site_packages / "bootstrap" / "cli.py"
+    assert files["kubernetes"].resolve() == site_packages / "kubernetes" / "__init__.py"
+    assert_self_contained(venv)
+    version = subprocess.run([str(venv / "bin/bootstrap"), "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"bootstrap, version {__version__}"
 
 
 def test_second_run_changes_nothing_and_skips_the_install(initialized: Initialized) -> None:
