@@ -19,8 +19,11 @@ WATCH_SECONDS = 50
 
 
 class MirrorPods:
-    def __init__(self, api: KubeApi, node_name: str, on_change: Callable[[], None]) -> None:
-        self.api = api
+    def __init__(
+        self, api_factory: Callable[[], KubeApi], node_name: str, on_change: Callable[[], None]
+    ) -> None:
+        self._api_factory = api_factory
+        self.api: KubeApi | None = None
         self._selector = f"spec.nodeName={node_name}"
         self._on_change = on_change
         self._lock = threading.Lock()
@@ -37,7 +40,8 @@ class MirrorPods:
 
     def stop(self) -> None:
         self._stop.set()
-        self.api.close()
+        if self.api is not None:
+            self.api.close()
         if self._thread.ident is not None:
             self._thread.join(timeout=5)
 
@@ -47,27 +51,29 @@ class MirrorPods:
 
     @property
     def requests(self) -> int:
-        return self.api.requests
+        return self.api.requests if self.api else 0
 
     def _run(self) -> None:
         try:
-            self._list_and_watch()
+            # Building the client reads admin.conf and imports the library: a failure is permanent.
+            self.api = self._api_factory()
+            self._list_and_watch(self.api)
         except BaseException as exc:  # not swallowed: handed to the waiter, which raises it at once
             self.fatal = exc
             self._on_change()
 
-    def _list_and_watch(self) -> None:
+    def _list_and_watch(self, api: KubeApi) -> None:
         backoff = Backoff(initial=0.2, maximum=1.0)
         while not self._stop.is_set():
             try:
-                listing = self.api.list_pods(NAMESPACE, field_selector=self._selector)
+                listing = api.list_pods(NAMESPACE, field_selector=self._selector)
                 self._replace(listing.get("items", []))
                 self.synced, self.last_error = True, None
                 self.relists += 1
                 backoff.reset()
                 version = str(listing.get("metadata", {}).get("resourceVersion", ""))
                 while not self._stop.is_set():
-                    for kind, pod in self.api.watch_pods(NAMESPACE, version, WATCH_SECONDS, self._selector):
+                    for kind, pod in api.watch_pods(NAMESPACE, version, WATCH_SECONDS, self._selector):
                         version = str(pod.get("metadata", {}).get("resourceVersion") or version)
                         if kind != "BOOKMARK":
                             self._apply(kind, pod)

@@ -106,21 +106,22 @@ class ControlPlaneWaiter:
         start = time.monotonic()
         deadline = start + self.plan.timeout
         try:
-            # Both raise a permanent ApiError naming the problem: nothing to wait for.
-            tls = ClientTLS(self.plan.admin_conf)
-            mirrors = MirrorPods(self._api_factory(), self.plan.node_name, self._changed.set)
+            tls = ClientTLS(self.plan.admin_conf)  # a broken admin.conf fails here, before any wait
         except BaseException:
             self.progress.close()
             raise
+        mirrors = MirrorPods(self._api_factory, self.plan.node_name, self._changed.set)
         probes = HealthProbes(self.plan.endpoints, tls, self._changed.set)
+        # The watch starts now: building its client (the library import) overlaps the kubelet wait,
+        # and a client that cannot be built ends that wait at once.
+        mirrors.start()
         try:
-            kubelet_after = self._wait_for_kubelet(start, deadline)
+            kubelet_after = self._wait_for_kubelet(start, deadline, mirrors)
             self.progress.note(
                 f"Waiting for healthy control plane components. This can take up to {self.plan.timeout:g}s"
             )
             for name, endpoint in self.plan.endpoints.items():
                 self.progress.note(f"Checking {name} at {endpoint.url}")
-            mirrors.start()
             probes.start()
             return self._loop(start, deadline, kubelet_after, mirrors, probes)
         finally:
@@ -128,20 +129,23 @@ class ControlPlaneWaiter:
             mirrors.stop()
             self.progress.close()
 
-    def _wait_for_kubelet(self, start: float, deadline: float) -> float | None:
+    def _wait_for_kubelet(self, start: float, deadline: float, mirrors: MirrorPods) -> float | None:
         endpoint = self.plan.kubelet_healthz
         if endpoint is None:
             return None
         self.progress.note(f"Waiting for a healthy kubelet at {endpoint.url}")
         error = check(endpoint, ClientTLS(None))
         while error is not None:
+            if mirrors.fatal is not None:
+                raise mirrors.fatal
             if time.monotonic() >= deadline:
                 raise WaitTimeoutError(
                     f"the kubelet is not healthy after {self.plan.timeout:g}s: {endpoint.url}: {error}\n"
                     "  likely cause: the kubelet is not running or cannot start: check `systemctl status "
                     "kubelet` and `journalctl -xeu kubelet`"
                 )
-            time.sleep(KUBELET_POLL)
+            self._changed.wait(KUBELET_POLL)  # woken early when the watch fails for good
+            self._changed.clear()
             error = check(endpoint, ClientTLS(None))
         elapsed = time.monotonic() - start
         self.progress.note(f"The kubelet is healthy after {elapsed:.1f}s")
