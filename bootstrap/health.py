@@ -116,8 +116,9 @@ class ClientTLS:
     @staticmethod
     def _verified_context(credentials: Credentials) -> ssl.SSLContext:
         path = credentials.path
+        ca = credentials.ca_pem
         try:
-            context = ssl.create_default_context(cadata=credentials.ca_pem.decode(errors="replace"))
+            context = ssl.create_default_context(cadata=ca.decode(errors="replace") if ca else None)
         except ssl.SSLError:
             raise kubeconfig_error(
                 path, "certificate-authority-data is not a usable CA certificate"

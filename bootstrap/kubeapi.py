@@ -73,14 +73,16 @@ class Credentials:
 
     path: Path
     server: str
-    ca_pem: bytes
-    ca_subject: str
+    ca_pem: bytes | None  # None: the system's trusted CAs
+    ca_subject: str | None
     client_cert_pem: bytes | None
     client_key_pem: bytes | None
 
     @property
     def trusted(self) -> str:
         """Which CA a TLS verification used, for error messages (never key material)."""
+        if self.ca_subject is None:
+            return f"{self.path} names no CA, so the system's CAs were used"
         return f"{self.path} trusts only the CA {self.ca_subject}"
 
 
@@ -111,13 +113,11 @@ def read_kubeconfig(path: Path) -> Credentials:
     if not isinstance(server, str) or not server:
         raise kubeconfig_error(path, "the cluster has no server")
     ca_pem = _data(path, cluster, "certificate-authority")
-    if ca_pem is None:
-        raise kubeconfig_error(path, "the cluster has no certificate-authority-data")
     return Credentials(
         path=path,
         server=server,
         ca_pem=ca_pem,
-        ca_subject=_ca_subject(path, ca_pem),
+        ca_subject=_ca_subject(path, ca_pem) if ca_pem is not None else None,
         client_cert_pem=_data(path, user, "client-certificate"),
         client_key_pem=_data(path, user, "client-key"),
     )

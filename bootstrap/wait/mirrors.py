@@ -40,10 +40,10 @@ class MirrorPods:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.api is not None:
-            self.api.close()
-        if self._thread.ident is not None:
-            self._thread.join(timeout=5)
+        if self.api is None:
+            return  # still building its client (a slow import): a daemon with nothing to clean up
+        self.api.close()
+        self._thread.join(timeout=5)
 
     def get(self, name: str) -> dict[str, Any] | None:
         with self._lock:
