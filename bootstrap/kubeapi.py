@@ -297,13 +297,16 @@ class KubeApi:
         return (Gone if status == 410 else ApiError)(message, status)
 
     def _connection_error(self, exc: BaseException) -> ApiError:
+        from urllib3.exceptions import NewConnectionError
         from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
         causes = list(_causes(exc))
         for cause in causes:
             if isinstance(cause, ssl.SSLCertVerificationError):
                 return tls_failure(self.credentials.server, cause, self.credentials.trusted)
-        if any(isinstance(c, TimeoutError | Urllib3Timeout) for c in causes):
+        # urllib3's NewConnectionError (refused, no route, unknown name) is a kind of its timeout.
+        refused = any(isinstance(c, ConnectionError | NewConnectionError) for c in causes)
+        if not refused and any(isinstance(c, TimeoutError | Urllib3Timeout) for c in causes):
             return ApiError("timed out", reason=Reason.TIMEOUT)
         return ApiError(_describe(exc), reason=Reason.UNREACHABLE)
 

@@ -159,7 +159,7 @@ def test_a_missing_kubernetes_client_fails_the_wait_at_once(node: Node, tmp_path
     (shadow / "__init__.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'kubernetes'\", name='kubernetes')\n"
     )
-    env = {"PYTHONPATH": str(shadow.parent)}
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")]))}
     start_up = node.start_up_seconds(env)
     code, doc, seconds = node.wait("--timeout", WAIT_TIMEOUT, env=env)
     message = error_of(doc)
@@ -168,7 +168,7 @@ def test_a_missing_kubernetes_client_fails_the_wait_at_once(node: Node, tmp_path
     assert "No module named 'kubernetes'" in message
 
 
-SECRET = "c2VjcmV0LWtleS1tYXRlcmlhbA"  # what must never be quoted back
+SECRET = "c2VjcmV0LWtleS1tYXRlcmlhbA=="  # what must never be quoted back
 
 
 @pytest.mark.parametrize(
