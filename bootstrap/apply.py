@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from bootstrap.kubeapi import ApiError, KubeApi
 from bootstrap.results import Outcome
 
+# How often one object is read and written again when it appears or disappears under us.
+APPLY_ATTEMPTS = 5
 # The parts of an object that carry its content (everything else is server-managed).
 CONTENT_FIELDS = ("data", "type", "rules", "roleRef", "subjects")
 
@@ -66,23 +69,34 @@ class ApiApplier:
     def apply(self, obj: dict[str, Any]) -> Outcome:
         kind, meta = obj["kind"], obj["metadata"]
         namespace, name = meta.get("namespace"), meta["name"]
-        existing = self.read(kind, namespace, name)
-        if existing is None:
+        # Someone else may create or delete the object between our calls: a create that meets 409
+        # reads again, and an object gone by then (or before our replace) is created again. Bounded,
+        # because two writers fighting over it is not something to wait out.
+        for _ in range(APPLY_ATTEMPTS):
+            existing = self.read(kind, namespace, name)
+            if existing is None:
+                try:
+                    self._retry(lambda: self.api.create(kind, namespace, obj))
+                    return Outcome(True, f"Created {kind} {_name(obj)}")
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    continue  # created meanwhile: read it and compare
+            if covers(existing, obj):
+                return Outcome(False, f"{kind} {_name(obj)} is up to date")
+            version = existing["metadata"]["resourceVersion"]
+            body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
             try:
-                self._retry(lambda: self.api.create(kind, namespace, obj))
-                return Outcome(True, f"Created {kind} {_name(obj)}")
+                self._retry(partial(self.api.replace, kind, namespace, name, body))
+                return Outcome(True, f"Updated {kind} {_name(obj)}")
             except ApiError as exc:
-                if exc.status != 409:  # created meanwhile: fall through to compare and update
+                if exc.status != 404:
                     raise
-                existing = self.read(kind, namespace, name) or {}
-        if covers(existing, obj):
-            return Outcome(False, f"{kind} {_name(obj)} is up to date")
-        body = {
-            **obj,
-            "metadata": {**obj["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
-        }
-        self._retry(lambda: self.api.replace(kind, namespace, name, body))
-        return Outcome(True, f"Updated {kind} {_name(obj)}")
+        raise ApiError(
+            f"{kind} {_name(obj)}: created or deleted by someone else at every one of "
+            f"{APPLY_ATTEMPTS} attempts to write it",
+            409,
+        )
 
     def label_and_taint_node(
         self, name: str, labels: dict[str, str], taints: list[dict[str, str]]
@@ -141,7 +155,7 @@ class DryRunApplier:
         if self._reader is None and self._reader_factory is not None:
             try:
                 self._reader = self._reader_factory()
-            except Exception as exc:  # an unusable admin.conf: fall back to listing every action
+            except ApiError as exc:  # an unusable admin.conf or client: list every action instead
                 self.unreachable = str(exc)
                 return None
         return self._reader

@@ -10,7 +10,6 @@ cannot verify; etcd's metrics endpoint is plain HTTP.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import os
 import ssl
@@ -22,6 +21,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from bootstrap.apierror import kubeconfig_error, tls_failure
+from bootstrap.kubeapi import Credentials, read_kubeconfig
 from bootstrap.manifests.flags import flag_value, host_for_url
 
 HEALTH_TIMEOUT = 2.0
@@ -99,30 +100,45 @@ def endpoint_from_manifest(component: str, path: Path) -> Endpoint:
 
 
 class ClientTLS:
-    """SSL contexts for health checks: verified with admin.conf's CA and client cert, or unverified."""
+    """SSL contexts for health checks: verified with a kubeconfig's CA and client cert, or unverified.
 
-    def __init__(self, admin_conf: Path | None) -> None:
-        self.verified = self._verified_context(admin_conf) if admin_conf and admin_conf.exists() else None
+    ``ClientTLS(None)`` can only check endpoints that need no verification. A kubeconfig that cannot
+    be read or is not valid raises a permanent :class:`ApiError` naming the file: no wait fixes it.
+    """
+
+    def __init__(self, kubeconfig: Path | None) -> None:
+        self.credentials = read_kubeconfig(kubeconfig) if kubeconfig is not None else None
+        self.verified = self._verified_context(self.credentials) if self.credentials else None
         self.unverified = ssl.create_default_context()
         self.unverified.check_hostname = False
         self.unverified.verify_mode = ssl.CERT_NONE
 
     @staticmethod
-    def _verified_context(admin_conf: Path) -> ssl.SSLContext:
-        data = yaml.safe_load(admin_conf.read_text())
-        cluster = data["clusters"][0]["cluster"]
-        user = data["users"][0]["user"]
-        context = ssl.create_default_context(
-            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
-        )
+    def _verified_context(credentials: Credentials) -> ssl.SSLContext:
+        path = credentials.path
+        ca = credentials.ca_pem
+        try:
+            context = ssl.create_default_context(cadata=ca.decode(errors="replace") if ca else None)
+        except ssl.SSLError:
+            raise kubeconfig_error(
+                path, "certificate-authority-data is not a usable CA certificate"
+            ) from None
+        cert, key = credentials.client_cert_pem, credentials.client_key_pem
+        if cert is None or key is None:
+            return context  # no client identity: the health endpoint is public
         # ssl loads client credentials only from files: a private, short-lived directory.
         with tempfile.TemporaryDirectory(prefix="bootstrap-tls-") as tmp:
-            cert, key = Path(tmp, "client.crt"), Path(tmp, "client.key")
-            for path, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            cert_file, key_file = Path(tmp, "client.crt"), Path(tmp, "client.key")
+            for target, data in ((cert_file, cert), (key_file, key)):
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(base64.b64decode(user[field]))
-            context.load_cert_chain(cert, key)
+                    handle.write(data)
+            try:
+                context.load_cert_chain(cert_file, key_file)
+            except ssl.SSLError:
+                raise kubeconfig_error(
+                    path, "client-certificate-data and client-key-data are not a matching certificate and key"
+                ) from None
         return context
 
     def context_for(self, endpoint: Endpoint) -> ssl.SSLContext | None:
@@ -133,7 +149,10 @@ class ClientTLS:
 
 
 def check(endpoint: Endpoint, tls: ClientTLS, timeout: float = HEALTH_TIMEOUT) -> str | None:
-    """None when the endpoint answers 200; otherwise what went wrong, for people."""
+    """None when the endpoint answers 200; otherwise what went wrong, for people (it may heal).
+
+    Raises :class:`ApiError` (reason TLS) when the certificate does not verify: that cannot heal.
+    """
     connection: http.client.HTTPConnection
     if endpoint.scheme == "https":
         context = tls.context_for(endpoint)
@@ -148,6 +167,10 @@ def check(endpoint: Endpoint, tls: ClientTLS, timeout: float = HEALTH_TIMEOUT) -
         connection.request("GET", endpoint.path)
         response = connection.getresponse()
         body = response.read(300).decode(errors="replace").strip()
+    except ssl.SSLCertVerificationError as exc:
+        # A certificate our CA does not accept stays that way: fail the wait now, not at its deadline.
+        assert tls.credentials is not None  # only verified endpoints verify
+        raise tls_failure(endpoint.url, exc, tls.credentials.trusted) from None
     except ssl.SSLError as exc:
         return f"TLS error: {exc.reason or exc}"
     except ConnectionRefusedError:

@@ -1,43 +1,51 @@
 """The one module that talks to the Kubernetes API, through the official client.
 
-Every call has an explicit timeout. Retries happen here, with backoff, and only for what can heal:
-connection errors, 5xx and 429. Watches are owned here too: list, then watch from the list's
-resourceVersion, and list again on ``410 Gone`` or a dropped connection (the client's own
-``Watch.stream`` stops retrying once a timeout is given, so the loop must be ours).
+Every call has an explicit timeout. Retries happen here, with backoff, and only for what can heal
+(see :class:`bootstrap.apierror.Reason`): connection errors, timeouts, 5xx and 429. Everything else
+fails at once with its own message: the client library missing, a broken kubeconfig, a certificate
+that does not verify, 401, and 403 once the admin.conf escalation has been tried. Watches are owned
+here too: list, then watch from the list's resourceVersion, and list again on ``410 Gone`` or a
+dropped connection (the client's own ``Watch.stream`` stops retrying once a timeout is given, so the
+loop must be ours).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from bootstrap.errors import PhaseError
+from bootstrap.apierror import ApiError, Gone, Reason, kubeconfig_error, tls_failure
+
+__all__ = ["ApiError", "Backoff", "Credentials", "Gone", "KubeApi", "Reason", "admin_api", "read_kubeconfig"]
 
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
+# A ClusterRoleBinding just created takes a moment to reach the API server's RBAC cache: a 403 right
+# after the escalation is retried this long before it counts as final.
+RBAC_PROPAGATION = 1.0
 
 
-class ApiError(PhaseError):
-    """An API call failed; ``status`` is the HTTP status (0 when the server was not reached)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-    @property
-    def unreachable(self) -> bool:
-        return self.status == 0
-
-
-class Gone(ApiError):
-    """The resourceVersion is too old (410): list again."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps (urllib3 nests the real cause in ``reason`` and ``args``)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        stack += [getattr(item, "reason", None), item.__cause__, item.__context__, *item.args]
 
 
 def _describe(exc: BaseException) -> str:
@@ -54,10 +62,130 @@ def _describe(exc: BaseException) -> str:
 
 _KNOWN_CAUSES = {
     "Connection refused": "connection refused",
-    "CERTIFICATE_VERIFY_FAILED": "TLS certificate verify failed",
     "timed out": "timed out",
     "Name or service not known": "name or service not known",
 }
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a kubeconfig's current context holds: the server, the CA to trust, the client identity."""
+
+    path: Path
+    server: str
+    ca_pem: bytes | None  # None: the system's trusted CAs
+    ca_subject: str | None
+    client_cert_pem: bytes | None
+    client_key_pem: bytes | None
+
+    @property
+    def trusted(self) -> str:
+        """Which CA a TLS verification used, for error messages (never key material)."""
+        if self.ca_subject is None:
+            return f"{self.path} names no CA, so the system's CAs were used"
+        return f"{self.path} trusts only the CA {self.ca_subject}"
+
+
+def read_kubeconfig(path: Path) -> Credentials:
+    """The credentials of ``path``'s current context; a typed :class:`ApiError` naming the file and
+    the problem (never quoting the content) when the file cannot serve."""
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ApiError(f"{path}: no such file", reason=Reason.KUBECONFIG) from None
+    except OSError as exc:
+        raise ApiError(f"{path}: cannot read it ({exc.strerror or exc})", reason=Reason.KUBECONFIG) from None
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        # from None: the YAML error quotes the offending text, which may be a key.
+        raise kubeconfig_error(path, f"not valid YAML{where}") from None
+    if not isinstance(doc, dict):
+        raise kubeconfig_error(path, "not a mapping")
+    context = _current_context(path, doc)
+    cluster = _entry(path, doc, "clusters", "cluster", context.get("cluster"))
+    user = _entry(path, doc, "users", "user", context.get("user"))
+    server = cluster.get("server")
+    if not isinstance(server, str) or not server:
+        raise kubeconfig_error(path, "the cluster has no server")
+    ca_pem = _data(path, cluster, "certificate-authority")
+    return Credentials(
+        path=path,
+        server=server,
+        ca_pem=ca_pem,
+        ca_subject=_ca_subject(path, ca_pem) if ca_pem is not None else None,
+        client_cert_pem=_data(path, user, "client-certificate"),
+        client_key_pem=_data(path, user, "client-key"),
+    )
+
+
+def _current_context(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    name = doc.get("current-context")
+    contexts = [c for c in doc.get("contexts") or [] if isinstance(c, dict)]
+    chosen: dict[str, Any] | None = contexts[0] if contexts else {}
+    if name:
+        chosen = next((c for c in contexts if c.get("name") == name), None)
+    if chosen is None:
+        raise kubeconfig_error(path, f"current-context {name} is not among its contexts")
+    context = chosen.get("context") or {}
+    if not isinstance(context, dict):
+        raise kubeconfig_error(path, f"context {chosen.get('name')} is not a mapping")
+    return context
+
+
+def _entry(path: Path, doc: dict[str, Any], section: str, field: str, name: object) -> dict[str, Any]:
+    entries = [e for e in doc.get(section) or [] if isinstance(e, dict)]
+    if name:
+        chosen = next((e for e in entries if e.get("name") == name), None)
+        if chosen is None:
+            raise kubeconfig_error(path, f"{field} {name} of the current context is not among its {section}")
+    elif entries:
+        chosen = entries[0]
+    else:
+        raise kubeconfig_error(path, f"no {section}")
+    value = chosen.get(field)
+    if not isinstance(value, dict):
+        raise kubeconfig_error(path, f"{section} entry {chosen.get('name')} has no {field}")
+    return value
+
+
+def _data(path: Path, section: dict[str, Any], key: str) -> bytes | None:
+    """``<key>-data`` (base64) or the file ``<key>`` names (relative to the kubeconfig)."""
+    value = section.get(f"{key}-data")
+    if value is not None:
+        try:
+            return base64.b64decode("".join(str(value).split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise kubeconfig_error(path, f"{key}-data is not base64") from None
+    name = section.get(key)
+    if not name:
+        return None
+    target = path.parent / str(name)
+    try:
+        return target.read_bytes()
+    except OSError as exc:
+        raise kubeconfig_error(path, f"{key} {target}: {exc.strerror or exc}") from None
+
+
+def _ca_subject(path: Path, ca_pem: bytes) -> str:
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_certificate(ca_pem).subject.rfc4514_string()
+    except ValueError:
+        raise kubeconfig_error(path, "certificate-authority-data is not a PEM certificate") from None
+
+
+def _client_missing(exc: ImportError) -> ApiError:
+    return ApiError(
+        f"the Kubernetes client library cannot be imported ({exc}): install the 'kubernetes' package "
+        f"for {sys.executable}",
+        reason=Reason.CLIENT_MISSING,
+    )
 
 
 @dataclass
@@ -77,18 +205,31 @@ class Backoff:
 
 
 class KubeApi:
-    """A client built from a kubeconfig (TLS verified against its CA), returning plain dicts."""
+    """A client built from a kubeconfig (TLS verified against its CA), returning plain dicts.
 
-    def __init__(self, kubeconfig: Path, on_forbidden: Callable[[], None] | None = None) -> None:
-        from kubernetes import client, config
+    Building one reads the kubeconfig and imports the client library, so both kinds of permanent
+    failure show here, before any request.
+    """
 
-        # Called once, on the first 403, before retrying that call (see :func:`admin_api`).
+    def __init__(self, kubeconfig: Path, on_forbidden: Callable[[ApiError], str] | None = None) -> None:
+        self.credentials = read_kubeconfig(kubeconfig)
+        try:
+            from kubernetes import client, config
+            from kubernetes.config.config_exception import ConfigException
+        except ImportError as exc:
+            raise _client_missing(exc) from exc
+
+        # Called once, on the first 403, to grant the rights (see :func:`admin_api`); it returns what
+        # it did, for the message should the call still be forbidden.
         self._on_forbidden = on_forbidden
 
         configuration = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig), client_configuration=configuration
-        )
+        try:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig), client_configuration=configuration
+            )
+        except ConfigException as exc:
+            raise kubeconfig_error(kubeconfig, str(exc)) from None
         configuration.retries = False  # our retry loop, not urllib3's hidden one
         self._client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(self._client)
@@ -104,39 +245,81 @@ class KubeApi:
         self._client.close()  # type: ignore[no-untyped-call]
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One request, its failure typed; the first 403 triggers the escalation and a retry."""
+        try:
+            return self._send(func, args, kwargs)
+        except ApiError as exc:
+            if exc.reason is not Reason.FORBIDDEN or self._on_forbidden is None:
+                raise
+            forbidden = exc
+        return self._escalated(forbidden, func, args, kwargs)
+
+    def _escalated(
+        self, forbidden: ApiError, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        escalate, self._on_forbidden = self._on_forbidden, None
+        assert escalate is not None
+        try:
+            done = escalate(forbidden)
+        except ApiError as exc:
+            if exc.transient:  # the server went away meanwhile: escalate again next time
+                self._on_forbidden = escalate
+            raise
+        deadline = time.monotonic() + RBAC_PROPAGATION
+        while True:
+            try:
+                return self._send(func, args, kwargs)
+            except ApiError as exc:
+                if exc.reason is not Reason.FORBIDDEN:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise ApiError(f"{exc} (still forbidden {done})", exc.status) from exc
+            time.sleep(0.1)
+
+    def _send(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         self.requests += 1
         kwargs.setdefault("_request_timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
         try:
-            try:
-                return func(*args, _preload_content=False, **kwargs)
-            except ApiException as exc:
-                if exc.status != 403 or self._on_forbidden is None:
-                    raise
-                escalate, self._on_forbidden = self._on_forbidden, None
-                escalate()
-                self.requests += 1
-                return func(*args, _preload_content=False, **kwargs)
+            return func(*args, _preload_content=False, **kwargs)
         except ApiException as exc:
-            message = f"HTTP {exc.status}: {_status_message(exc.body) or exc.reason}"
-            raise (Gone if exc.status == 410 else ApiError)(message, exc.status or 0) from exc
+            raise self._http_error(exc) from exc
         except (HTTPError, OSError) as exc:
-            raise ApiError(_describe(exc)) from exc
+            raise self._connection_error(exc) from exc
+
+    def _http_error(self, exc: Any) -> ApiError:
+        status = int(exc.status or 0)
+        message = f"HTTP {status}: {_status_message(exc.body) or exc.reason}"
+        if status == 401:
+            message += f" ({self.credentials.server} rejects the credentials in {self.credentials.path})"
+        return (Gone if status == 410 else ApiError)(message, status)
+
+    def _connection_error(self, exc: BaseException) -> ApiError:
+        from urllib3.exceptions import NewConnectionError
+        from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+        causes = list(_causes(exc))
+        for cause in causes:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return tls_failure(self.credentials.server, cause, self.credentials.trusted)
+        # urllib3's NewConnectionError (refused, no route, unknown name) is a kind of its timeout.
+        refused = any(isinstance(c, ConnectionError | NewConnectionError) for c in causes)
+        if not refused and any(isinstance(c, TimeoutError | Urllib3Timeout) for c in causes):
+            return ApiError("timed out", reason=Reason.TIMEOUT)
+        return ApiError(_describe(exc), reason=Reason.UNREACHABLE)
 
     def call_with_retry(self, func: Callable[[], T], deadline: float) -> T:
-        """``func()``, retried with backoff on unreachable/5xx/429 until ``deadline`` (monotonic)."""
+        """``func()``, retried with backoff on transient failures until ``deadline`` (monotonic);
+        anything else (410 included) is raised at once."""
         backoff = Backoff()
         while True:
             try:
                 return func()
-            except Gone:
-                raise
             except ApiError as exc:
-                retryable = exc.unreachable or exc.status in RETRYABLE_STATUS
                 pause = backoff.next()
-                if not retryable or time.monotonic() + pause >= deadline:
+                if not exc.transient or time.monotonic() + pause >= deadline:
                     raise
                 time.sleep(pause)
 
@@ -236,7 +419,7 @@ class KubeApi:
                     raise (Gone if code == 410 else ApiError)(f"watch: {obj.get('message', obj)}", code)
                 yield str(kind), obj
         except (HTTPError, OSError) as exc:
-            raise ApiError(f"watch dropped: {_describe(exc)}") from exc
+            raise ApiError(f"watch dropped: {_describe(exc)}", reason=Reason.UNREACHABLE) from exc
         finally:
             self._watch_response = None
             response.release_conn()
@@ -272,22 +455,36 @@ def admin_api(kubernetes_dir: Path) -> KubeApi:
 
     admin.conf's user is in group kubeadm:cluster-admins, which has no rights until the
     ClusterRoleBinding kubeadm:cluster-admins exists. On the first 403 that binding is created with
-    super-admin.conf (group system:masters), and the call is retried, as kubeadm does.
+    super-admin.conf (group system:masters), and the call is retried, as kubeadm does. Without
+    super-admin.conf, or when it may not create the binding either, the 403 is final.
     """
+    admin = kubernetes_dir / "admin.conf"
+    super_admin = kubernetes_dir / "super-admin.conf"
 
-    def ensure_binding() -> None:
+    def ensure_binding(forbidden: ApiError) -> str:
         from bootstrap.postinit import cluster_admins_binding
 
-        super_admin = kubernetes_dir / "super-admin.conf"
         if not super_admin.exists():
-            return
+            raise ApiError(
+                f"{forbidden} ({admin}'s group kubeadm:cluster-admins has no rights yet, and "
+                f"{super_admin}, which would grant them, does not exist)",
+                forbidden.status,
+            )
         api = KubeApi(super_admin)
         try:
             api.create("ClusterRoleBinding", None, cluster_admins_binding())
         except ApiError as exc:
-            if exc.status != 409:
+            if exc.status == 409:
+                return "although ClusterRoleBinding kubeadm:cluster-admins exists"
+            if exc.transient:
                 raise
+            raise ApiError(
+                f"{forbidden} (granting {admin}'s group its rights with {super_admin} failed: {exc})",
+                exc.status,
+                exc.reason,
+            ) from exc
         finally:
             api.close()
+        return f"after creating ClusterRoleBinding kubeadm:cluster-admins with {super_admin}"
 
-    return KubeApi(kubernetes_dir / "admin.conf", on_forbidden=ensure_binding)
+    return KubeApi(admin, on_forbidden=ensure_binding)

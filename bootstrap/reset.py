@@ -128,12 +128,17 @@ def wait_for_mirror_pods_gone(admin_conf: Path, node: str, components: list[str]
 
     names = {f"{c}-{node.lower()}" for c in components}
     deadline = time.monotonic() + timeout
-    api = admin_api(admin_conf.parent)
+    try:
+        api = admin_api(admin_conf.parent)
+    except ApiError as exc:  # reset goes on: the wait is a courtesy, the files are the job
+        return f"not waiting for the mirror pods to go: {exc}"
     try:
         while True:
             try:
                 pods = api.list_pods("kube-system", field_selector=f"spec.nodeName={node}")
             except ApiError as exc:
+                if not exc.transient:
+                    return f"not waiting for the mirror pods to go: {exc}"
                 return f"the API server is gone ({exc}): the mirror pods go with it"
             left = sorted(names & {p["metadata"]["name"] for p in pods.get("items", [])})
             if not left:

@@ -249,7 +249,7 @@ class RunData:
 
         try:
             api = admin_api(self.kubernetes_dir)
-        except Exception as exc:  # an unreadable admin.conf must not stop the manifests phase
+        except ApiError as exc:  # an unusable admin.conf or client must not stop the manifests phase
             self.reporter.debug(f"cannot build an API client from {admin}: {exc}")
             return None
         try:

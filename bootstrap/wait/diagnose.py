@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootstrap.wait.status import PodView
+from bootstrap.apierror import ApiError, Reason
+from bootstrap.wait.status import PodView, Problem
 
 
 @dataclass
@@ -18,7 +19,7 @@ class Context:
     kubelet_error: str | None  # None: the kubelet's healthz answered
     kubelet_watches: str | None  # staticPodPath of the kubelet config on disk (None: unknown)
     manifest_dir: str  # host path of the directory we wrote to
-    api_error: str | None  # None: the API server answered
+    api_error: ApiError | None  # None: the API server answered; else a transient failure
 
 
 @dataclass
@@ -106,16 +107,8 @@ def _likely_cause(
         rejected = [e for e in events if e.get("type") == "Warning"]
         if rejected:
             return f"the kubelet rejected the manifest: {rejected[-1].get('message', '')}"
-        if ctx.api_error is not None and component != "kube-apiserver":
-            return (
-                f"the API server is not reachable ({ctx.api_error}), so the kubelet cannot publish mirror "
-                "pods: fix kube-apiserver first"
-            )
         if ctx.api_error is not None:
-            return (
-                f"kube-apiserver is not serving ({ctx.api_error}): check its container with "
-                "`crictl ps -a | grep kube-apiserver` and its logs with `crictl logs`"
-            )
+            return _api_cause(component, ctx.api_error)
         return (
             f"the kubelet has not started a pod from {manifest_path}: check that it watches that "
             "directory and its log (`journalctl -xeu kubelet`)"
@@ -133,7 +126,7 @@ def _likely_cause(
         )
     if reason == "CreateContainerConfigError":
         return f"the container cannot be configured: {view.waiting_message or 'see the events'}"
-    if view.problem and "previous manifest" in view.problem:
+    if view.problem_kind is Problem.STALE:
         return (
             "the kubelet has not switched to the new manifest yet: it may be slow to rescan the directory "
             "or failing to start the new pod"
@@ -146,3 +139,18 @@ def _likely_cause(
     if view.problem:
         return view.problem
     return "it became healthy too late or flapped: it was not healthy for the whole settle window"
+
+
+def _api_cause(component: str, error: ApiError) -> str:
+    """The API server failed transiently until the deadline (permanent failures end the wait at once,
+    with their own message, and never get here)."""
+    if error.reason in (Reason.SERVER_ERROR, Reason.THROTTLED):
+        state = f"kube-apiserver answers but fails requests ({error})"
+    else:
+        state = f"kube-apiserver is not serving ({error})"
+    if component != "kube-apiserver":
+        return f"{state}, so the kubelet cannot publish mirror pods: fix kube-apiserver first"
+    return (
+        f"{state}: check its container with `crictl ps -a | grep kube-apiserver` and its logs with "
+        "`crictl logs`"
+    )

@@ -1,4 +1,8 @@
-"""Polls each component's health endpoint in its own thread, remembering the last answer."""
+"""Polls each component's health endpoint in its own thread, remembering the last answer.
+
+A failure that cannot heal (the API server's certificate does not verify) stops the polling and is
+kept in :attr:`HealthProbes.fatal` for the waiter to raise at once.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class HealthProbes:
         self._tls = tls
         self._on_change = on_change
         self.results = {name: ProbeResult() for name in endpoints}
+        self.fatal: BaseException | None = None
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._poll, args=(name,), name=f"probe-{name}", daemon=True)
@@ -41,9 +46,17 @@ class HealthProbes:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=3)
+            if thread.ident is not None:  # started
+                thread.join(timeout=3)
 
     def _poll(self, name: str) -> None:
+        try:
+            self._poll_until_stopped(name)
+        except BaseException as exc:  # not swallowed: handed to the waiter, which raises it at once
+            self.fatal = exc
+            self._on_change()
+
+    def _poll_until_stopped(self, name: str) -> None:
         endpoint = self.endpoints[name]
         while not self._stop.is_set():
             error = check(endpoint, self._tls)

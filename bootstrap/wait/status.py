@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -22,6 +23,17 @@ class Freshness:
     written_at: datetime
 
 
+class Problem(Enum):
+    """Why a mirror pod does not count (the diagnosis decides on this, never on the text)."""
+
+    MISSING = "missing"
+    NOT_MIRROR = "not-mirror"  # a regular pod with the mirror pod's name
+    NOT_OURS = "not-ours"  # owned by another node
+    STALE = "stale"  # still the pod of the manifest before this run's write
+    NOT_RUNNING = "not-running"
+    NOT_READY = "not-ready"
+
+
 @dataclass
 class PodView:
     """What the mirror pod says, in the terms the progress table and the diagnosis use."""
@@ -36,11 +48,15 @@ class PodView:
     last_message: str | None = None
     image: str | None = None
     config_hash: str | None = None
-    problem: str | None = None  # why this pod does not count (None: it does)
+    problem: str | None = None  # why this pod does not count, for people (None: it does)
+    problem_kind: Problem | None = None  # the same, for the diagnosis
 
     @property
     def ok(self) -> bool:
-        return self.present and self.problem is None
+        return self.present and self.problem_kind is None
+
+    def flag(self, kind: Problem, text: str) -> None:
+        self.problem_kind, self.problem = kind, text
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -54,7 +70,7 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def judge(pod: dict[str, Any] | None, node_name: str, freshness: Freshness | None) -> PodView:
     if pod is None:
-        return PodView(present=False, problem="no mirror pod")
+        return PodView(present=False, problem="no mirror pod", problem_kind=Problem.MISSING)
     metadata = pod.get("metadata", {})
     annotations = metadata.get("annotations") or {}
     status = pod.get("status") or {}
@@ -78,16 +94,26 @@ def judge(pod: dict[str, Any] | None, node_name: str, freshness: Freshness | Non
     )
     owners = metadata.get("ownerReferences") or []
     if MIRROR_ANNOTATION not in annotations:
-        view.problem = f"{metadata.get('name')} is not a mirror pod (no {MIRROR_ANNOTATION} annotation)"
+        view.flag(
+            Problem.NOT_MIRROR,
+            f"{metadata.get('name')} is not a mirror pod (no {MIRROR_ANNOTATION} annotation)",
+        )
     elif not any(o.get("kind") == "Node" and o.get("name") == node_name for o in owners):
-        view.problem = f"mirror pod is not owned by Node {node_name}"
+        view.flag(Problem.NOT_OURS, f"mirror pod is not owned by Node {node_name}")
     elif freshness is not None and not _is_fresh(view, annotations, freshness):
-        view.problem = "the kubelet still runs the previous manifest (config.hash unchanged since the write)"
+        view.flag(
+            Problem.STALE,
+            "the kubelet still runs the previous manifest (config.hash unchanged since the write)",
+        )
     elif view.phase != "Running":
-        view.problem = f"pod is {view.phase}" + (f" ({view.waiting_reason})" if view.waiting_reason else "")
+        view.flag(
+            Problem.NOT_RUNNING,
+            f"pod is {view.phase}" + (f" ({view.waiting_reason})" if view.waiting_reason else ""),
+        )
     elif not view.ready:
-        view.problem = "pod is Running but not Ready" + (
-            f" ({view.waiting_reason})" if view.waiting_reason else ""
+        view.flag(
+            Problem.NOT_READY,
+            "pod is Running but not Ready" + (f" ({view.waiting_reason})" if view.waiting_reason else ""),
         )
     return view
 

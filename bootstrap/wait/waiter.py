@@ -4,6 +4,10 @@ A component is healthy when its mirror pod is present, ours, fresh (created from
 run wrote) and Running+Ready, and its health endpoint answers 200, continuously for the settle
 window. The mirror pods come from a watch (no polling of the API); health endpoints are probed
 directly.
+
+Only what can heal is waited for. admin.conf and the client library are checked before any
+waiting, and a permanent failure seen by the watch or a probe (a certificate that does not verify, a
+final 403) ends the wait at once with its own message, not at the deadline.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from bootstrap.errors import WaitTimeoutError
 from bootstrap.health import ClientTLS, Endpoint, check
-from bootstrap.kubeapi import ApiError, KubeApi
+from bootstrap.kubeapi import ApiError, KubeApi, Reason
 from bootstrap.wait.diagnose import Context, Diagnosis, diagnose
 from bootstrap.wait.mirrors import NAMESPACE, MirrorPods
 from bootstrap.wait.probes import HealthProbes
@@ -101,38 +105,47 @@ class ControlPlaneWaiter:
     def run(self) -> WaitResult:
         start = time.monotonic()
         deadline = start + self.plan.timeout
-        kubelet_after = self._wait_for_kubelet(start, deadline)
-        tls = ClientTLS(self.plan.admin_conf)
+        try:
+            tls = ClientTLS(self.plan.admin_conf)  # a broken admin.conf fails here, before any wait
+        except BaseException:
+            self.progress.close()
+            raise
         mirrors = MirrorPods(self._api_factory, self.plan.node_name, self._changed.set)
         probes = HealthProbes(self.plan.endpoints, tls, self._changed.set)
-        self.progress.note(
-            f"Waiting for healthy control plane components. This can take up to {self.plan.timeout:g}s"
-        )
-        for name, endpoint in self.plan.endpoints.items():
-            self.progress.note(f"Checking {name} at {endpoint.url}")
+        # The watch starts now: building its client (the library import) overlaps the kubelet wait,
+        # and a client that cannot be built ends that wait at once.
         mirrors.start()
-        probes.start()
         try:
+            kubelet_after = self._wait_for_kubelet(start, deadline, mirrors)
+            self.progress.note(
+                f"Waiting for healthy control plane components. This can take up to {self.plan.timeout:g}s"
+            )
+            for name, endpoint in self.plan.endpoints.items():
+                self.progress.note(f"Checking {name} at {endpoint.url}")
+            probes.start()
             return self._loop(start, deadline, kubelet_after, mirrors, probes)
         finally:
             probes.stop()
             mirrors.stop()
             self.progress.close()
 
-    def _wait_for_kubelet(self, start: float, deadline: float) -> float | None:
+    def _wait_for_kubelet(self, start: float, deadline: float, mirrors: MirrorPods) -> float | None:
         endpoint = self.plan.kubelet_healthz
         if endpoint is None:
             return None
         self.progress.note(f"Waiting for a healthy kubelet at {endpoint.url}")
         error = check(endpoint, ClientTLS(None))
         while error is not None:
+            if mirrors.fatal is not None:
+                raise mirrors.fatal
             if time.monotonic() >= deadline:
                 raise WaitTimeoutError(
                     f"the kubelet is not healthy after {self.plan.timeout:g}s: {endpoint.url}: {error}\n"
                     "  likely cause: the kubelet is not running or cannot start: check `systemctl status "
                     "kubelet` and `journalctl -xeu kubelet`"
                 )
-            time.sleep(KUBELET_POLL)
+            self._changed.wait(KUBELET_POLL)  # woken early when the watch fails for good
+            self._changed.clear()
             error = check(endpoint, ClientTLS(None))
         elapsed = time.monotonic() - start
         self.progress.note(f"The kubelet is healthy after {elapsed:.1f}s")
@@ -148,6 +161,9 @@ class ControlPlaneWaiter:
     ) -> WaitResult:
         tracking = {name: _Tracking() for name in self.plan.endpoints}
         while True:
+            fatal = mirrors.fatal or probes.fatal
+            if fatal is not None:
+                raise fatal
             now = time.monotonic()
             rows, views = [], {}
             for name, track in tracking.items():
@@ -176,9 +192,7 @@ class ControlPlaneWaiter:
                     Row(name, pod, view.ready, view.restarts, health.error or "ok", state, now - start)
                 )
             api_note = (
-                None
-                if mirrors.synced and mirrors.last_error is None
-                else (f"API server not reachable yet: {mirrors.last_error}" if mirrors.last_error else None)
+                None if mirrors.synced and mirrors.last_error is None else _api_note(mirrors.last_error)
             )
             self.progress.update(rows, api_note)
             if all(t.done_at is not None for t in tracking.values()):
@@ -242,7 +256,7 @@ class ControlPlaneWaiter:
         found: dict[str, list[dict[str, Any]]] = {}
         try:
             api = self._api_factory()
-        except Exception:
+        except ApiError:  # it worked at the start; the diagnosis does without events
             return found
         try:
             for name in components:
@@ -260,3 +274,11 @@ class ControlPlaneWaiter:
         parts = [f"the control plane is not healthy after {self.plan.timeout:g}s: {names}"]
         parts += [c.diagnosis.text() for c in failing if c.diagnosis]
         return "\n".join(parts)
+
+
+def _api_note(error: ApiError | None) -> str | None:
+    if error is None:
+        return None
+    if error.reason in (Reason.SERVER_ERROR, Reason.THROTTLED):
+        return f"API server not ready yet: {error}"
+    return f"API server not reachable yet: {error}"
