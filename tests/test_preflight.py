@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from bootstrap import preflight
-from bootstrap.errors import PreflightError
 from tests.conftest import NODE, CliRunner
 from tests.standin.harness import (
     allocate_ports,
@@ -436,17 +435,18 @@ def test_check_names_follow_the_host_path() -> None:
     )
 
 
-def test_run_checks_reports_every_error_and_honours_ignores() -> None:
+def test_every_failure_is_reported_at_once_and_ignores_are_honoured() -> None:
     checks = [
         preflight.Check("A", lambda: "a failed"),
         preflight.Check("B", lambda: None),
         preflight.Check("C", lambda: "c failed"),
     ]
-    with pytest.raises(PreflightError) as failed:
-        preflight.run_checks(checks, set())
-    assert "[ERROR A]: a failed\n[ERROR C]: c failed" in failed.value.message
-    assert preflight.run_checks(checks, {"a", "c"}) == ["[WARNING A]: a failed", "[WARNING C]: c failed"]
-    assert preflight.run_checks(checks, {"a"}, "[dryrun] would fail: ") == [
+    failures = preflight.evaluate(checks, set())
+    assert [(f.name, f.ignored) for f in failures] == [("A", False), ("C", False)]
+    assert "[ERROR A]: a failed\n[ERROR C]: c failed" in preflight.failed(failures).message
+    assert [f.line("WARNING") for f in preflight.evaluate(checks, {"a", "c"})] == [
         "[WARNING A]: a failed",
-        "[dryrun] would fail: [ERROR C]: c failed",
+        "[WARNING C]: c failed",
     ]
+    assert [(f.name, f.ignored) for f in preflight.evaluate(checks, {"a"})] == [("A", True), ("C", False)]
+    assert [f.ignored for f in preflight.evaluate(checks, {"all"})] == [True, True]
