@@ -22,7 +22,12 @@ def summary(rd: RunData, reports: list[PhaseReport]) -> dict[str, Any]:
 
     plan = []
     for r in reports:
-        step: dict[str, Any] = {"phase": r.path, "status": r.status, "wouldChange": r.changed, "files": r.files}
+        step: dict[str, Any] = {
+            "phase": r.path,
+            "status": r.status,
+            "wouldChange": r.changed,
+            "files": r.files,
+        }
         if r.status == "would-fail":
             step["wouldFail"] = (r.details or {}).get("wouldFail")
         plan.append(step)
@@ -72,7 +77,9 @@ def render(data: dict[str, Any]) -> str:
         ):
             expires = f"expires {row['expirationDate']}" if row.get("expirationDate") else "missing"
             ca = row.get("certificateAuthority")
-            lines.append(f"  {row['name']:<28} {expires:<30} {f'signed by {ca}' if ca else 'certificate authority'}")
+            lines.append(
+                f"  {row['name']:<28} {expires:<30} {f'signed by {ca}' if ca else 'certificate authority'}"
+            )
     for name, text in data["manifests"].items():
         lines += ["", f"--- {name}", text.rstrip()]
     return "\n".join(lines)

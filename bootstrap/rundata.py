@@ -102,12 +102,17 @@ class RunData:
     def validate(self) -> None:
         """Refuse bad input before anything is written, not even the lock: the config (and the
         kubelet config it is merged with), the ignored preflight names, the dry-run directory."""
+        _ = self.config, self.ignored_preflight_errors, self.static_pod_path, self.fs
+
+    @cached_property
+    def ignored_preflight_errors(self) -> set[str]:
+        """Preflight checks whose errors become warnings (the flag and the config together)."""
         from bootstrap.preflight import normalize_ignored
 
-        normalize_ignored(
-            [*self.options.ignore_preflight_errors, *self.config.init.node_registration.ignore_preflight_errors]
+        registration = self.config.init.node_registration
+        return normalize_ignored(
+            [*self.options.ignore_preflight_errors, *registration.ignore_preflight_errors]
         )
-        _ = self.static_pod_path, self.fs
 
     def refuse_if_busy(self) -> None:
         """Fail fast, creating nothing, when another run holds this host's lock (a dry run takes none)."""

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -270,6 +271,33 @@ def test_dry_run_reports_would_be_failures_and_exits_zero(cli: CliRunner, node_a
     assert (
         cli("phase", "preflight", "--dry-run", *node_args, "--ignore-preflight-errors", "all,CRI").code == 2
     )
+
+
+def test_dry_run_plan_says_which_checks_would_stop_a_real_run(
+    cli: CliRunner, config: Path, rootfs: Path
+) -> None:
+    # A bare rootfs: no kubelet binary, no CRI socket; everything else is healthy (ports are free).
+    args = ["--config", str(config), "--rootfs", str(rootfs), "--dry-run"]
+    result = cli("init", *args, "-o", "json")
+    assert result.code == 0, result.stderr  # the quick start's dry run works on any machine
+    step = next(p for p in result.json()["phases"] if p["path"] == "preflight")
+    assert step["status"] == "would-fail"
+    assert step["details"]["failedChecks"] == ["FileExisting-kubelet", "CRI"]
+    plan = result.json()["dryRunPlan"]["plan"][0]
+    assert (plan["phase"], plan["status"]) == ("preflight", "would-fail")
+    text = cli("init", *args)
+    assert text.code == 0, text.stderr
+    assert "preflight: 2 checks would fail (FileExisting-kubelet, CRI) — a real run stops here" in text.stdout
+    assert re.search(r"^  preflight +would fail$", text.stdout, re.M)
+    assert not list(rootfs.iterdir())
+
+
+def test_dry_run_plan_of_a_ready_node_says_nothing_would_fail(cli: CliRunner, args: list[str]) -> None:
+    result = cli("init", *args, "--dry-run", "-o", "json")
+    assert result.code == 0, result.stderr
+    step = next(p for p in result.json()["phases"] if p["path"] == "preflight")
+    assert step["status"] == "ran" and "details" not in step
+    assert "a real run stops here" not in cli("init", *args, "--dry-run").stdout
 
 
 def _nobody() -> pwd.struct_passwd:

@@ -91,8 +91,8 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
     )
     for problem in problems:
         rd.reporter.warn(problem)
-    for path in missing:
-        rd.missing_references.setdefault(path, []).append(component)
+    for host in missing:
+        rd.missing_references.setdefault(host, []).append(component)
     if missing:
         rd.after_group("manifests", lambda: _warn_missing(rd))
     return outcomes

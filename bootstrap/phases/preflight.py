@@ -24,15 +24,6 @@ if TYPE_CHECKING:
 DRY_RUN_PREFIX = "[dryrun] would fail: "
 
 
-def _ignored(rd: RunData) -> set[str]:
-    """Names whose errors become warnings (flag and config together)."""
-    from bootstrap import preflight
-
-    return preflight.normalize_ignored(
-        [*rd.options.ignore_preflight_errors, *rd.config.init.node_registration.ignore_preflight_errors]
-    )
-
-
 def _manifest(rd: RunData, component: str) -> Path:
     return rd.real_fs.path(posixpath.join(rd.static_pod_path, f"{component}.yaml"))
 
@@ -160,7 +151,7 @@ def _run(rd: RunData) -> list[Outcome]:
     checks in its plan, and goes on."""
     from bootstrap import preflight
 
-    failures = preflight.evaluate(checks_for(rd), _ignored(rd))
+    failures = preflight.evaluate(checks_for(rd), rd.ignored_preflight_errors)
     for failure in failures:
         if failure.ignored:
             rd.reporter.warn(failure.line("WARNING"))
