@@ -142,7 +142,7 @@ def cri_socket_path(endpoint: str) -> str:
         return endpoint
     parts = urlsplit(endpoint)
     if parts.scheme != "unix":
-        raise ValueError(f"unsupported CRI endpoint {endpoint!r}: only unix:// sockets are supported")
+        raise ValueError(f"unsupported CRI endpoint {endpoint}: only unix:// sockets are supported")
     return parts.netloc + parts.path if parts.netloc else parts.path
 
 

@@ -64,6 +64,12 @@ def test_refused_input_leaves_the_rootfs_as_it_was(
     assert not (rootfs / "var").exists()
 
 
+def test_reset_usage_error_leaves_no_lock(cli: CliRunner, rootfs: Path) -> None:
+    result = cli("reset", "--force", "--rootfs", str(rootfs), "--timeout", "soon")
+    assert result.code == 2 and "--timeout" in result.stderr
+    assert list(rootfs.iterdir()) == []
+
+
 def test_refused_input_still_prints_its_result_document(cli: CliRunner, rootfs: Path) -> None:
     result = cli("init", "--rootfs", str(rootfs), "--node-name", NODE, "-o", "json")
     assert result.code == 4
