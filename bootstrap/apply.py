@@ -115,8 +115,8 @@ class ApiApplier:
         self._retry(lambda: self.api.patch_node(name, patch))
         return Outcome(
             True,
-            f"Marked node {name} as control-plane: labels {sorted(labels)}, "
-            f"taints {[t['key'] + ':' + t['effect'] for t in taints]}",
+            f"Marked node {name} as control-plane: labels {', '.join(sorted(labels))}; "
+            f"taints {', '.join(t['key'] + ':' + t['effect'] for t in taints) or 'none'}",
         )
 
     def _wait_for_node(self, name: str) -> dict[str, Any]:
@@ -202,7 +202,10 @@ class DryRunApplier:
                 (t.get("key"), t.get("effect")) in have_taints for t in taints
             ):
                 return Outcome(False, f"[dryrun] Node {name} already has the control-plane labels and taints")
-        action = f"Would label node {name} {sorted(labels)} and taint it {[t['key'] for t in taints]}"
+        marks = ", ".join(t["key"] + ":" + t["effect"] for t in taints)
+        action = f"Would label node {name} {', '.join(sorted(labels))}" + (
+            f" and taint it {marks}" if marks else " (no taints)"
+        )
         self.actions.append(action)
         return Outcome(True, f"[dryrun] {action}")
 

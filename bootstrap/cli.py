@@ -336,10 +336,9 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
             f"Remove the control plane that bootstrap created under {target}?", abort=True, err=True
         )
     reporter = Reporter(output, verbose=verbose)
+    mirror_timeout = _seconds("--timeout", timeout) or 0.0  # a usage error must not leave a lock behind
     with nullcontext() if dry_run else run_lock(fs):
-        result = run_reset(
-            fs, reporter, dry_run=dry_run, mirror_timeout=_seconds("--timeout", timeout) or 0.0
-        )
+        result = run_reset(fs, reporter, dry_run=dry_run, mirror_timeout=mirror_timeout)
     reporter.result(result.to_dict(dry_run))
 
 

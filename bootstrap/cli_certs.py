@@ -60,16 +60,16 @@ def check_expiration(
 ) -> None:
     """Print when each certificate (kubeconfig-embedded ones included) and each CA expires."""
     from bootstrap.pki.expiration import check_expiration as check
-    from bootstrap.pki.expiration import render_text, to_dict
+    from bootstrap.pki.expiration import document, render_text
 
     rd = _run_data(config_file, rootfs, cert_dir, output)
-    report = check(rd.cert_dir, rd.kubernetes_dir, rd.started)
+    report = check(rd.cert_dir, rd.kubernetes_dir, rd.started, rd.fs.root)
     if output == "json":
-        click.echo(json.dumps(to_dict(report), indent=2))
+        click.echo(json.dumps(document(report), indent=2))
     elif output == "yaml":
         import yaml
 
-        click.echo(yaml.safe_dump(to_dict(report), sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump(document(report), sort_keys=False), nl=False)
     else:
         click.echo(render_text(report))
 
@@ -98,6 +98,7 @@ def renew(
     from bootstrap.errors import UsageError
     from bootstrap.pki import KeySource
     from bootstrap.pki.expiration import renew as renew_certs
+    from bootstrap.results import rootfs_field
 
     window = None
     if if_expiring_within is not None:
@@ -132,10 +133,11 @@ def renew(
         {
             "apiVersion": "bootstrap.kube-bootstrap.io/v1alpha1",
             "kind": "RenewResult",
+            "rootfs": rootfs_field(rootfs),
             "ok": True,
             "changed": changed,
             "certificates": [
-                {"message": o.message, "changed": o.changed, "files": [str(f) for f in o.files]}
+                {"message": o.message, "changed": o.changed, "files": [rd.reported_path(f) for f in o.files]}
                 for o in outcomes
             ],
         }

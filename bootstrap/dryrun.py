@@ -1,7 +1,8 @@
 """The plan a dry run shows: what each phase would write or call, the manifests, the certificates.
 
 Everything comes from the dry-run directory the phases wrote into, so the plan is what a real run
-would do, not a separate guess. Key material is never shown.
+would do, not a separate guess. Paths are host paths, as a real run would write them. Key material
+is never shown.
 """
 
 from __future__ import annotations
@@ -12,20 +13,24 @@ if TYPE_CHECKING:
     from bootstrap.rundata import RunData
     from bootstrap.workflow import PhaseReport
 
+STOPS_HERE = "a real run stops here"
+
 
 def summary(rd: RunData, reports: list[PhaseReport]) -> dict[str, Any]:
     from bootstrap.apply import DryRunApplier
     from bootstrap.pki.expiration import check_expiration, to_dict
 
-    plan = [
-        {
+    plan = []
+    for r in reports:
+        step: dict[str, Any] = {
             "phase": r.path,
             "status": r.status,
             "wouldChange": r.changed,
-            "files": [_host(rd, f) for f in r.files],
+            "files": r.files,
         }
-        for r in reports
-    ]
+        if r.status == "would-fail":
+            step["wouldFail"] = (r.details or {}).get("wouldFail")
+        plan.append(step)
     manifests = {}
     directory = rd.manifest_dir
     if directory.is_dir():
@@ -33,37 +38,35 @@ def summary(rd: RunData, reports: list[PhaseReport]) -> dict[str, Any]:
             manifests[path.name] = path.read_text()
     certificates: dict[str, Any] = {}
     if (rd.cert_dir / "ca.crt").exists():
-        certificates = to_dict(check_expiration(rd.cert_dir, rd.kubernetes_dir, rd.started))
+        certificates = to_dict(check_expiration(rd.cert_dir, rd.kubernetes_dir, rd.started, rd.fs.root))
     applier = rd.__dict__.get("applier")
     actions = list(applier.actions) if isinstance(applier, DryRunApplier) else []
-    return {
-        "directory": str(rd.dry_run_dir),
-        "plan": plan,
-        "manifests": manifests,
-        "certificates": certificates,
-        "apiActions": actions,
-    }
+    data: dict[str, Any] = {}
+    if not rd.options.diff:  # with --diff the directory is an implementation detail
+        data["directory"] = str(rd.dry_run_dir)
+    return {**data, "plan": plan, "manifests": manifests, "certificates": certificates, "apiActions": actions}
 
 
-def _host(rd: RunData, real: str) -> str:
-    root = str(rd.dry_run_dir)
-    return real[len(root) :] if real.startswith(root) else real
+def _state(step: dict[str, Any]) -> str:
+    if step["status"] == "would-fail":
+        return "would fail"
+    if step["status"] == "skipped":
+        return "skipped"
+    return "would change" if step["wouldChange"] else "unchanged"
 
 
 def render(data: dict[str, Any]) -> str:
-    lines = [
-        f"Dry run: files were written to {data['directory']} instead of the real paths "
-        f"(removed at exit unless BOOTSTRAP_DRYRUN_DIR names the directory to keep).",
-        "",
-        "Plan:",
-    ]
-    for step in data["plan"]:
-        state = (
-            "skipped"
-            if step["status"] == "skipped"
-            else ("would change" if step["wouldChange"] else "unchanged")
+    lines = []
+    if "directory" in data:
+        lines.append(
+            f"Dry run: files were written to {data['directory']} instead of the real paths "
+            f"(removed at exit unless BOOTSTRAP_DRYRUN_DIR names the directory to keep)."
         )
-        lines.append(f"  {step['phase']:<40} {state}")
+    # What would stop a real run comes first: everything after it would not happen.
+    lines += [f"{s['phase']}: {s['wouldFail']} — {STOPS_HERE}" for s in data["plan"] if s.get("wouldFail")]
+    lines += ["", "Plan:"]
+    for step in data["plan"]:
+        lines.append(f"  {step['phase']:<40} {_state(step)}")
         lines += [f"      writes {f}" for f in step["files"]]
     if data["apiActions"]:
         lines += ["", "API actions:"] + [f"  {a}" for a in data["apiActions"]]
@@ -72,9 +75,10 @@ def render(data: dict[str, Any]) -> str:
         for row in data["certificates"].get("certificates", []) + data["certificates"].get(
             "certificateAuthorities", []
         ):
+            expires = f"expires {row['expirationDate']}" if row.get("expirationDate") else "missing"
+            ca = row.get("certificateAuthority")
             lines.append(
-                f"  {row['name']:<28} expires {row.get('expirationDate')}  "
-                f"CA {row.get('certificateAuthority', '-')}"
+                f"  {row['name']:<28} {expires:<30} {f'signed by {ca}' if ca else 'certificate authority'}"
             )
     for name, text in data["manifests"].items():
         lines += ["", f"--- {name}", text.rstrip()]

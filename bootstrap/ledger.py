@@ -91,6 +91,36 @@ class LockHeld(BootstrapError):
     """Another bootstrap run holds the lock on this filesystem."""
 
 
+def _held(fd: int, path: Path) -> LockHeld | None:
+    """Try the lock on ``fd`` without waiting; the error naming its holder when another run has it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown process"
+        return LockHeld(
+            f"another bootstrap run is working on this host ({holder}); lock file {path}. "
+            "Wait for it to finish, or stop it"
+        )
+    return None
+
+
+def refuse_if_locked(fs: Rootfs) -> None:
+    """Fail fast when another run holds the lock, creating nothing (no lock file, no directory)."""
+    path = fs.path(LOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return  # no lock file, so no holder; run_lock reports a lock it cannot create
+    try:
+        held = _held(fd, path)
+    finally:
+        os.close(fd)  # closing releases the lock this probe may have taken
+    if held is not None:
+        raise held
+
+
 @contextmanager
 def run_lock(fs: Rootfs) -> Iterator[None]:
     """Hold the one-run-at-a-time lock for ``fs``; fail fast, naming the holder, when it is taken."""
@@ -101,16 +131,9 @@ def run_lock(fs: Rootfs) -> Iterator[None]:
     except OSError as exc:
         raise BootstrapError(f"{path}: cannot open the run lock: {exc.strerror or exc}") from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown process"
-            raise LockHeld(
-                f"another bootstrap run is working on this host ({holder}); lock file {path}. "
-                "Wait for it to finish, or stop it"
-            ) from None
+        held = _held(fd, path)
+        if held is not None:
+            raise held
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: {' '.join(['bootstrap', *sys.argv[1:]])[:300]}".encode(), 0)
         yield

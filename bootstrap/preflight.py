@@ -142,7 +142,7 @@ def cri_socket_path(endpoint: str) -> str:
         return endpoint
     parts = urlsplit(endpoint)
     if parts.scheme != "unix":
-        raise ValueError(f"unsupported CRI endpoint {endpoint!r}: only unix:// sockets are supported")
+        raise ValueError(f"unsupported CRI endpoint {endpoint}: only unix:// sockets are supported")
     return parts.netloc + parts.path if parts.netloc else parts.path
 
 
@@ -345,32 +345,35 @@ def normalize_ignored(names: Iterable[str]) -> set[str]:
     return ignored
 
 
-def run_checks(checks: Sequence[Check], ignored: set[str], report_only: str | None = None) -> list[str]:
-    """Run every check; return warning lines for ignored failures, raise for the rest (all at once).
+@dataclass(frozen=True)
+class Failure:
+    """A check that found a problem; ``ignored`` when ``--ignore-preflight-errors`` names it."""
 
-    With ``report_only`` (a dry run), nothing raises: every failure not ignored by name becomes a
-    warning too, prefixed with ``report_only`` and worded as the error the real run would print.
-    """
-    errors: list[str] = []
-    warnings: list[str] = []
+    name: str
+    problem: str
+    ignored: bool
+
+    def line(self, severity: str) -> str:
+        return f"[{severity} {self.name}]: {self.problem}"
+
+
+def evaluate(checks: Sequence[Check], ignored: set[str]) -> list[Failure]:
+    """Run every check; the failures, each marked ignored or not."""
+    failures = []
     for check in checks:
         try:
             problem = check.run()
         except OSError as exc:
             problem = f"the check could not run: {exc}"
-        if problem is None:
-            continue
-        line = f"[{{}} {check.name}]: {problem}"
-        if "all" in ignored or check.name.lower() in ignored:
-            warnings.append(line.format("WARNING"))
-        elif report_only is not None:
-            warnings.append(report_only + line.format("ERROR"))
-        else:
-            errors.append(line.format("ERROR"))
-    if errors:
-        raise PreflightError(
-            "preflight checks failed:\n"
-            + "\n".join(errors)
-            + "\nTo ignore a check, use --ignore-preflight-errors=<Name>,..."
-        )
-    return warnings
+        if problem is not None:
+            failures.append(Failure(check.name, problem, "all" in ignored or check.name.lower() in ignored))
+    return failures
+
+
+def failed(errors: Sequence[Failure]) -> PreflightError:
+    """The error a real run stops with: every failure at once, and how to ignore one."""
+    return PreflightError(
+        "preflight checks failed:\n"
+        + "\n".join(f.line("ERROR") for f in errors)
+        + "\nTo ignore a check, use --ignore-preflight-errors=<Name>,..."
+    )

@@ -20,6 +20,7 @@ import yaml
 from bootstrap.fsutil import Rootfs
 from bootstrap.ledger import LEDGER, LOCK, STATE_DIR, Ledger
 from bootstrap.output import Reporter
+from bootstrap.results import RESULT_API_VERSION, host_path, rootfs_field
 
 LABEL = "reset"
 
@@ -37,14 +38,18 @@ class ResetPlan:
 
 @dataclass
 class ResetResult:
+    """What reset removed and kept, as host paths under ``root`` (``--rootfs``; None: /)."""
+
+    root: Path | None = None
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self, dry_run: bool) -> dict[str, Any]:
         return {
-            "apiVersion": "bootstrap.kube-bootstrap.io/v1alpha1",
+            "apiVersion": RESULT_API_VERSION,
             "kind": "ResetResult",
+            "rootfs": rootfs_field(self.root),
             "dryRun": dry_run,
             "ok": True,
             "changed": bool(self.removed),
@@ -161,7 +166,7 @@ def _remove_file(fs: Rootfs, host: str, result: ResetResult, dry_run: bool) -> N
 
 def run_reset(fs: Rootfs, reporter: Reporter, *, dry_run: bool, mirror_timeout: float) -> ResetResult:
     plan = plan_reset(fs)
-    result = ResetResult()
+    result = ResetResult(fs.root)
     verb = "Would remove" if dry_run else "Removed"
     for host in plan.manifests:
         _remove_file(fs, host, result, dry_run)
@@ -205,14 +210,10 @@ def run_reset(fs: Rootfs, reporter: Reporter, *, dry_run: bool, mirror_timeout: 
         if not path.is_dir():
             continue
         for leftover in sorted(path.rglob("*") if recursive else path.iterdir()):
-            rel = _host(fs, leftover)
+            rel = host_path(leftover, fs.root)
             if leftover.is_file() and rel not in removed and not rel.startswith(f"{STATE_DIR}/"):
                 result.kept.append(rel)
     result.kept = sorted(dict.fromkeys(result.kept))
     for kept in result.kept:
         reporter.info(LABEL, f"Kept {kept}: not created by bootstrap")
     return result
-
-
-def _host(fs: Rootfs, path: Path) -> str:
-    return "/" + str(path.relative_to(fs.root)) if fs.root is not None else str(path)

@@ -11,7 +11,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,10 +91,55 @@ class RunData:
         self.manifest_writes: dict[str, Freshness] = {}
         self.bootstrap_tokens: list[str] = []  # tokens this run created or reused (never printed whole)
         self.dry_run_summary: dict[str, Any] | None = None
+        # Host paths the manifests refer to that do not exist: component names by path.
+        self.missing_references: dict[str, list[str]] = {}
+        self._after_group: dict[str, Callable[[], None]] = {}
 
     @property
     def dry_run(self) -> bool:
         return self.options.dry_run
+
+    def validate(self) -> None:
+        """Refuse bad input before anything is written, not even the lock: the config (and the
+        kubelet config it is merged with), the ignored preflight names, the dry-run directory."""
+        _ = self.config, self.ignored_preflight_errors, self.static_pod_path, self.fs
+
+    @cached_property
+    def ignored_preflight_errors(self) -> set[str]:
+        """Preflight checks whose errors become warnings (the flag and the config together)."""
+        from bootstrap.preflight import normalize_ignored
+
+        registration = self.config.init.node_registration
+        return normalize_ignored(
+            [*self.options.ignore_preflight_errors, *registration.ignore_preflight_errors]
+        )
+
+    def refuse_if_busy(self) -> None:
+        """Fail fast, creating nothing, when another run holds this host's lock (a dry run takes none)."""
+        from bootstrap.ledger import refuse_if_locked
+
+        if not self.dry_run:
+            refuse_if_locked(self.real_fs)
+
+    def after_group(self, label: str, action: Callable[[], None]) -> None:
+        """Run ``action`` once, when the run leaves the phases labelled ``label`` (or stops early):
+        for one summary of what several phases found, instead of a line from each."""
+        self._after_group.setdefault(label, action)
+
+    def leave_group(self, label: str | None = None) -> None:
+        """Run the actions waiting for the end of ``label``'s phases (every group's when None)."""
+        for key in [k for k in self._after_group if label is None or k == label]:
+            self._after_group.pop(key)()
+
+    def reported_path(self, real: Path | str) -> str:
+        """How ``real`` appears in a result document: as a host path, without the rootfs or the
+        dry-run directory. A path the run did not map (``--output-dir``) stays as it is."""
+        from bootstrap.results import host_path
+
+        out = self.options.output_dir
+        if out is not None and not self.dry_run and Path(real).is_relative_to(out):
+            return str(real)
+        return host_path(real, self.fs.root)
 
     @cached_property
     def config(self) -> Config:
@@ -142,7 +187,11 @@ class RunData:
             KUBELET_FLAGS_ENV,
         ):
             self._seed(host_path, root)
-        self.reporter.info("dryrun", f"Writing files to {root} instead of the real paths")
+        if self.options.diff:
+            # The diffs are the whole answer; where the run scribbled to produce them is not news.
+            self.reporter.debug(f"dry run: working in {root}")
+        else:
+            self.reporter.info("dryrun", f"Writing files to {root} instead of the real paths")
         return root
 
     def _seed(self, host_path: str, root: Path) -> None:

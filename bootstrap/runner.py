@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import click
 
 from bootstrap import __version__
 from bootstrap.errors import BootstrapError
+from bootstrap.phases.preflight import PREFLIGHT
+from bootstrap.results import RESULT_API_VERSION, rootfs_field
 from bootstrap.rundata import RunData
 from bootstrap.workflow import PhaseReport, PlannedPhase
 
@@ -28,11 +31,11 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
     reports: list[PhaseReport] = []
     error: click.ClickException | None = None
     try:
-        # Plan first (this validates the config): bad input must leave nothing behind, not even a lock.
+        # Plan and validate first: bad input must leave nothing behind, not even a lock.
         steps = make_steps()
         reports += [PhaseReport(step.path, "not-run") for step in steps]
-        with rd.session():
-            _run_steps(rd, steps, reports)
+        rd.validate()
+        _run_steps(rd, steps, reports)
         if rd.dry_run:
             from bootstrap import dryrun
 
@@ -54,54 +57,84 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
 
 
 def _run_steps(rd: RunData, steps: Sequence[PlannedPhase], reports: list[PhaseReport]) -> None:
-    """Prefetch the keys the plan needs, then run each step, filling ``reports`` as it goes."""
+    """Prefetch the keys the plan needs, then run each step, filling ``reports`` as it goes.
+
+    Preflight only reads: it runs before the lock and the ledger exist, so a host that fails a
+    check is left exactly as it was. The session (lock and ledger) starts with the first phase
+    that may write, and only when one applies.
+    """
+    rd.refuse_if_busy()
     applicable = [(i, s) for i, s in enumerate(steps) if _not_applicable(rd, s) is None]
     wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
     if wanted > 1:
         rd.keys.prefetch(wanted)
-    for index, step in enumerate(steps):
-        report = reports[index]
-        reason = _not_applicable(rd, step)
-        if reason is not None:
-            report.status, report.skip_reason = "skipped", reason
-            rd.reporter.debug(f"phase {step.path} skipped: {reason}")
-            continue
-        assert step.phase.run is not None
-        try:
-            outcomes = step.phase.run(rd)
-        except BootstrapError as exc:
-            report.status = "failed"
-            report.details = exc.details
-            exc.phase = step.path
-            raise
-        except Exception:
-            report.status = "failed"
-            raise
-        report.status = "ran"
-        for outcome in outcomes:
-            rd.reporter.info(step.label, outcome.message)
-            report.messages.append(outcome.message)
-            report.changed = report.changed or outcome.changed
-            report.files += [str(f) for f in outcome.files]
-            if outcome.details is not None:
-                report.details = {**(report.details or {}), **outcome.details}
+    first_write = next((i for i, s in enumerate(steps) if s.phase is not PREFLIGHT), len(steps))
+    writes = any(i >= first_write for i, _ in applicable)
+    try:
+        for index in range(first_write):
+            _run_step(rd, steps, index, reports[index])
+        with rd.session() if writes else nullcontext():
+            for index in range(first_write, len(steps)):
+                _run_step(rd, steps, index, reports[index])
+    finally:
+        rd.leave_group()  # a summary a failed phase cut short is still worth saying
+
+
+def _run_step(rd: RunData, steps: Sequence[PlannedPhase], index: int, report: PhaseReport) -> None:
+    step = steps[index]
+    reason = _not_applicable(rd, step)
+    if reason is not None:
+        report.status, report.skip_reason = "skipped", reason
+        rd.reporter.debug(f"phase {step.path} skipped: {reason}")
+    else:
+        _run_phase(rd, step, report)
+    if index + 1 == len(steps) or steps[index + 1].label != step.label:
+        rd.leave_group(step.label)
+
+
+def _run_phase(rd: RunData, step: PlannedPhase, report: PhaseReport) -> None:
+    assert step.phase.run is not None
+    try:
+        outcomes = step.phase.run(rd)
+    except BootstrapError as exc:
+        report.status = "failed"
+        report.details = exc.details
+        exc.phase = step.path
+        raise
+    except Exception:
+        report.status = "failed"
+        raise
+    report.status = "ran"
+    for outcome in outcomes:
+        rd.reporter.info(step.label, outcome.message)
+        report.messages.append(outcome.message)
+        report.changed = report.changed or outcome.changed
+        report.files += [rd.reported_path(f) for f in outcome.files]
+        if outcome.details is not None:
+            report.details = {**(report.details or {}), **outcome.details}
+        if outcome.would_fail is not None:
+            # Only a dry run goes past what would stop a real run; its plan must not call it fine.
+            report.status = "would-fail"
+            report.details = {**(report.details or {}), "wouldFail": outcome.would_fail}
 
 
 def result_document(
     rd: RunData, command: str, reports: list[PhaseReport], error: click.ClickException | None
 ) -> dict[str, Any]:
+    """The run's JSON document. Every path in it is a host path; ``rootfs`` says where they live."""
     doc: dict[str, Any] = {
-        "apiVersion": "bootstrap.kube-bootstrap.io/v1alpha1",
+        "apiVersion": RESULT_API_VERSION,
         "kind": "RunResult",
         "version": __version__,
         "command": command,
+        "rootfs": rootfs_field(rd.options.rootfs),
         "dryRun": rd.dry_run,
         "ok": error is None,
         "changed": any(r.changed for r in reports),
         "phases": [r.to_dict() for r in reports],
         "warnings": rd.reporter.warnings,
     }
-    if rd.dry_run and "dry_run_dir" in rd.__dict__:
+    if rd.dry_run and "dry_run_dir" in rd.__dict__ and not rd.options.diff:
         doc["dryRunDir"] = str(rd.dry_run_dir)
     if rd.dry_run_summary is not None:
         doc["dryRunPlan"] = rd.dry_run_summary

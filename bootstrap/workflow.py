@@ -55,7 +55,7 @@ class PhaseReport:
     """What happened to one leaf phase; part of the JSON result document."""
 
     path: str
-    status: str  # "ran" | "skipped" | "failed" | "not-run"
+    status: str  # "ran" | "skipped" | "failed" | "not-run" | "would-fail" (dry run only)
     changed: bool = False
     files: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -123,6 +124,18 @@ def test_full_init_changes_every_writing_phase_and_configures_the_cluster(
     token_id = base64.b64decode(tokens[0].data["token-id"]).decode()
     assert tokens[0].metadata.name == f"bootstrap-token-{token_id}"
     assert base64.b64decode(tokens[0].data["usage-bootstrap-authentication"]) == b"true"
+
+
+def test_phase_messages_read_as_text(initialized: tuple[Node, dict[str, Any], dict[str, Any]]) -> None:
+    _, doc, _ = initialized
+    messages = {p["path"]: p["messages"] for p in doc["phases"]}
+    assert messages["mark-control-plane"] == [
+        "Marked node cp1 as control-plane: labels node-role.kubernetes.io/control-plane, "
+        "node.kubernetes.io/exclude-from-external-load-balancers; "
+        "taints node-role.kubernetes.io/control-plane:NoSchedule"
+    ]
+    # No Python list, tuple or None in any message.
+    assert not [m for ms in messages.values() for m in ms if re.search(r"\['|'\]|\('|\bNone\b", m)]
 
 
 def test_admin_conf_gets_its_cluster_admin_binding_through_super_admin_conf(

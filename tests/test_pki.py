@@ -326,6 +326,9 @@ def test_issued_client_pair_verifies_and_a_foreign_key_does_not(pki_dir: Path) -
     assert "CN is 'kubernetes-admin', expected 'x'" in str(
         verify_client_pair(ca.cert, cert_pem, key_pem, common_name="x")
     )
+    assert verify_client_pair(ca.cert, cert_pem, key_pem, organizations=["system:masters", "x"]) == (
+        "the client certificate's O is kubeadm:cluster-admins, expected system:masters, x"
+    )
     etcd_ca = load_ca(pki_dir, "etcd-ca")
     assert "not by the cluster CA" in str(verify_client_pair(etcd_ca.cert, cert_pem, key_pem))
 

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from bootstrap import preflight
-from bootstrap.errors import PreflightError
 from tests.conftest import NODE, CliRunner
 from tests.standin.harness import (
     allocate_ports,
@@ -273,6 +273,33 @@ def test_dry_run_reports_would_be_failures_and_exits_zero(cli: CliRunner, node_a
     )
 
 
+def test_dry_run_plan_says_which_checks_would_stop_a_real_run(
+    cli: CliRunner, config: Path, rootfs: Path
+) -> None:
+    # A bare rootfs: no kubelet binary, no CRI socket; everything else is healthy (ports are free).
+    args = ["--config", str(config), "--rootfs", str(rootfs), "--dry-run"]
+    result = cli("init", *args, "-o", "json")
+    assert result.code == 0, result.stderr  # the quick start's dry run works on any machine
+    step = next(p for p in result.json()["phases"] if p["path"] == "preflight")
+    assert step["status"] == "would-fail"
+    assert step["details"]["failedChecks"] == ["FileExisting-kubelet", "CRI"]
+    plan = result.json()["dryRunPlan"]["plan"][0]
+    assert (plan["phase"], plan["status"]) == ("preflight", "would-fail")
+    text = cli("init", *args)
+    assert text.code == 0, text.stderr
+    assert "preflight: 2 checks would fail (FileExisting-kubelet, CRI) — a real run stops here" in text.stdout
+    assert re.search(r"^  preflight +would fail$", text.stdout, re.M)
+    assert not list(rootfs.iterdir())
+
+
+def test_dry_run_plan_of_a_ready_node_says_nothing_would_fail(cli: CliRunner, args: list[str]) -> None:
+    result = cli("init", *args, "--dry-run", "-o", "json")
+    assert result.code == 0, result.stderr
+    step = next(p for p in result.json()["phases"] if p["path"] == "preflight")
+    assert step["status"] == "ran" and "details" not in step
+    assert "a real run stops here" not in cli("init", *args, "--dry-run").stdout
+
+
 def _nobody() -> pwd.struct_passwd:
     # Debian (and CI) always has it; a machine without it cannot run this test and must say so.
     return pwd.getpwnam("nobody")
@@ -436,17 +463,18 @@ def test_check_names_follow_the_host_path() -> None:
     )
 
 
-def test_run_checks_reports_every_error_and_honours_ignores() -> None:
+def test_every_failure_is_reported_at_once_and_ignores_are_honoured() -> None:
     checks = [
         preflight.Check("A", lambda: "a failed"),
         preflight.Check("B", lambda: None),
         preflight.Check("C", lambda: "c failed"),
     ]
-    with pytest.raises(PreflightError) as failed:
-        preflight.run_checks(checks, set())
-    assert "[ERROR A]: a failed\n[ERROR C]: c failed" in failed.value.message
-    assert preflight.run_checks(checks, {"a", "c"}) == ["[WARNING A]: a failed", "[WARNING C]: c failed"]
-    assert preflight.run_checks(checks, {"a"}, "[dryrun] would fail: ") == [
+    failures = preflight.evaluate(checks, set())
+    assert [(f.name, f.ignored) for f in failures] == [("A", False), ("C", False)]
+    assert "[ERROR A]: a failed\n[ERROR C]: c failed" in preflight.failed(failures).message
+    assert [f.line("WARNING") for f in preflight.evaluate(checks, {"a", "c"})] == [
         "[WARNING A]: a failed",
-        "[dryrun] would fail: [ERROR C]: c failed",
+        "[WARNING C]: c failed",
     ]
+    assert [(f.name, f.ignored) for f in preflight.evaluate(checks, {"a"})] == [("A", True), ("C", False)]
+    assert [f.ignored for f in preflight.evaluate(checks, {"all"})] == [True, True]

@@ -26,16 +26,18 @@ def referenced_files(pod: dict[str, Any]) -> Iterator[str]:
 
 def check_references(
     pod: dict[str, Any], locate: Callable[[str], Path], owned: Callable[[str], bool]
-) -> list[str]:
-    """Problems with the files ``pod`` references; ``owned`` says which ones must have our modes."""
-    problems = []
+) -> tuple[list[str], list[str]]:
+    """Problems with the files ``pod`` references (``owned`` says which must have our modes), and
+    the host paths of the referenced files that do not exist."""
+    problems: list[str] = []
+    missing: list[str] = []
     for host_path in dict.fromkeys(referenced_files(pod)):
         path = locate(host_path)
         if not path.is_file():
-            problems.append(f"{host_path} is referenced by {pod['metadata']['name']} but does not exist")
+            missing.append(host_path)
             continue
         expected = MODES_BY_SUFFIX.get(Path(host_path).suffix)
         mode = stat.S_IMODE(path.stat().st_mode)
         if expected is not None and owned(host_path) and mode != expected:
             problems.append(f"{host_path} has mode {mode:04o}, expected {expected:04o}")
-    return problems
+    return problems, missing

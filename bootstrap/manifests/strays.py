@@ -80,11 +80,21 @@ def find_strays(directory: Path, our_files: Collection[str], our_pods: Collectio
     return strays
 
 
-def refuse(strays: list[Stray]) -> PhaseError:
-    listed = "; ".join(f"{s.path} ({s.reason})" for s in strays)
-    return PhaseError(
-        f"stray files in the static pod directory, which the kubelet would run as well: {listed}. "
-        "Move them out of the directory, or re-run with --quarantine-strays"
+class StrayFiles(PhaseError):
+    """Files the kubelet would run next to ours. The message is labelled with the strays' own
+    paths: the phase that found them (whichever manifest came first) is not what is wrong."""
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def refuse(strays: list[Stray]) -> StrayFiles:
+    listed = ", ".join(f"{s.path} ({s.reason})" for s in strays)
+    them = "them" if len(strays) > 1 else "it"
+    what = "stray files" if len(strays) > 1 else "a stray file"
+    return StrayFiles(
+        f"{listed}: {what} in the static pod directory, which the kubelet would run as well. "
+        f"Move {them} out of the directory, or re-run with --quarantine-strays"
     )
 
 

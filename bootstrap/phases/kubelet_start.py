@@ -45,10 +45,12 @@ def _run(rd: RunData) -> list[Outcome]:
         (kubelet.KUBELET_FLAGS_ENV, kubelet.flags_env(cfg, socket.gethostname())),
     ):
         path = rd.host_path(host_path)
+        # A dry run's copy is scratch, gone at exit: name the file the real run would write.
+        shown = host_path if rd.dry_run else path
         if write_atomic(path, text.encode(), 0o644):
-            outcomes.append(Outcome(True, f'Writing kubelet file "{path}"', [path]))
+            outcomes.append(Outcome(True, f'Writing kubelet file "{shown}"', [path]))
         else:
-            outcomes.append(Outcome(False, f'Kubelet file "{path}" is up to date'))
+            outcomes.append(Outcome(False, f'Kubelet file "{shown}" is up to date'))
     touched, message = rd.service_manager.restart_kubelet(any(o.changed for o in outcomes))
     outcomes.append(Outcome(touched, message))
     return outcomes

@@ -86,11 +86,32 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
         written = write_manifest(directory, manifest)
     outcomes.append(written)
     cert_dir = rd.config.cert_dir
-    for problem in check_references(
+    problems, missing = check_references(
         manifest.pod, rd.host_path, lambda p: p.startswith(f"{cert_dir}/") or p.startswith(KUBERNETES_DIR)
-    ):
+    )
+    for problem in problems:
         rd.reporter.warn(problem)
+    for host in missing:
+        rd.missing_references.setdefault(host, []).append(component)
+    if missing:
+        rd.after_group("manifests", lambda: _warn_missing(rd))
     return outcomes
+
+
+def _warn_missing(rd: RunData) -> None:
+    """One warning for every file the manifests refer to that is not there (the PKI and the
+    kubeconfigs, before their phases ran, or on another host with --output-dir)."""
+    missing, rd.missing_references = rd.missing_references, {}
+    for path, components in missing.items():
+        rd.reporter.debug(f"{path} is referenced by {', '.join(components)} but does not exist")
+    shown = list(missing)[:3]
+    more = f" and {len(missing) - len(shown)} more" if len(missing) > len(shown) else ""
+    count = f"{len(missing)} file{'s' if len(missing) != 1 else ''}"
+    where = f"the manifests in {rd.options.output_dir}" if rd.options.output_dir else "the manifests"
+    rd.reporter.warn(
+        f"{where} refer to {count} that do not exist on this host yet ({', '.join(shown)}{more}; "
+        '-v lists them); "bootstrap phase certs" and "bootstrap phase kubeconfig" create them'
+    )
 
 
 def _manifest_phase(component: str) -> Phase:

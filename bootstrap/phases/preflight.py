@@ -20,18 +20,8 @@ if TYPE_CHECKING:
     from bootstrap import preflight
     from bootstrap.rundata import RunData
 
+# A dry run never stops on a failed check: it warns with this prefix, worded as the real error.
 DRY_RUN_PREFIX = "[dryrun] would fail: "
-
-
-def _tolerance(rd: RunData) -> tuple[set[str], str | None]:
-    """Names whose errors become warnings, and (in a dry run) the prefix that makes every other
-    failure a warning too: a dry run shows what would fail, it never stops on it."""
-    from bootstrap import preflight
-
-    ignored = preflight.normalize_ignored(
-        [*rd.options.ignore_preflight_errors, *rd.config.init.node_registration.ignore_preflight_errors]
-    )
-    return ignored, (DRY_RUN_PREFIX if rd.dry_run else None)
 
 
 def _manifest(rd: RunData, component: str) -> Path:
@@ -157,16 +147,24 @@ def checks_for(rd: RunData) -> list[preflight.Check]:
 
 
 def _run(rd: RunData) -> list[Outcome]:
+    """Run every check. A real run stops on the errors; a dry run shows what would fail, names the
+    checks in its plan, and goes on."""
     from bootstrap import preflight
 
-    ignored, report_only = _tolerance(rd)
-    warnings = preflight.run_checks(checks_for(rd), ignored, report_only)
-    for warning in warnings:
-        rd.reporter.warn(warning)
-    would_fail = sum(w.startswith(DRY_RUN_PREFIX) for w in warnings)
-    if would_fail:
-        return [Outcome(False, f"Running pre-flight checks: {would_fail} would fail (dry run)")]
-    return [Outcome(False, "Running pre-flight checks: passed")]
+    failures = preflight.evaluate(checks_for(rd), rd.ignored_preflight_errors)
+    for failure in failures:
+        if failure.ignored:
+            rd.reporter.warn(failure.line("WARNING"))
+    errors = [f for f in failures if not f.ignored]
+    if not errors:
+        return [Outcome(False, "Running pre-flight checks: passed")]
+    if not rd.dry_run:
+        raise preflight.failed(errors)
+    for error in errors:
+        rd.reporter.warn(DRY_RUN_PREFIX + error.line("ERROR"))
+    names = [e.name for e in errors]
+    reason = f"{len(names)} check{'s' if len(names) != 1 else ''} would fail ({', '.join(names)})"
+    return [Outcome(False, f"Running pre-flight checks: {reason}", [], {"failedChecks": names}, reason)]
 
 
 PREFLIGHT = Phase(name="preflight", help="Run pre-flight checks", run=_run)

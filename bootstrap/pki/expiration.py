@@ -25,7 +25,7 @@ from bootstrap.pki.keys import KeySource, PrivateKey, algorithm_of, generate_key
 from bootstrap.pki.settings import CERT_BACKDATE
 from bootstrap.pki.specs import CA_NAMES, LEAF_NAMES, CertSpec, get_spec
 from bootstrap.pki.store import DIR_MODE, cert_ekus, load_ca, read_cert, write_key_and_cert
-from bootstrap.results import Outcome
+from bootstrap.results import RESULT_API_VERSION, Outcome, host_path, rootfs_field
 
 KUBECONFIG_MODE = 0o600
 # Kubeconfig rows of the table; all carry a client certificate signed by "ca".
@@ -63,11 +63,12 @@ class CertRow(CaRow):
 
 @dataclass(frozen=True)
 class ExpirationReport:
-    """Both tables of ``certs check-expiration``."""
+    """Both tables of ``certs check-expiration``; the rows' paths lie under ``root`` (a rootfs)."""
 
     now: datetime
     certificates: list[CertRow]
     authorities: list[CaRow]
+    root: Path | None = None
 
 
 def residual_time(remaining: timedelta) -> str:
@@ -145,8 +146,14 @@ def _row_source(name: str, pki_dir: Path, kubeconfig_dir: Path) -> tuple[Path, s
     return pki_dir / spec.cert_file, spec.ca
 
 
-def check_expiration(pki_dir: Path, kubeconfig_dir: Path, now: datetime) -> ExpirationReport:
-    """Expiry of every leaf certificate and kubeconfig client certificate, and of the three CAs."""
+def check_expiration(
+    pki_dir: Path, kubeconfig_dir: Path, now: datetime, root: Path | None = None
+) -> ExpirationReport:
+    """Expiry of every leaf certificate and kubeconfig client certificate, and of the three CAs.
+
+    ``root`` is the directory both directories were resolved under (``--rootfs``), so that the
+    report can name host paths.
+    """
     rows: list[CertRow] = []
     for name in RENEWABLE_NAMES:
         path, ca_name = _row_source(name, pki_dir, kubeconfig_dir)
@@ -166,7 +173,7 @@ def check_expiration(pki_dir: Path, kubeconfig_dir: Path, now: datetime) -> Expi
         expires = read_cert(path).not_valid_after_utc if path.exists() else None
         residual = residual_time(expires - now) if expires is not None else ""
         cas.append(CaRow(ca_name, path, expires, residual, _ca_externally_managed(pki_dir, ca_name)))
-    return ExpirationReport(now, rows, cas)
+    return ExpirationReport(now, rows, cas, root)
 
 
 def _expires_text(expires: datetime | None) -> str:
@@ -213,13 +220,23 @@ def _when(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
 
 
+def document(report: ExpirationReport) -> dict[str, Any]:
+    """The ``certs check-expiration -o json|yaml`` document: host paths, and the rootfs they live in."""
+    return {
+        "apiVersion": RESULT_API_VERSION,
+        "kind": "CertificateExpiration",
+        "rootfs": rootfs_field(report.root),
+        **to_dict(report),
+    }
+
+
 def to_dict(report: ExpirationReport) -> dict[str, Any]:
-    """A JSON/YAML-ready document of the report (no key material)."""
+    """Both tables, JSON/YAML-ready, with host paths (no key material)."""
     return {
         "certificates": [
             {
                 "name": r.name,
-                "path": str(r.path),
+                "path": host_path(r.path, report.root),
                 "missing": r.missing,
                 "expirationDate": _when(r.expires),
                 "residualTime": r.residual or None,
@@ -231,7 +248,7 @@ def to_dict(report: ExpirationReport) -> dict[str, Any]:
         "certificateAuthorities": [
             {
                 "name": r.name,
-                "path": str(r.path),
+                "path": host_path(r.path, report.root),
                 "missing": r.missing,
                 "expirationDate": _when(r.expires),
                 "residualTime": r.residual or None,

@@ -419,8 +419,8 @@ def verify_client_pair(
     if common_name is not None and subject_cn(cert.subject) != common_name:
         return f"the client certificate's CN is {subject_cn(cert.subject)!r}, expected {common_name!r}"
     if organizations is not None and sorted(subject_orgs(cert.subject)) != sorted(organizations):
-        have = sorted(subject_orgs(cert.subject))
-        return f"the client certificate's O is {have}, expected {sorted(organizations)}"
+        have = ", ".join(sorted(subject_orgs(cert.subject))) or "empty"
+        return f"the client certificate's O is {have}, expected {', '.join(sorted(organizations)) or 'none'}"
     if now is not None and cert.not_valid_after_utc <= now:
         return f"the client certificate expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
     return None
