@@ -199,7 +199,7 @@ def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     from bootstrap.rundata import RunData
     from bootstrap.runner import run_phases
 
-    options.expect_kind("RunResult")
+    options.expect_kind("RunResult", command)  # as the runner's document: "init" or "phase"
     run = options_from(params)
     rd = RunData(run, options.reporter(run.output, run.verbose, "RunResult"))
     skip = _split_list(params.get("skip_phases"))
@@ -239,8 +239,7 @@ class BootstrapGroup(options.SuggestingGroup):
 
 @click.group(cls=BootstrapGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bootstrap")
-@options.OUTPUT
-@options.VERBOSE
+@options.global_options
 def cli(output: str, verbose: bool) -> None:
     """kube-bootstrap: bootstrap a Kubernetes control plane as static pods, kubeadm-style.
 
@@ -317,6 +316,7 @@ def _run_params() -> list[click.Parameter]:
 
 phase = PhaseGroup(
     "phase",
+    params=list(options.global_options(click.command()(lambda **_: None)).params),
     help="Run one phase, or one subtree of phases, of init (as kubeadm init phase).",
     epilog="\b\nPhases (run a parent to run its subtree; a/b paths and 'all' work too):\n"
     + help_tree(PHASES),

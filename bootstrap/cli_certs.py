@@ -48,7 +48,8 @@ def _run_data(
 
 
 @click.group(cls=options.SuggestingGroup)
-def certs() -> None:
+@options.global_options
+def certs(output: str, verbose: bool) -> None:
     """Check and renew certificates."""
 
 

@@ -15,12 +15,14 @@ PLACEHOLDER_TOKEN = "abcdef.0123456789abcdef"
 
 
 @click.group(cls=options.SuggestingGroup)
-def config() -> None:
+@options.global_options
+def config(output: str, verbose: bool) -> None:
     """Print or validate kubeadm-style configuration."""
 
 
 @config.group("print", cls=options.SuggestingGroup)
-def print_() -> None:
+@options.global_options
+def print_(output: str, verbose: bool) -> None:
     """Print configuration."""
 
 

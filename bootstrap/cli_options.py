@@ -54,20 +54,17 @@ def _inherit(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A global option not given here takes the value given to the nearest parent command."""
     name = param.name
     assert name is not None
-    if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
-        parent = ctx.parent
-        while parent is not None:
-            if name in parent.params and parent.get_parameter_source(name) not in (
-                None,
-                ParameterSource.DEFAULT,
-            ):
-                value = parent.params[name]
-                break
-            parent = parent.parent
+    given = ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    parent = ctx.parent
+    while parent is not None and not given:
+        if name in parent.params and parent.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+            value, given = parent.params[name], True
+        parent = parent.parent
     current = state(ctx)
     if current is not None:
-        setattr(current, name, value)
         current.command = " ".join(ctx.command_path.split()[1:])
+        if given:  # a default must not hide what main read from the command line
+            setattr(current, name, value)
     return value
 
 
@@ -83,6 +80,13 @@ OUTPUT = click.option(
 VERBOSE = click.option(
     "-v", "--verbose", is_flag=True, callback=_inherit, help="Debug output and tracebacks."
 )
+
+
+def global_options(func: Any) -> Any:
+    """``-o`` and ``-v``, for a group: given there, they apply to its subcommands."""
+    return OUTPUT(VERBOSE(func))
+
+
 CONFIG = click.option(
     "--config",
     "config_file",
@@ -107,11 +111,12 @@ def reporter(output: str, verbose: bool, kind: str) -> Reporter:
     return made
 
 
-def expect_kind(kind: str) -> None:
-    """Name the kind of result document this command prints (for the failure document)."""
+def expect_kind(kind: str, command: str | None = None) -> None:
+    """Name the kind (and command) of the result document this command prints, for the failure document."""
     current = state()
     if current is not None:
         current.kind = kind
+        current.command = command or current.command
 
 
 def duration(option: str, value: str) -> timedelta:

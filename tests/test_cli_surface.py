@@ -304,3 +304,35 @@ def test_serve_manifests_check_prints_the_pod_list_and_exits(
     doc = cli(*args, "-o", "json").json()
     assert doc["kind"] == "ServeManifestsCheck" and doc["podList"] == pods
     assert files_under(rootfs) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["init", "phase", "certs", "--bogus", "-o", "json"],
+        ["-o", "json", "init", "phase", "certs", "--bogus"],
+        ["init", "--bogus", "-o", "json"],
+        ["init", "phase", "-o", "json", "certs", "--timeout", "4"],
+    ],
+)
+def test_a_usage_error_anywhere_still_prints_the_document(cli: CliRunner, args: list[str]) -> None:
+    result = cli(*args)
+    assert result.code == 2
+    doc = result.json()
+    assert doc["ok"] is False and doc["error"]["exitCode"] == 2
+
+
+@pytest.mark.parametrize("group", [["certs"], ["config"], ["phase"], ["init", "phase"]])
+def test_a_group_takes_output_before_its_subcommand(
+    cli: CliRunner, rootfs: Path, tmp_path: Path, group: list[str]
+) -> None:
+    commands = _commands(rootfs, tmp_path)
+    rest = {
+        "certs": commands["certs check-expiration"][1:],
+        "config": commands["config validate"][1:],
+        "phase": commands["phase"][1:],
+        "init phase": commands["init phase"][2:],
+    }[" ".join(group)]
+    result = cli(*group, "-o", "json", *rest)
+    assert result.code == 0, result.stderr
+    assert result.json()["ok"] is True
