@@ -278,8 +278,9 @@ class PhaseGroup(options.SuggestingGroup):
         name = args[0] if args else ""
         if args and not name.startswith("-") and self.get_command(ctx, name) is None:
             known = [p.removeprefix(self.prefix) for p in all_paths(PHASES) if p.startswith(self.prefix)]
-            where = f"phase {self.prefix.rstrip('/')}" if self.prefix else "phase"
-            raise UsageError(f"unknown {where} {name!r}{options.did_you_mean(name, [*known, 'all'])}", ctx)
+            where = f" under {self.prefix.rstrip('/')}" if self.prefix else ""
+            hint = options.did_you_mean(name, [*known, "all"])
+            raise UsageError(f"unknown phase {name!r}{where}{hint}", ctx)
         return super().resolve_command(ctx, args)
 
 
