@@ -9,7 +9,6 @@ without, printing it itself.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -146,6 +145,8 @@ def seconds(option: str, value: str | None) -> float | None:
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean X?)`` for the closest of ``choices``, or nothing when none is close."""
+    import difflib  # only a mistyped name pays for it
+
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 
