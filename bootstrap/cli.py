@@ -1,52 +1,85 @@
 """Command-line entry point: parses, builds the run data, dispatches; nothing else.
 
-Errors are translated into messages and exit codes in exactly one place, :func:`main`.
+Errors are translated into messages, exit codes and (with ``-o json|yaml``) the failure result
+document in exactly one place, :func:`main`.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from bootstrap import __version__
 from bootstrap import cli_options as options
 from bootstrap.cli_certs import certs
 from bootstrap.cli_config import config
-from bootstrap.errors import EXIT_PHASE_FAILED
-from bootstrap.output import OUTPUT_FORMATS
+from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
 from bootstrap.phases import PHASES
-from bootstrap.workflow import Phase, PlannedPhase, help_tree, plan
+from bootstrap.workflow import Phase, PlannedPhase, all_paths, help_tree, plan
 
 if TYPE_CHECKING:
     from bootstrap.rundata import RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# kubeadm flag name -> click parameter name; values land in RunOptions.overrides under the flag name.
-CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
-    "advertise-address": ("advertise_address", str, "The IP address the API server advertises."),
-    "apiserver-bind-port": ("apiserver_bind_port", int, "Port for the API server to bind to (6443)."),
-    "node-name": ("node_name", str, "The node name (default: the hostname, lower-cased)."),
-    "control-plane-endpoint": ("control_plane_endpoint", str, "A stable host[:port] for the control plane."),
-    "service-cidr": ("service_cidr", str, "Service virtual IP range (10.96.0.0/12)."),
-    "pod-network-cidr": ("pod_network_cidr", str, "Pod network range; enables node CIDR allocation."),
-    "service-dns-domain": ("service_dns_domain", str, "Service DNS domain (cluster.local)."),
-    "cert-dir": ("cert_dir", str, "Where certificates are stored (/etc/kubernetes/pki)."),
-    "kubernetes-version": ("kubernetes_version", str, "Kubernetes version of the control plane."),
-    "apiserver-cert-extra-sans": (
-        "apiserver_cert_extra_sans",
-        str,
-        "Extra SANs (IPs or DNS names, comma-separated) for the API server cert.",
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    """A kubeadm flag that sets one config field; its value lands in RunOptions.overrides."""
+
+    names: tuple[str, ...]  # kubeadm's spelling first (the override key), then our older aliases
+    help: str
+    kind: type = str
+
+    @property
+    def param(self) -> str:
+        return self.names[0].replace("-", "_")
+
+
+CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
+    ConfigFlag(
+        ("apiserver-advertise-address", "advertise-address"),
+        "The IP address the API server advertises (default: the default-route address).",
     ),
-}
+    ConfigFlag(("apiserver-bind-port",), "Port for the API server to bind to (6443).", int),
+    ConfigFlag(
+        ("apiserver-cert-extra-sans",),
+        "Extra SANs (IPs or DNS names, comma-separated) for the API server certificate.",
+    ),
+    ConfigFlag(("cert-dir",), "Where certificates are stored (/etc/kubernetes/pki)."),
+    ConfigFlag(("control-plane-endpoint",), "A stable host[:port] for the control plane."),
+    ConfigFlag(
+        ("kubernetes-version",),
+        "Kubernetes version of the control plane (stable-1, stable, latest: the newest supported).",
+    ),
+    ConfigFlag(("node-name",), "The node name (default: the hostname, lower-cased)."),
+    ConfigFlag(("pod-network-cidr",), "Pod network range; enables node CIDR allocation."),
+    ConfigFlag(("service-cidr",), "Service virtual IP range (10.96.0.0/12)."),
+    ConfigFlag(("service-dns-domain",), "Service DNS domain (cluster.local)."),
+    ConfigFlag(("token",), "The bootstrap token to create, [a-z0-9]{6}.[a-z0-9]{16} (default: generated)."),
+    ConfigFlag(("token-ttl",), "How long the bootstrap token is valid (24h0m0s; 0 never expires)."),
+    ConfigFlag(("cri-socket",), "The CRI socket (unix:///var/run/containerd/containerd.sock)."),
+    ConfigFlag(("image-repository",), "Registry to pull the control-plane images from (registry.k8s.io)."),
+)
 
 
 def _split_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _refuse_patches(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise UsageError(
+            f"--patches {value}: not supported yet (kube-bootstrap applies no patches; use the "
+            "config's extraArgs, extraVolumes and extraEnvs)",
+            ctx,
+        )
 
 
 def run_options(func: F) -> F:
@@ -57,17 +90,8 @@ def run_options(func: F) -> F:
         click.option(
             "--dry-run", is_flag=True, help="Write nothing real: files go to a temporary directory."
         ),
-        click.option(
-            "-o",
-            "--output",
-            type=click.Choice(OUTPUT_FORMATS),
-            default="text",
-            show_default=True,
-            help="json prints one result document on stdout.",
-        ),
+        options.OUTPUT,
         options.VERBOSE,
-    ]
-    decorators += [
         click.option(
             "--kubelet-config",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -100,8 +124,24 @@ def run_options(func: F) -> F:
             help="Move stray files the kubelet would run to /etc/kubernetes/tmp/quarantine-<time>/.",
         ),
     ]
-    for flag, (param, kind, text) in CONFIG_FLAGS.items():
-        decorators.append(click.option(f"--{flag}", param, type=kind, default=None, help=text))
+    for flag in CONFIG_FLAGS:
+        names = [f"--{name}" for name in flag.names]
+        decorators.append(click.option(*names, flag.param, type=flag.kind, default=None, help=flag.help))
+    decorators += [
+        click.option(
+            "--skip-token-print",
+            is_flag=True,
+            help="Print the join command with the bootstrap token withheld.",
+        ),
+        click.option(
+            "--patches",
+            default=None,
+            metavar="DIR",
+            expose_value=False,
+            callback=_refuse_patches,
+            help="Not supported yet (kubeadm's patch directory).",
+        ),
+    ]
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
@@ -126,11 +166,15 @@ def options_from(params: dict[str, Any]) -> RunOptions:
     from bootstrap.rundata import RunOptions
 
     overrides: dict[str, object] = {}
-    for flag, (param, _, _) in CONFIG_FLAGS.items():
-        value = params.get(param)
+    for flag in CONFIG_FLAGS:
+        value = params.get(flag.param)
         if value is None:
             continue
-        overrides[flag] = _split_list(value) if flag == "apiserver-cert-extra-sans" else value
+        if flag.names[0] == "apiserver-cert-extra-sans":
+            value = _split_list(value)
+        elif flag.names[0] == "token-ttl":
+            options.duration("--token-ttl", value)  # a usage error, before the config is read
+        overrides[flag.names[0]] = value
     return RunOptions(
         config_file=params.get("config_file"),
         overrides=overrides,
@@ -144,36 +188,20 @@ def options_from(params: dict[str, Any]) -> RunOptions:
         output_dir=params.get("output_dir"),
         diff=bool(params.get("diff")),
         quarantine_strays=bool(params.get("quarantine_strays")),
-        timeout=_seconds("--timeout", params.get("timeout")),
-        settle=_seconds("--settle", params.get("settle")) or 0.0,
+        timeout=options.seconds("--timeout", params.get("timeout")),
+        settle=options.seconds("--settle", params.get("settle")) or 0.0,
+        skip_token_print=bool(params.get("skip_token_print")),
     )
-
-
-def _seconds(option: str, value: str | None) -> float | None:
-    """A Go duration (``4m``, ``500ms``) or plain seconds, as seconds."""
-    if value is None:
-        return None
-    from bootstrap.config import parse_go_duration
-    from bootstrap.errors import UsageError
-
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parse_go_duration(value).total_seconds()
-    except ValueError as exc:
-        raise UsageError(f"{option}: {value!r} is not a duration (e.g. 90s, 4m)") from exc
 
 
 def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     # Imported here, not at the top: `bootstrap --help` must not pay for what only a run needs.
-    from bootstrap.output import Reporter
     from bootstrap.rundata import RunData
     from bootstrap.runner import run_phases
 
-    options = options_from(params)
-    rd = RunData(options, Reporter(options.output, verbose=options.verbose))
+    options.expect_kind("RunResult", command)  # as the runner's document: "init" or "phase"
+    run = options_from(params)
+    rd = RunData(run, options.reporter(run.output, run.verbose, "RunResult"))
     skip = _split_list(params.get("skip_phases"))
 
     def steps() -> list[PlannedPhase]:
@@ -184,7 +212,25 @@ def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     run_phases(rd, command, steps)
 
 
-class BootstrapGroup(click.Group):
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
+def _with_parent_flags(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """``bootstrap init --rootfs R phase certs``: a flag given to a parent command applies too."""
+    merged = dict(params)
+    taken = {name for name in params if _given(ctx, name)}
+    parent = ctx.parent
+    while parent is not None:
+        for name, value in parent.params.items():
+            if name in merged and name not in taken and _given(parent, name):
+                merged[name] = value
+                taken.add(name)
+        parent = parent.parent
+    return merged
+
+
+class BootstrapGroup(options.SuggestingGroup):
     """Top-level group: lists commands in the order they were added (init first)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -193,19 +239,15 @@ class BootstrapGroup(click.Group):
 
 @click.group(cls=BootstrapGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bootstrap")
-def cli() -> None:
-    """kube-bootstrap: bootstrap a Kubernetes control plane as static pods, kubeadm-style."""
+@options.global_options
+def cli(output: str, verbose: bool) -> None:
+    """kube-bootstrap: bootstrap a Kubernetes control plane as static pods, kubeadm-style.
+
+    -o/--output and -v/--verbose may also be given before the command.
+    """
 
 
-@cli.command(epilog="\b\nPhases, in order:\n" + help_tree(PHASES))
-@run_options
-@skip_options
-def init(**params: Any) -> None:
-    """Run every phase in order to bootstrap a control-plane node."""
-    _run("init", None, params)
-
-
-class PhaseGroup(click.Group):
+class PhaseGroup(options.SuggestingGroup):
     """Commands generated from a list of phases, built when asked for; ``a/b`` paths resolve too.
 
     A parent phase runs its whole subtree when no child is named, and has an ``all`` child.
@@ -230,6 +272,17 @@ class PhaseGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return (["all"] if self.prefix else []) + list(self.phases)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if args and not name.startswith("-") and self.get_command(ctx, name) is None:
+            known = [p.removeprefix(self.prefix) for p in all_paths(PHASES) if p.startswith(self.prefix)]
+            where = f" under {self.prefix.rstrip('/')}" if self.prefix else ""
+            hint = options.did_you_mean(name, [*known, "all"])
+            raise UsageError(f"unknown phase {name!r}{where}{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
 
 def _command_for(path: str, name: str, phase: Phase | None) -> click.Command:
     """The command running ``path``: a leaf, a parent group, or (``phase`` None) a parent's ``all``."""
@@ -238,7 +291,7 @@ def _command_for(path: str, name: str, phase: Phase | None) -> click.Command:
         ctx = click.get_current_context()
         if isinstance(ctx.command, click.Group) and ctx.invoked_subcommand is not None:
             return
-        _run("phase", path, params)
+        _run("phase", path, _with_parent_flags(ctx, params))
 
     if phase is None:
         return click.Command(name, callback=callback, help="Run every sub-phase", params=_run_params())
@@ -262,6 +315,33 @@ def _run_params() -> list[click.Parameter]:
     return list(click.command()(skip_options(run_options(dummy))).params)
 
 
+phase = PhaseGroup(
+    "phase",
+    params=list(options.global_options(click.command()(lambda **_: None)).params),
+    help="Run one phase, or one subtree of phases, of init (as kubeadm init phase).",
+    epilog="\b\nPhases (run a parent to run its subtree; a/b paths and 'all' work too):\n"
+    + help_tree(PHASES),
+    phases=PHASES,
+)
+
+
+@cli.group(
+    cls=BootstrapGroup,
+    invoke_without_command=True,
+    epilog="\b\nPhases, in order (run one with 'bootstrap init phase <name> [<sub>|all]'):\n"
+    + help_tree(PHASES),
+)
+@run_options
+@skip_options
+def init(**params: Any) -> None:
+    """Run every phase in order to bootstrap a control-plane node."""
+    if click.get_current_context().invoked_subcommand is None:
+        _run("init", None, params)
+
+
+init.add_command(phase)
+
+
 @cli.command("serve-manifests")
 @run_options
 @click.option(
@@ -271,30 +351,56 @@ def _run_params() -> list[click.Parameter]:
     metavar="HOST:PORT",
     help="Address to serve the PodList on.",
 )
-def serve_manifests(listen: str, **params: Any) -> None:
+@click.option(
+    "--check", is_flag=True, help="Render and validate the PodList, print it and exit; do not listen."
+)
+def serve_manifests(listen: str, check: bool, **params: Any) -> None:
     """Serve the control-plane pods as a v1 PodList for kubelets using --manifest-url."""
+    import json
+
     from bootstrap.config import load_config
     from bootstrap.manifests.render import components_for, render
-    from bootstrap.output import Reporter
     from bootstrap.phases.manifests import host_view
+    from bootstrap.results import RESULT_API_VERSION as API_VERSION
     from bootstrap.rundata import RunData
     from bootstrap.serve import PodListSource, make_server, parse_listen
 
+    kind = "ServeManifestsCheck" if check else "ServeManifestsResult"
+    options.expect_kind(kind)
     host, port = parse_listen(listen)
-    options = options_from(params)
-    reporter = Reporter(verbose=options.verbose)
+    run = options_from(params)
+    reporter = options.reporter(run.output, run.verbose, kind)
 
     def pods() -> list[dict[str, Any]]:
-        rd = RunData(options, reporter)
-        cfg = load_config(options.config_file, options.overrides)
+        rd = RunData(run, reporter)
+        cfg = load_config(run.config_file, run.overrides)
         return [render(c, cfg, host_view(rd)).pod for c in components_for(cfg)]
 
+    source = PodListSource(pods, run.config_file)
+    if check:
+        body = source.body()
+        pod_list = json.loads(body)
+        _check_pod_list(pod_list)
+        if run.output == "text":
+            reporter.text(body.decode())
+        names = [item["metadata"]["name"] for item in pod_list["items"]]
+        reporter.info("serve-manifests", f"The PodList is valid: {', '.join(names)}")
+        reporter.result(
+            {
+                "apiVersion": API_VERSION,
+                "kind": kind,
+                "ok": True,
+                "changed": False,
+                "warnings": reporter.warnings,
+                "podList": pod_list,
+            }
+        )
+        return
     if host not in ("127.0.0.1", "::1", "localhost"):
         reporter.warn(
             f"--listen {listen}: the pod specs (flags, and proxy variables of this environment) are served "
             "without authentication to anyone who can reach this address"
         )
-    source = PodListSource(pods, options.config_file)
     source.body()  # fail fast on a bad config, before listening
     server = make_server(host, port, source, reporter.debug)
     reporter.info("serve-manifests", f"Serving the control-plane PodList on http://{listen}/")
@@ -302,6 +408,20 @@ def serve_manifests(listen: str, **params: Any) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def _check_pod_list(pod_list: dict[str, Any]) -> None:
+    """What a kubelet needs from each item: a named Pod with containers, each with a name and image."""
+    from bootstrap.errors import PhaseError
+
+    for index, pod in enumerate(pod_list.get("items", [])):
+        name = pod.get("metadata", {}).get("name")
+        containers = pod.get("spec", {}).get("containers") or []
+        if pod.get("kind") != "Pod" or not name or not containers:
+            raise PhaseError(f"PodList item {index}: not a named Pod with containers")
+        for container in containers:
+            if not container.get("name") or not container.get("image"):
+                raise PhaseError(f"PodList item {index} ({name}): a container without a name or image")
 
 
 @cli.command()
@@ -315,7 +435,7 @@ def serve_manifests(listen: str, **params: Any) -> None:
     show_default=True,
     help="How long to wait for the kubelet to remove the mirror pods.",
 )
-@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True)
+@options.OUTPUT
 @options.VERBOSE
 def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output: str, verbose: bool) -> None:
     """Remove what init created: manifests first, then etcd data, PKI, kubeconfigs, kubelet files.
@@ -326,38 +446,64 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
 
     from bootstrap.fsutil import Rootfs
     from bootstrap.ledger import run_lock
-    from bootstrap.output import Reporter
     from bootstrap.reset import run_reset
 
+    options.expect_kind("ResetResult")
+    current = options.state()
+    if current is not None:
+        current.extra["dryRun"] = dry_run
+    mirror_timeout = options.seconds("--timeout", timeout) or 0.0
     fs = Rootfs(rootfs)
     target = rootfs or Path("/")
     if not force and not dry_run:
         click.confirm(
             f"Remove the control plane that bootstrap created under {target}?", abort=True, err=True
         )
-    reporter = Reporter(output, verbose=verbose)
-    mirror_timeout = _seconds("--timeout", timeout) or 0.0  # a usage error must not leave a lock behind
+    reporter = options.reporter(output, verbose, "ResetResult")
     with nullcontext() if dry_run else run_lock(fs):
         result = run_reset(fs, reporter, dry_run=dry_run, mirror_timeout=mirror_timeout)
-    reporter.result(result.to_dict(dry_run))
+    reporter.result({**result.to_dict(dry_run), "warnings": reporter.warnings})
 
 
-phase = PhaseGroup(
-    "phase",
-    help="Run one phase, or one subtree of phases, of ``init``.",
-    epilog="\b\nPhases (run a parent to run its subtree; a/b paths work too):\n" + help_tree(PHASES),
-    phases=PHASES,
-)
 cli.add_command(phase)
-
 cli.add_command(config)
 cli.add_command(certs)
+
+
+def _output_in(args: Sequence[str]) -> str:
+    """The -o value on the command line, read directly: a usage error can come before click reads it."""
+    found = "text"
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        value = None
+        if arg in ("-o", "--output") and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--output="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-o") and not arg.startswith("--"):
+            value = arg[2:].lstrip("=")
+        if value in options.OUTPUT_FORMATS:
+            found = value
+    return found
+
+
+def _fail(current: options.CliState, message: str, code: int) -> None:
+    """Exit with ``code``; with -o json|yaml, print the failure document unless the command printed one."""
+    if current.output != "text" and not current.document_printed:
+        from bootstrap.output import failure_document, render_document
+
+        warnings = current.reporter.warnings if current.reporter is not None else []
+        document = failure_document(current.kind, current.command, message, code, warnings)
+        document.update(current.extra)
+        click.echo(render_document(document, current.output), nl=False)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI and turn every error into one message and its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in args or "--verbose" in args
+    current = options.CliState(output=_output_in(args), verbose="-v" in args or "--verbose" in args)
     if argv is None:
         # A plain SIGTERM would skip our cleanup (the dry-run directory, the API client's key files):
         # turn it into an exit that unwinds.
@@ -365,32 +511,31 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        code = cli.main(args=args, prog_name="bootstrap", standalone_mode=False)
+        code = cli.main(args=args, prog_name="bootstrap", standalone_mode=False, obj=current)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        _fail(current, exc.format_message(), exc.exit_code)
     except click.ClickException as exc:
-        if verbose:
+        if current.verbose:
             import traceback
 
             traceback.print_exc()
         click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(current, exc.format_message(), exc.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(EXIT_PHASE_FAILED)
+        _fail(current, "aborted", EXIT_PHASE_FAILED)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        _fail(current, "interrupted", 130)
     except Exception as exc:  # a bug: say so plainly, with the traceback on -v
-        if verbose:
+        if current.verbose:
             import traceback
 
             traceback.print_exc()
-        click.echo(
-            f"error: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", err=True
-        )
-        sys.exit(EXIT_PHASE_FAILED)
+        message = f"internal error: {exc.__class__.__name__}: {exc}"
+        click.echo(f"error: {message} (run with -v for details)", err=True)
+        _fail(current, message, EXIT_PHASE_FAILED)
     sys.exit(code if isinstance(code, int) else 0)

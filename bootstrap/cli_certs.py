@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from bootstrap import cli_options as options
-from bootstrap.output import Reporter
 
 if TYPE_CHECKING:
+    from bootstrap.output import Reporter
     from bootstrap.rundata import RunData
 
 
@@ -23,6 +22,7 @@ def _options(func: Any) -> Any:
             click.option(
                 "--cert-dir", default=None, help="Where certificates are stored (/etc/kubernetes/pki)."
             ),
+            options.OUTPUT,
             options.VERBOSE,
         ]
     ):
@@ -30,52 +30,76 @@ def _options(func: Any) -> Any:
     return func
 
 
-def _run_data(config_file: Path | None, rootfs: Path | None, cert_dir: str | None, output: str) -> RunData:
+def _run_data(
+    config_file: Path | None, rootfs: Path | None, cert_dir: str | None, output: str, reporter: Reporter
+) -> RunData:
     from bootstrap.rundata import RunData, RunOptions
 
     # Node identity does not matter for reading or renewing: fixed values avoid host detection.
     overrides: dict[str, object] = {
         "cert-dir": cert_dir,
         "node-name": "localhost",
-        "advertise-address": "127.0.0.1",
+        "apiserver-advertise-address": "127.0.0.1",
     }
     if config_file is not None:
         overrides = {"cert-dir": cert_dir}
-    options = RunOptions(config_file=config_file, overrides=overrides, rootfs=rootfs, output=output)
-    return RunData(options, Reporter("json" if output == "json" else "text"))
+    run = RunOptions(config_file=config_file, overrides=overrides, rootfs=rootfs, output=output)
+    return RunData(run, reporter)
 
 
-@click.group()
-def certs() -> None:
+@click.group(cls=options.SuggestingGroup)
+@options.global_options
+def certs(output: str, verbose: bool) -> None:
     """Check and renew certificates."""
 
 
 @certs.command("check-expiration")
 @_options
-@click.option(
-    "-o", "--output", type=click.Choice(("text", "json", "yaml")), default="text", show_default=True
-)
 def check_expiration(
-    config_file: Path | None, rootfs: Path | None, cert_dir: str | None, verbose: bool, output: str
+    config_file: Path | None, rootfs: Path | None, cert_dir: str | None, output: str, verbose: bool
 ) -> None:
     """Print when each certificate (kubeconfig-embedded ones included) and each CA expires."""
     from bootstrap.pki.expiration import check_expiration as check
     from bootstrap.pki.expiration import document, render_text
 
-    rd = _run_data(config_file, rootfs, cert_dir, output)
+    reporter = options.reporter(output, verbose, "CertificateExpiration")
+    rd = _run_data(config_file, rootfs, cert_dir, output, reporter)
     report = check(rd.cert_dir, rd.kubernetes_dir, rd.started, rd.fs.root)
-    if output == "json":
-        click.echo(json.dumps(document(report), indent=2))
-    elif output == "yaml":
-        import yaml
-
-        click.echo(yaml.safe_dump(document(report), sort_keys=False), nl=False)
-    else:
+    if output == "text":
         click.echo(render_text(report))
+    document_ = document(report)
+    reporter.result(
+        {
+            "apiVersion": document_.pop("apiVersion"),
+            "kind": document_.pop("kind"),
+            "rootfs": document_.pop("rootfs"),
+            "ok": True,
+            "changed": False,
+            "warnings": reporter.warnings,
+            **document_,
+        }
+    )
+
+
+def _renewable(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse an unknown name before anything is read, naming the closest valid one (exit 2)."""
+    from bootstrap.errors import UsageError
+    from bootstrap.pki.expiration import RENEWABLE_NAMES
+
+    names = (*RENEWABLE_NAMES, "all")
+    if value in names:
+        return value
+    if value in ("ca", "etcd-ca", "front-proxy-ca", "sa"):
+        raise UsageError(
+            f'"{value}" cannot be renewed: CAs and the service-account key are never renewed', ctx
+        )
+    raise UsageError(
+        f"unknown certificate {value!r}{options.did_you_mean(value, names)}; valid: {', '.join(names)}", ctx
+    )
 
 
 @certs.command()
-@click.argument("name")
+@click.argument("name", callback=_renewable)
 @_options
 @click.option(
     "--if-expiring-within",
@@ -83,32 +107,27 @@ def check_expiration(
     metavar="DURATION",
     help="Renew only certificates expiring within this Go duration (e.g. 720h), for timers.",
 )
-@click.option("-o", "--output", type=click.Choice(("text", "json")), default="text", show_default=True)
 def renew(
     name: str,
     config_file: Path | None,
     rootfs: Path | None,
     cert_dir: str | None,
+    output: str,
     verbose: bool,
     if_expiring_within: str | None,
-    output: str,
 ) -> None:
     """Renew one leaf certificate (a check-expiration row) or all: same subject, SANs and key type."""
-    from bootstrap.config import parse_go_duration
-    from bootstrap.errors import UsageError
     from bootstrap.pki import KeySource
     from bootstrap.pki.expiration import renew as renew_certs
+    from bootstrap.results import RESULT_API_VERSION as API_VERSION
     from bootstrap.results import rootfs_field
 
+    options.expect_kind("RenewResult")
     window = None
     if if_expiring_within is not None:
-        try:
-            window = parse_go_duration(if_expiring_within)
-        except ValueError as exc:
-            raise UsageError(
-                f"--if-expiring-within: {if_expiring_within!r} is not a duration ({exc})"
-            ) from exc
-    rd = _run_data(config_file, rootfs, cert_dir, output)
+        window = options.duration("--if-expiring-within", if_expiring_within)
+    reporter = options.reporter(output, verbose, "RenewResult")
+    rd = _run_data(config_file, rootfs, cert_dir, output, reporter)
     cfg = rd.config
     with KeySource(cfg.cluster.encryption_algorithm) as keys:
         outcomes = renew_certs(
@@ -131,11 +150,12 @@ def renew(
         )
     rd.reporter.result(
         {
-            "apiVersion": "bootstrap.kube-bootstrap.io/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "RenewResult",
             "rootfs": rootfs_field(rootfs),
             "ok": True,
             "changed": changed,
+            "warnings": reporter.warnings,
             "certificates": [
                 {"message": o.message, "changed": o.changed, "files": [rd.reported_path(f) for f in o.files]}
                 for o in outcomes

@@ -3,31 +3,83 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from bootstrap.output import Reporter
+from bootstrap import cli_options as options
+
+# kubeadm's placeholders for `config print init-defaults`: the output is an example, not this host.
+PLACEHOLDER_NODE_NAME = "node"
+PLACEHOLDER_ADVERTISE_ADDRESS = "1.2.3.4"
+PLACEHOLDER_TOKEN = "abcdef.0123456789abcdef"
 
 
-@click.group()
-def config() -> None:
+@click.group(cls=options.SuggestingGroup)
+@options.global_options
+def config(output: str, verbose: bool) -> None:
     """Print or validate kubeadm-style configuration."""
 
 
-@config.group("print")
-def print_() -> None:
+@config.group("print", cls=options.SuggestingGroup)
+@options.global_options
+def print_(output: str, verbose: bool) -> None:
     """Print configuration."""
 
 
 @print_.command("init-defaults")
-@click.option("--node-name", default=None, help="Node name to print (default: detected hostname).")
-@click.option("--advertise-address", default=None, help="Advertise address to print (default: detected).")
-def init_defaults(node_name: str | None, advertise_address: str | None) -> None:
-    """Print the fully defaulted InitConfiguration and ClusterConfiguration (a valid input file)."""
-    from bootstrap.config import default_config, dump_config
+@click.option("--node-name", default=None, help="Node name to print (default: node, or this host's).")
+@click.option(
+    "--apiserver-advertise-address",
+    "--advertise-address",
+    "advertise_address",
+    default=None,
+    help="Advertise address to print (default: 1.2.3.4, or this host's).",
+)
+@click.option(
+    "--from-host",
+    is_flag=True,
+    help="Use this host's name and default-route address, and no token, instead of kubeadm's placeholders.",
+)
+@options.OUTPUT
+@options.VERBOSE
+def init_defaults(
+    node_name: str | None, advertise_address: str | None, from_host: bool, output: str, verbose: bool
+) -> None:
+    """Print the fully defaulted InitConfiguration and ClusterConfiguration (a valid input file).
 
-    click.echo(dump_config(default_config(node_name, advertise_address)), nl=False)
+    As kubeadm, the node name, advertise address and token are placeholders unless --from-host.
+    """
+    import yaml
+
+    from bootstrap.config import dump_config, load_config
+    from bootstrap.results import RESULT_API_VERSION as API_VERSION
+
+    reporter = options.reporter(output, verbose, "ConfigPrintResult")
+    overrides: dict[str, object] = {"node-name": node_name, "apiserver-advertise-address": advertise_address}
+    if not from_host:
+        overrides = {
+            "node-name": node_name or PLACEHOLDER_NODE_NAME,
+            "apiserver-advertise-address": advertise_address or PLACEHOLDER_ADVERTISE_ADDRESS,
+            "token": PLACEHOLDER_TOKEN,
+        }
+    text = dump_config(load_config(None, overrides))
+    if not from_host:
+        reporter.warn(
+            f"bootstrapTokens[0].token is kubeadm's well-known placeholder {PLACEHOLDER_TOKEN}: set your "
+            "own, or delete the line to have one generated, before using this file"
+        )
+    if output == "text":
+        click.echo(text, nl=False)
+    reporter.result(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ConfigPrintResult",
+            "ok": True,
+            "changed": False,
+            "warnings": reporter.warnings,
+            "documents": list(yaml.safe_load_all(text)),
+        }
+    )
 
 
 @config.command()
@@ -38,12 +90,26 @@ def init_defaults(node_name: str | None, advertise_address: str | None) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="The file to validate.",
 )
-def validate(config_file: Path, **_: Any) -> None:
+@options.OUTPUT
+@options.VERBOSE
+def validate(config_file: Path, output: str, verbose: bool) -> None:
     """Validate a config file: every problem is reported, each naming its field. Writes nothing."""
     from bootstrap.config import load_config
+    from bootstrap.results import RESULT_API_VERSION as API_VERSION
 
-    reporter = Reporter()
+    reporter = options.reporter(output, verbose, "ConfigValidateResult")
     cfg = load_config(config_file, {})
     for warning in cfg.warnings:
         reporter.warn(warning)
     click.echo(f"{config_file}: valid (kubernetesVersion {cfg.kubernetes_version})", err=True)
+    reporter.result(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ConfigValidateResult",
+            "ok": True,
+            "changed": False,
+            "file": str(config_file),
+            "kubernetesVersion": cfg.kubernetes_version,
+            "warnings": reporter.warnings,
+        }
+    )

@@ -1,7 +1,8 @@
-"""The one module that talks to the user: human lines on stderr, the JSON result on stdout.
+"""The one module that talks to the user: human lines on stderr, the result document on stdout.
 
 stderr is for people (kubeadm-like ``[certs] Generating "ca" certificate and key``); stdout is for
-machines (``-o json`` prints exactly one document there). Never pass key material here.
+machines (``-o json`` or ``-o yaml`` prints exactly one document there, also when the command
+fails). Never pass key material here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,35 @@ from typing import Any, TextIO
 
 import click
 
-OUTPUT_FORMATS = ("text", "json")
+from bootstrap import __version__
+from bootstrap.results import RESULT_API_VERSION as API_VERSION
+
+DOCUMENT_FORMATS = ("json", "yaml")
+
+
+def render_document(document: dict[str, Any], output: str) -> str:
+    """``document`` as JSON or YAML text (one document, ending in a newline)."""
+    if output == "yaml":
+        import yaml  # imported here: `bootstrap --help` must not pay for it
+
+        return str(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def failure_document(
+    kind: str, command: str, message: str, exit_code: int, warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """The result document of a command that failed before it could build its own."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "version": __version__,
+        "command": command,
+        "ok": False,
+        "changed": False,
+        "warnings": list(warnings or []),
+        "error": {"message": message, "exitCode": exit_code},
+    }
 
 
 class Reporter:
@@ -23,6 +52,7 @@ class Reporter:
         self._err = err
         self.verbose = verbose
         self.warnings: list[str] = []
+        self.printed = False  # whether the result document went out
 
     def info(self, label: str, message: str) -> None:
         for line in message.splitlines():
@@ -37,9 +67,10 @@ class Reporter:
             click.echo(f"[debug] {message}", err=True, file=self._err)
 
     def result(self, document: dict[str, Any]) -> None:
-        """Print the machine-readable result (JSON mode only)."""
-        if self.output == "json":
-            click.echo(json.dumps(document, indent=2, sort_keys=False))
+        """Print the machine-readable result (json and yaml modes only)."""
+        if self.output in DOCUMENT_FORMATS:
+            click.echo(render_document(document, self.output), nl=False)
+            self.printed = True
 
     def text(self, text: str) -> None:
         """Print a human-oriented payload (a table, a diff) on stdout in text mode."""

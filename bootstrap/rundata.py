@@ -76,6 +76,7 @@ class RunOptions:
         None  # wait-control-plane deadline (default: timeouts.controlPlaneComponentHealthCheck)
     )
     settle: float = 5.0  # seconds a component must stay healthy
+    skip_token_print: bool = False  # show the join command with the token withheld
 
 
 class RunData:

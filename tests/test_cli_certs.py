@@ -73,9 +73,9 @@ def test_renew_if_expiring_within_leaves_fresh_certs_alone(cli: CliRunner, initi
     assert (initialized / "etc/kubernetes/pki/apiserver.crt").read_bytes() == before
 
 
-def test_renewing_a_ca_is_refused(cli: CliRunner, initialized: Path) -> None:
+def test_renewing_a_ca_is_refused_as_a_usage_error(cli: CliRunner, initialized: Path) -> None:
     result = cli("certs", "renew", "ca", "--rootfs", str(initialized))
-    assert result.code == 1 and "never renewed" in result.stderr
+    assert result.code == 2 and "never renewed" in result.stderr
 
 
 def test_bad_renew_window_is_a_usage_error(cli: CliRunner, initialized: Path) -> None:

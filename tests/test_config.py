@@ -266,10 +266,14 @@ def test_none_flag_values_leave_the_file_value() -> None:
     assert cfg.node_name == "cp-node1" and cfg.cluster.networking.service_subnet == "10.96.0.0/12"
 
 
-@pytest.mark.parametrize("label", ["stable", "stable-1", "latest", "latest-1"])
-def test_version_labels_resolve_to_the_default_without_network(label: str) -> None:
+@pytest.mark.parametrize(
+    ("label", "version"),
+    [("stable", "v1.35.0"), ("stable-1", "v1.35.0"), ("latest", "v1.35.0"), ("stable-1.34", "v1.34.2")],
+)
+def test_version_labels_resolve_offline_with_a_warning_naming_the_version(label: str, version: str) -> None:
     cfg = load_config(None, {"kubernetes-version": label}, host=FAKE_HOST)
-    assert cfg.kubernetes_version == "v1.34.2"
+    assert cfg.kubernetes_version == version
+    assert any(label in w and version in w for w in cfg.warnings), cfg.warnings
 
 
 def test_dump_then_load_reproduces_the_same_config(tmp_path: Path) -> None:

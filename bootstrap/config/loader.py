@@ -11,7 +11,6 @@ problem caused by a flag reads ``"--flag (field.path): <what is wrong>"``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +20,6 @@ from pydantic import BaseModel, ValidationError
 
 from bootstrap.config import validation
 from bootstrap.config.model import (
-    DEFAULT_KUBERNETES_VERSION,
     DEFAULT_TOKEN_TTL,
     FALLBACK_ADVERTISE_ADDRESS,
     KUBEADM_API_VERSION,
@@ -33,10 +31,12 @@ from bootstrap.config.model import (
     LocalEtcd,
 )
 from bootstrap.config.netdefaults import HostFacts
+from bootstrap.config.versionlabels import resolve_label
 from bootstrap.errors import ConfigError
 
 # kubeadm flag name -> (document kind, camelCase field path).
 FLAG_FIELDS: dict[str, tuple[str, str]] = {
+    "apiserver-advertise-address": ("InitConfiguration", "localAPIEndpoint.advertiseAddress"),
     "advertise-address": ("InitConfiguration", "localAPIEndpoint.advertiseAddress"),
     "apiserver-bind-port": ("InitConfiguration", "localAPIEndpoint.bindPort"),
     "node-name": ("InitConfiguration", "nodeRegistration.name"),
@@ -47,13 +47,15 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "cert-dir": ("ClusterConfiguration", "certificatesDir"),
     "kubernetes-version": ("ClusterConfiguration", "kubernetesVersion"),
     "apiserver-cert-extra-sans": ("ClusterConfiguration", "apiServer.certSANs"),
+    "token": ("InitConfiguration", "bootstrapTokens[0].token"),
+    "token-ttl": ("InitConfiguration", "bootstrapTokens[0].ttl"),
+    "cri-socket": ("InitConfiguration", "nodeRegistration.criSocket"),
+    "image-repository": ("ClusterConfiguration", "imageRepository"),
 }
 
 _KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
 _KUBE_PROXY = ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")
 _IGNORED_KUBEADM_KINDS = ("JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration")
-_VERSION_LABEL = re.compile(r"^(stable|latest)(-1)?$")
-_VERSION_MINOR_LABEL = re.compile(r"^(stable|latest)-1\.(\d+)$")
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -250,6 +252,16 @@ def _apply_overrides(overrides: Mapping[str, object], docs: Mapping[str, dict[st
         node = docs[kind]
         *parents, leaf = dotted.split(".")
         for key in parents:
+            key, _, index = key.partition("[")
+            if index:  # "bootstrapTokens[0]": that item of the list, made when missing
+                items = node.get(key)
+                if not isinstance(items, list) or not items:
+                    items = node[key] = [{}]
+                position = int(index.rstrip("]"))
+                if not isinstance(items[position], dict):
+                    items[position] = {}
+                node = items[position]
+                continue
             child = node.get(key)
             if not isinstance(child, dict):
                 child = {}
@@ -387,12 +399,11 @@ def _fill_zero_values(model: BaseModel) -> None:
             setattr(model, name, info.default)
 
 
-def _resolve_version(version: str) -> str:
-    if _VERSION_LABEL.match(version):
-        return DEFAULT_KUBERNETES_VERSION
-    minor_label = _VERSION_MINOR_LABEL.match(version)
-    if minor_label and f"v1.{minor_label.group(2)}." in DEFAULT_KUBERNETES_VERSION + ".":
-        return DEFAULT_KUBERNETES_VERSION
+def _resolve_version(version: str, warnings: list[str]) -> str:
+    resolved, warning = resolve_label(version)
+    if warning is not None:
+        warnings.append(warning)
+        return resolved
     return validation.normalise_version(version) or version
 
 
@@ -401,7 +412,7 @@ def _apply_defaults(init: InitConfiguration, cluster: ClusterConfiguration, host
     warnings: list[str] = []
     _fill_zero_values(init)
     _fill_zero_values(cluster)
-    cluster.kubernetes_version = _resolve_version(cluster.kubernetes_version)
+    cluster.kubernetes_version = _resolve_version(cluster.kubernetes_version, warnings)
 
     nr = init.node_registration
     if not nr.name:
@@ -423,7 +434,8 @@ def _apply_defaults(init: InitConfiguration, cluster: ClusterConfiguration, host
             ep.advertise_address = FALLBACK_ADVERTISE_ADDRESS
             warnings.append(
                 "localAPIEndpoint.advertiseAddress: no IPv4 default route found; using "
-                f"{FALLBACK_ADVERTISE_ADDRESS} (set it, or pass --advertise-address, for a reachable cluster)"
+                f"{FALLBACK_ADVERTISE_ADDRESS} (set it, or pass --apiserver-advertise-address, "
+                "for a reachable cluster)"
             )
 
     if not init.bootstrap_tokens:

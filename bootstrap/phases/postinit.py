@@ -119,12 +119,13 @@ def _show_join_command(rd: RunData) -> list[Outcome]:
     # The token is a credential: it goes to the terminal for the person who asked, never into the
     # JSON document or the progress log.
     if rd.reveal_join_token:
+        shown = "<value withheld>" if rd.options.skip_token_print else token
         rd.reporter.text(
             "Your Kubernetes control plane has initialized successfully!\n\n"
             "To use the cluster as an administrator:\n"
             f"  export KUBECONFIG={rd.kubernetes_dir / 'admin.conf'}\n\n"
             "Then join worker nodes by running on each, as root:\n\n"
-            f"  {command.format(token)}\n"
+            f"  {command.format(shown)}\n"
         )
     redacted = command.format(postinit.redact(token))
     return [
