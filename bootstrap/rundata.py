@@ -250,9 +250,9 @@ class RunData:
         address = server_address(admin)
         if address is not None and not listening(address):
             # A fresh node: nothing to observe, and the client import would cost a second.
-            self.reporter.debug(
-                f"mirror pod of {component} not observed: nothing listens at {address[0]}:{address[1]}"
-            )
+            host, port = address
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.reporter.debug(f"mirror pod of {component} not observed: nothing listens at {where}")
             return None
         from bootstrap.kubeapi import ApiError, admin_api
         from bootstrap.wait.status import HASH_ANNOTATION
