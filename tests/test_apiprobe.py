@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -9,6 +10,13 @@ import pytest
 import yaml
 
 from bootstrap.apiprobe import listening, server_address
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in os.environ:
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
 
 
 def kubeconfig(tmp_path: Path, current: str, clusters: dict[str, dict[str, str]]) -> Path:
@@ -52,6 +60,37 @@ def test_an_endpoint_that_cannot_be_told_for_certain_is_left_to_the_client(
     tmp_path: Path, cluster: dict[str, str]
 ) -> None:
     assert server_address(kubeconfig(tmp_path, "a", {"a": cluster})) is None
+
+
+@pytest.mark.parametrize(
+    ("variables", "server", "proxied"),
+    [
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://10.0.0.1:6443", True),
+        ({"ALL_PROXY": "http://proxy:3128"}, "https://10.0.0.1:6443", True),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "https://10.0.0.1:6443", False),
+        (
+            {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "localhost,10.0.0.0/8"},
+            "https://10.0.0.1:6443",
+            False,
+        ),
+        ({"https_proxy": "http://proxy:3128", "no_proxy": ".example"}, "https://cp.example:6443", False),
+        (
+            {"https_proxy": "http://proxy:3128", "no_proxy": "cp.example:6443"},
+            "https://cp.example:6443",
+            False,
+        ),
+        ({"https_proxy": "http://proxy:3128", "no_proxy": "other.example"}, "https://cp.example:6443", True),
+        ({"HTTPS_PROXY": "http://proxy:3128", "https_proxy": ""}, "https://10.0.0.1:6443", False),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "*"}, "https://10.0.0.1:6443", False),
+    ],
+)
+def test_a_server_the_client_would_reach_through_an_environment_proxy_is_left_to_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], server: str, proxied: bool
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    address = server_address(kubeconfig(tmp_path, "a", {"a": {"server": server}}))
+    assert (address is None) is proxied
 
 
 @pytest.mark.parametrize("text", ["clusters: [unclosed", "just a string", "current-context: nowhere\n"])
