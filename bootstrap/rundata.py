@@ -288,11 +288,21 @@ class RunData:
 
     def observe_mirror_hash(self, component: str) -> str | None:
         """The config.hash of ``component``'s mirror pod before we replace its manifest (None when
-        there is none or the API is not reachable). A dry run asks nothing."""
+        there is none or the API is not reachable). A dry run asks nothing; an endpoint no TCP connect
+        reaches is not asked through the client (see :mod:`bootstrap.apiprobe`)."""
         if self.dry_run:
             return None
         admin = self.kubernetes_dir / "admin.conf"
         if not admin.exists():
+            return None
+        from bootstrap.apiprobe import listening, server_address
+
+        address = server_address(admin)
+        if address is not None and not listening(address):
+            # A fresh node: nothing to observe, and the client import would cost a second.
+            host, port = address
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.reporter.debug(f"mirror pod of {component} not observed: nothing listens at {where}")
             return None
         from bootstrap.kubeapi import ApiError, admin_api
         from bootstrap.wait.status import HASH_ANNOTATION

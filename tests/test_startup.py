@@ -1,14 +1,26 @@
-"""Start-up stays light: building the CLI (and so `bootstrap --help`) imports none of the heavy libraries.
+"""Start-up stays light: building the CLI (and so `bootstrap --help`) imports none of the heavy libraries,
+and `phase manifests` on a fresh node (no API server yet) never loads the Kubernetes client.
 
 Only the commands that need them pay for them (the benchmark measures the time; this checks the cause).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+
+from tests.conftest import NODE, CliRunner
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 HEAVY = ("kubernetes", "pydantic", "cryptography", "jinja2", "yaml", "urllib3")
 
 
@@ -31,3 +43,74 @@ def test_phase_help_lists_the_tree_without_heavy_imports() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "apiserver-etcd-client" in proc.stdout
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port bound by this test but not listening: a connect to it is refused."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+@pytest.fixture
+def accepting_port() -> Iterator[int]:
+    """A loopback port that accepts every connection and hangs up at once (an API server that is up
+    but answers nothing useful)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def hang_up() -> None:
+            with contextlib.suppress(OSError):  # the listening socket closed: the test is over
+                while True:
+                    server.accept()[0].close()
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        yield server.getsockname()[1]
+        server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        thread.join(timeout=5)
+
+
+def manifests_on_a_node(cli: CliRunner, rootfs: Path, api_port: int) -> dict[str, object]:
+    """Make the CA and admin.conf (server https://127.0.0.1:<api_port>), then run ``phase manifests`` in
+    a fresh interpreter; its exit code and whether it loaded the Kubernetes client."""
+    node = ["--rootfs", str(rootfs), "--node-name", NODE, "--advertise-address", "127.0.0.1"]
+    node += ["--apiserver-bind-port", str(api_port)]
+    for phase in ("certs/ca", "kubeconfig/admin"):
+        assert cli("phase", phase, *node).code == 0
+    assert f"https://127.0.0.1:{api_port}" in (rootfs / "etc/kubernetes/admin.conf").read_text()
+    script = (
+        "import json, sys; from bootstrap.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(json.dumps({'code': code, 'kubernetes': 'kubernetes' in sys.modules}))"
+    )
+    # Straight to the endpoint, as on a node without a proxy (with one, the client would be asked).
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "phase", "manifests", *node, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
+    )
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    written = sorted(p.name for p in (rootfs / "etc/kubernetes/manifests").iterdir())
+    assert written == [f"{c}.yaml" for c in COMPONENTS], proc.stderr
+    return result
+
+
+def test_manifests_on_a_fresh_node_does_not_import_the_kubernetes_client(
+    cli: CliRunner, rootfs: Path, closed_port: int
+) -> None:
+    # A fresh node: the CA and admin.conf exist, and nothing listens where admin.conf points.
+    assert manifests_on_a_node(cli, rootfs, closed_port) == {"code": 0, "kubernetes": False}
+
+
+def test_manifests_still_asks_the_api_for_mirror_pods_when_something_listens(
+    cli: CliRunner, rootfs: Path, accepting_port: int
+) -> None:
+    # The client is consulted as before (its failure to get an answer is no error of the phase).
+    assert manifests_on_a_node(cli, rootfs, accepting_port) == {"code": 0, "kubernetes": True}

@@ -29,9 +29,15 @@ class Manifest:
         return f"{self.component}.yaml"
 
 
+# libyaml's safe loader and dumper when PyYAML has them: the same documents, several times faster than
+# the pure-Python ones, and every manifest is rendered (scalar by scalar) and parsed on each run.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def yaml_scalar(value: object) -> str:
     """A scalar as YAML writes it, quoted only when YAML needs quotes."""
-    dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000)
+    dumped = yaml.dump(value, Dumper=_DUMPER, default_flow_style=True, width=10_000)
     return dumped.removesuffix("\n").removesuffix("\n...")
 
 
@@ -73,7 +79,7 @@ def render(component: str, cfg: Config, host: HostView) -> Manifest:
     inputs = BUILDERS[component](cfg, host)
     text = render_template(f"{component}.yaml.j2", context(cfg, inputs)).rstrip("\n") + "\n"
     try:
-        pod = yaml.safe_load(text)
+        pod = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise PhaseError(f"template {component}.yaml.j2 rendered invalid YAML: {exc}") from exc
     if not isinstance(pod, dict) or pod.get("kind") != "Pod":
