@@ -28,6 +28,9 @@ from tests.standin.kubelet import KubeletStandin, Scenario
 from tests.tools import tool
 
 SETTLE = "1s"
+# Long enough for the wait to build its API client and list the pods on a loaded 2-core machine
+# (the client import alone has taken 4-8 s there); each failure test runs until this deadline.
+DIAGNOSIS_TIMEOUT = "8s"
 
 
 @dataclass
@@ -105,7 +108,7 @@ def test_health_endpoints_come_from_the_manifests_on_disk(cluster: Cluster, heal
 
 def test_a_crash_looping_component_fails_with_exit_code_and_likely_cause(cluster: Cluster) -> None:
     with running_control_plane(cluster.rootfs, {"kube-scheduler": Scenario(crash_loop_exit_code=2)}):
-        run = run_wait(cluster, timeout="4s")
+        run = run_wait(cluster, timeout=DIAGNOSIS_TIMEOUT)
     assert run.code == 5
     scheduler = run.component("kube-scheduler")
     assert scheduler["healthy"] is False
@@ -121,7 +124,7 @@ def test_an_image_pull_failure_names_the_image(cluster: Cluster) -> None:
     with running_control_plane(
         cluster.rootfs, {"kube-controller-manager": Scenario(image_pull_failure=True)}
     ):
-        run = run_wait(cluster, timeout="4s")
+        run = run_wait(cluster, timeout=DIAGNOSIS_TIMEOUT)
     assert run.code == 5
     diagnosis = run.component("kube-controller-manager")["diagnosis"]
     text = "\n".join(diagnosis["details"])
@@ -132,7 +135,7 @@ def test_an_image_pull_failure_names_the_image(cluster: Cluster) -> None:
 
 def test_a_component_that_never_gets_ready_shows_the_http_error(cluster: Cluster) -> None:
     with running_control_plane(cluster.rootfs, {"etcd": Scenario(never_ready=True)}):
-        run = run_wait(cluster, timeout="4s")
+        run = run_wait(cluster, timeout=DIAGNOSIS_TIMEOUT)
     assert run.code == 5
     etcd = run.component("etcd")
     assert etcd["health"].startswith("HTTP 500")
@@ -141,14 +144,14 @@ def test_a_component_that_never_gets_ready_shows_the_http_error(cluster: Cluster
 
 def test_a_container_config_error_is_explained(cluster: Cluster) -> None:
     with running_control_plane(cluster.rootfs, {"kube-scheduler": Scenario(config_error=True)}):
-        run = run_wait(cluster, timeout="4s")
+        run = run_wait(cluster, timeout=DIAGNOSIS_TIMEOUT)
     assert run.code == 5
     assert "cannot be configured" in run.component("kube-scheduler")["diagnosis"]["likelyCause"]
 
 
 def test_a_manifest_the_kubelet_never_picks_up_is_diagnosed(cluster: Cluster) -> None:
     with running_control_plane(cluster.rootfs, {"kube-scheduler": Scenario(ignore=True)}):
-        run = run_wait(cluster, timeout="4s")
+        run = run_wait(cluster, timeout=DIAGNOSIS_TIMEOUT)
     assert run.code == 5
     diagnosis = run.component("kube-scheduler")["diagnosis"]
     assert "mirror pod kube-system/kube-scheduler-cp1: not found" in diagnosis["details"]
@@ -182,7 +185,8 @@ def test_slow_start_is_waited_for(cluster: Cluster) -> None:
 
 
 def test_api_server_down_then_up_is_reported_then_passes(cluster: Cluster) -> None:
-    with running_control_plane(cluster.rootfs, {"kube-apiserver": Scenario(start_delay=2.0)}):
+    # The API server comes up only after the wait has built its client and tried it at least once.
+    with running_control_plane(cluster.rootfs, {"kube-apiserver": Scenario(start_delay=6.0)}):
         run = run_wait(cluster)
     assert run.code == 0, run.stderr
     assert "API server not reachable yet: connection refused" in run.stderr
