@@ -35,7 +35,7 @@ def init_defaults(node_name: str | None, advertise_address: str | None) -> None:
     "--config",
     "config_file",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="The file to validate.",
 )
 def validate(config_file: Path, **_: Any) -> None:

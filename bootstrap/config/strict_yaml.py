@@ -142,9 +142,10 @@ def load_documents(text: str, source: str) -> list[object]:
     if nul >= 0:
         line = text.count("\n", 0, nul) + 1
         raise YamlError([f"{source}:{line}: contains a NUL byte; a config file is text"])
-    loader = _StrictLoader(text)
     docs: list[object] = []
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text)  # checks every character up front
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -173,5 +174,6 @@ def load_documents(text: str, source: str) -> list[object]:
     except yaml.YAMLError as exc:
         raise YamlError([f"{source}: invalid YAML: {_one_line(str(exc))}"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
