@@ -9,7 +9,7 @@ import click
 CONFIG = click.option(
     "--config",
     "config_file",
-    # No existence/type checks here: the loader refuses a missing, unreadable or directory path alike (exit 3).
+    # No existence/type checks here: the loader refuses a missing, unreadable or directory path (exit 3).
     type=click.Path(path_type=Path),
     help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration).",
 )

@@ -22,8 +22,10 @@ INIT = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
 CLUSTER = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
 KUBELET = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfailSwapOn: false\n"
 
-ALIAS_BOMB = CLUSTER + "featureGates:\n  x: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-    f"  x{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(6)
+ALIAS_BOMB = (
+    CLUSTER
+    + "featureGates:\n  x: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+    + "".join(f"  x{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(6))
 )
 DEEP = CLUSTER + "featureGates: " + "[" * 500 + "]" * 500 + "\n"
 
@@ -56,12 +58,14 @@ CASES: list[tuple[str, str, list[str]]] = [
     ),
     (
         "scheduler secure-port in non-ASCII digits",
-        CLUSTER + "scheduler:\n  extraArgs:\n  - name: secure-port\n    value: '１０２５９'\n",
+        CLUSTER
+        + "scheduler:\n  extraArgs:\n  - name: secure-port\n    value: '\uff11\uff10\uff12\uff15\uff19'\n",
         ["scheduler.extraArgs[0].value: --secure-port:"],
     ),
     (
         "etcd listen-client-urls with a broken IPv6 host",
-        CLUSTER + "etcd:\n  local:\n    extraArgs:\n    - name: listen-client-urls\n      value: https://[::1\n",
+        CLUSTER
+        + "etcd:\n  local:\n    extraArgs:\n    - name: listen-client-urls\n      value: https://[::1\n",
         ["etcd.local.extraArgs[0].value: --listen-client-urls:"],
     ),
     (
@@ -91,7 +95,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ),
     ("deep nesting", DEEP, ["kubeadm.yaml:3:", "nested more than 64 levels deep"]),
     ("alias bomb", ALIAS_BOMB, ["kubeadm.yaml:", "expands to more than 100000 nodes"]),
-    ("recursive alias", CLUSTER + "featureGates: &a [*a]\n", ["kubeadm.yaml:3:", "refers to a node that contains it"]),
+    (
+        "recursive alias",
+        CLUSTER + "featureGates: &a [*a]\n",
+        ["kubeadm.yaml:3:", "refers to a node containing it"],
+    ),
     (
         "control-plane endpoint with an unclosed bracket",
         CLUSTER + "controlPlaneEndpoint: '[::1'\n",
@@ -99,7 +107,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ),
     (
         "control-plane endpoint port in full-width digits",
-        CLUSTER + "controlPlaneEndpoint: 'api.example.test:６４４３'\n",
+        CLUSTER + "controlPlaneEndpoint: 'api.example.test:\uff16\uff14\uff14\uff13'\n",
         ["controlPlaneEndpoint:", "is not a valid port"],
     ),
     (
@@ -114,7 +122,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ),
     (
         "image tag with a trailing newline",
-        CLUSTER + "etcd:\n  local:\n    imageTag: \"v1.0\\n\"\n",
+        CLUSTER + 'etcd:\n  local:\n    imageTag: "v1.0\\n"\n',
         ["etcd.local.imageTag:", '"v1.0\\n"'],
     ),
     (
@@ -153,13 +161,21 @@ CASES: list[tuple[str, str, list[str]]] = [
         INIT + "localAPIEndpoint:\n  bindPort: " + "9" * 5000 + "\n",
         ["kubeadm.yaml:4:13: cannot read the value"],
     ),
-    ("impossible date", INIT + "bootstrapTokens:\n- expires: 2024-13-45\n", ["kubeadm.yaml:4:12: cannot read"]),
+    (
+        "impossible date",
+        INIT + "bootstrapTokens:\n- expires: 2024-13-45\n",
+        ["kubeadm.yaml:4:12: cannot read"],
+    ),
     ("empty file", "", ["no InitConfiguration or ClusterConfiguration kind was found"]),
     ("document separator only", "---\n", ["no InitConfiguration or ClusterConfiguration kind was found"]),
     ("comments only", "# nothing\n# here\n", ["no InitConfiguration or ClusterConfiguration kind was found"]),
     ("kubelet document only", KUBELET, ["no InitConfiguration or ClusterConfiguration kind was found"]),
     ("NUL byte in the file", CLUSTER + "clusterName: a\x00b\n", ["kubeadm.yaml:3: contains a NUL byte"]),
-    ("control character in the file", CLUSTER + "clusterName: a\x01b\n", ["kubeadm.yaml:3:15: character #x0001"]),
+    (
+        "control character in the file",
+        CLUSTER + "clusterName: a\x01b\n",
+        ["kubeadm.yaml:3:15: character #x0001"],
+    ),
     (
         "parser error spread over lines by PyYAML",
         INIT + "localAPIEndpoint:\n  advertiseAddress: [10.0.0.1\n  bindPort: 6443\n",
@@ -249,7 +265,9 @@ def test_a_kubelet_document_first_loads_exactly_like_one_placed_last(tmp_path: P
     }
 
 
-def test_a_kubelet_document_first_runs_phase_certs_like_one_placed_last(cli: CliRunner, tmp_path: Path) -> None:
+def test_a_kubelet_document_first_runs_phase_certs_like_one_placed_last(
+    cli: CliRunner, tmp_path: Path
+) -> None:
     init = INIT + "nodeRegistration:\n  name: cp1\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.0.1\n"
     written = []
     for order in ([init, CLUSTER, KUBELET], [KUBELET, init, CLUSTER]):

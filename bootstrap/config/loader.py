@@ -140,7 +140,11 @@ def load_config(
         # As kubeadm: a file must say something about the cluster; an empty one is almost always a mistake.
         problems.append(f"{source}: no InitConfiguration or ClusterConfiguration kind was found")
     nul_fields: set[str] = set()
-    for kind, doc in (*raw.items(), ("KubeletConfiguration", kubelet), ("KubeProxyConfiguration", kube_proxy)):
+    for kind, doc in (
+        *raw.items(),
+        ("KubeletConfiguration", kubelet),
+        ("KubeProxyConfiguration", kube_proxy),
+    ):
         prefix = "" if kind in raw else f"{kind}."
         nul_fields.update(f"{prefix}{where}" for where in _nul_paths(doc))
     problems += [f"{where}: contains a NUL character" for where in sorted(nul_fields)]
@@ -162,7 +166,9 @@ def load_config(
     warnings += _apply_defaults(init, cluster, host)
 
     report = validation.validate(init, cluster)
-    problems += [_format(path, message, flag_paths) for path, message in report.problems if path not in nul_fields]
+    problems += [
+        _format(path, message, flag_paths) for path, message in report.problems if path not in nul_fields
+    ]
     if problems:
         raise ConfigError([validation.one_line(p) for p in problems])
     warnings += report.warnings

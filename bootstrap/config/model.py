@@ -190,7 +190,7 @@ def _to_time(value: object) -> object:
             value = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(
-                f"invalid time {_shown(value)} (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)"
+                f"invalid time {_shown(str(value))} (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)"
             ) from None
     if not isinstance(value, datetime):
         raise ValueError(f"invalid time {_shown(str(value))} (expected an RFC 3339 string)")

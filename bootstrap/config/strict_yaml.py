@@ -63,19 +63,20 @@ class _StrictLoader(yaml.SafeLoader):
         self._depth = 0
         self.duplicates: list[tuple[yaml.Mark, str]] = []
 
-    def compose_node(self, parent: Node | None, index: object) -> Node:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         # Bound the composer's own recursion before Python's limit does it with a RecursionError.
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise _Problem(
-                    self.peek_event().start_mark, f"nested more than {MAX_DEPTH} levels deep"
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                    f"nested more than {MAX_DEPTH} levels deep",
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
-    def compose_mapping_node(self, anchor: str | None) -> MappingNode:
+    def compose_mapping_node(self, anchor: Any) -> MappingNode:
         node: MappingNode = super().compose_mapping_node(anchor)
         seen: dict[str, yaml.Mark] = {}
         for key, _ in node.value:
@@ -83,7 +84,9 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             first = seen.setdefault(key.value, key.start_mark)
             if first is not key.start_mark:
-                self.duplicates.append((key.start_mark, f"{q(key.value)} (first set on line {first.line + 1})"))
+                self.duplicates.append(
+                    (key.start_mark, f"{q(key.value)} (first set on line {first.line + 1})")
+                )
         return node
 
 
@@ -114,14 +117,14 @@ def _check_expanded(root: Node) -> None:
         size, depth = 1, 1
         for child in children:
             if sizes.get(id(child)) == -1:
-                raise _Problem(child.start_mark, "an alias refers to a node that contains it (recursive data)")
+                raise _Problem(child.start_mark, "an alias refers to a node containing it (recursive data)")
             visit(child, level + 1)
             size += sizes[id(child)]
             depth = max(depth, depths[id(child)] + 1)
             if size > MAX_NODES:
                 raise _Problem(
                     node.start_mark,
-                    f"expands to more than {MAX_NODES} nodes through aliases (a real config has a few hundred)",
+                    f"expands to more than {MAX_NODES} nodes through aliases (real ones have a few hundred)",
                 )
         sizes[key], depths[key] = size, depth
 

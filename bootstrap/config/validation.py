@@ -97,7 +97,9 @@ def one_line(text: str) -> str:
             out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char])
         else:
             code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
     return "".join(out)
 
 
@@ -155,7 +157,7 @@ def is_valid_san(text: str) -> bool:
 
 
 def parse_port(text: str) -> int | None:
-    """The port number in ``text`` if it is ASCII decimal 1-65535 (``６４４３`` is not), else None."""
+    """The port number in ``text`` if it is ASCII decimal 1-65535 (full-width digits are not), else None."""
     if not _PORT.fullmatch(text):
         return None
     port = int(text)
@@ -569,7 +571,9 @@ def _arg_problem(kind: str, value: str) -> str | None:
     return None
 
 
-def _validate_args(args: Sequence[Arg], path: str, r: Report, read_back: dict[str, str] | None = None) -> None:
+def _validate_args(
+    args: Sequence[Arg], path: str, r: Report, read_back: dict[str, str] | None = None
+) -> None:
     for i, arg in enumerate(args):
         if not arg.name:
             r.error(f"{path}[{i}].name", "must not be empty")
