@@ -20,6 +20,7 @@ import io
 import os
 import re
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -377,6 +378,9 @@ def _report_counts() -> Iterator[None]:
 
 def _count(outcome: str) -> None:
     COUNTS[outcome] += 1
+    total = COUNTS["accepted"] + COUNTS["refused"]
+    if PROFILE.max_examples >= 1000 and total % 250 == 0:  # progress for long local runs
+        print(f"config properties: {total} examples ({COUNTS['refused']} refused)", file=sys.__stderr__)
 
 
 @settings(PROFILE)

@@ -172,6 +172,7 @@ def load_config(
     if problems:
         raise ConfigError([validation.one_line(p) for p in problems])
     warnings += report.warnings
+    warnings = [validation.one_line(w) for w in warnings]  # they may quote user keys and values
     return Config(init=init, cluster=cluster, kubelet=kubelet, kube_proxy=kube_proxy, warnings=warnings)
 
 
