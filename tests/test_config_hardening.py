@@ -166,6 +166,21 @@ CASES: list[tuple[str, str, list[str]]] = [
         INIT + "bootstrapTokens:\n- expires: 2024-13-45\n",
         ["kubeadm.yaml:4:12: cannot read"],
     ),
+    (
+        "kubelet port out of range (preflight binds it)",
+        INIT + "---\n" + KUBELET + "port: 99999\n",
+        ["KubeletConfiguration.port:", "99999"],
+    ),
+    (
+        "kubelet staticPodPath not absolute",
+        INIT + "---\n" + KUBELET + "staticPodPath: manifests\n",
+        ["KubeletConfiguration.staticPodPath:", "not an absolute path"],
+    ),
+    (
+        "kubelet healthz port not an integer (the wait reads it)",
+        INIT + "---\n" + KUBELET + "healthzPort: ten\n",
+        ["KubeletConfiguration.healthzPort:"],
+    ),
     ("empty file", "", ["no InitConfiguration or ClusterConfiguration kind was found"]),
     ("document separator only", "---\n", ["no InitConfiguration or ClusterConfiguration kind was found"]),
     ("comments only", "# nothing\n# here\n", ["no InitConfiguration or ClusterConfiguration kind was found"]),

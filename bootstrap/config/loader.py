@@ -166,6 +166,7 @@ def load_config(
     warnings += _apply_defaults(init, cluster, host)
 
     report = validation.validate(init, cluster)
+    report.problems += validation.validate_kubelet(kubelet or {})
     problems += [
         _format(path, message, flag_paths) for path, message in report.problems if path not in nul_fields
     ]

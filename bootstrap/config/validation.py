@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from bootstrap.config.model import (
@@ -266,6 +267,35 @@ def normalise_version(text: str) -> str | None:
         return None
     major, minor, patch, pre = match.groups()
     return f"v{int(major)}.{int(minor)}.{int(patch)}{pre or ''}"
+
+
+# ---- KubeletConfiguration fields kube-bootstrap reads back (the document is otherwise kept verbatim) ----
+def validate_kubelet(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Problems with the kubelet settings that preflight, kubelet-start and the wait read back."""
+    problems: list[tuple[str, str]] = []
+
+    def error(key: str, message: str) -> None:
+        problems.append((f"KubeletConfiguration.{key}", message))
+
+    for key, lowest in (("port", 1), ("healthzPort", 0)):
+        value = doc.get(key)
+        if key in doc and (
+            not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= 65535
+        ):
+            error(key, f"{q(value)} is not a port ({lowest}-65535)")
+    for key in ("address", "healthzBindAddress"):
+        value = doc.get(key)
+        if key in doc and not (isinstance(value, str) and is_ip(value)):
+            error(key, f"{q(value)} is not an IP address")
+    if "staticPodPath" in doc:
+        value = doc["staticPodPath"]
+        problem = path_problem(value, max_bytes=MAX_WRITE_DIR_BYTES) if isinstance(value, str) else None
+        if not isinstance(value, str) or problem:
+            error("staticPodPath", problem or f"expected a path, got {q(value)}")
+    for key in ("failSwapOn", "rotateCertificates"):
+        if key in doc and not isinstance(doc[key], bool):
+            error(key, f"expected true or false, got {q(doc[key])}")
+    return problems
 
 
 # ---- the rules ----
