@@ -284,7 +284,7 @@ def test_a_kubelet_document_first_runs_phase_certs_like_one_placed_last(
     cli: CliRunner, tmp_path: Path
 ) -> None:
     init = INIT + "nodeRegistration:\n  name: cp1\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.0.1\n"
-    written = []
+    written: list[list[str]] = []
     for order in ([init, CLUSTER, KUBELET], [KUBELET, init, CLUSTER]):
         run = tmp_path / str(len(written))
         run.mkdir()

@@ -128,7 +128,20 @@ def valid_documents(draw: st.DrawFn) -> list[dict[str, Any]]:
         }
     docs = [init, cluster]
     if draw(st.booleans()):
-        docs.append({"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"})
+        kubelet: dict[str, Any] = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+        }
+        optional: dict[str, st.SearchStrategy[Any]] = {
+            "failSwapOn": st.booleans(),
+            "port": ports,
+            "healthzPort": st.integers(0, 65535),
+            "healthzBindAddress": ipv4,
+            "staticPodPath": paths.map(lambda p: "/etc" + p),
+        }
+        for key in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=3)):
+            kubelet[key] = draw(optional[key])
+        docs.append(kubelet)
     return draw(st.permutations(docs))
 
 
