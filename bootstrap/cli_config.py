@@ -87,7 +87,7 @@ def init_defaults(
     "--config",
     "config_file",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="The file to validate.",
 )
 @options.OUTPUT

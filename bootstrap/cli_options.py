@@ -89,7 +89,8 @@ def global_options(func: Any) -> Any:
 CONFIG = click.option(
     "--config",
     "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    # No existence/type checks here: the loader refuses a missing, unreadable or directory path (exit 3).
+    type=click.Path(path_type=Path),
     help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration).",
 )
 ROOTFS = click.option(

@@ -38,7 +38,7 @@ BAD_CONFIGS = {
         "    caFile: /e/ca.crt\n    certFile: /e/c.crt\n    keyFile: /e/c.key\n",
         "etcd",
     ),
-    "bad YAML": (HEAD + "networking: [unclosed\n", "line"),
+    "bad YAML": (HEAD + "networking: [unclosed\n", "kubeadm.yaml:4:1: invalid YAML"),
     "wrong apiVersion": ("apiVersion: kubeadm.k8s.io/v1\nkind: ClusterConfiguration\n", "apiVersion"),
     "wrong kind": ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfig\n", "kind"),
     "extraArgs without name": (

@@ -129,6 +129,10 @@ maxPods: 250
 """
 
 
+# kubeadm refuses a file without an InitConfiguration or ClusterConfiguration: tests of other kinds add it.
+INIT_ONLY = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+
+
 def write(tmp_path: Path, text: str, name: str = "kubeadm.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -217,7 +221,7 @@ def test_kubelet_configuration_document_is_kept_as_a_dict(tmp_path: Path) -> Non
 
 def test_kube_proxy_configuration_is_kept_with_a_warning(tmp_path: Path) -> None:
     text = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\n"
-    cfg = load_config(write(tmp_path, text), {}, host=FAKE_HOST)
+    cfg = load_config(write(tmp_path, text + "---\n" + INIT_ONLY), {}, host=FAKE_HOST)
     assert cfg.kube_proxy == {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
@@ -228,7 +232,7 @@ def test_kube_proxy_configuration_is_kept_with_a_warning(tmp_path: Path) -> None
 
 def test_join_configuration_is_ignored_with_a_warning(tmp_path: Path) -> None:
     text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery: {}\n"
-    cfg = load_config(write(tmp_path, text), {}, host=FAKE_HOST)
+    cfg = load_config(write(tmp_path, text + "---\n" + INIT_ONLY), {}, host=FAKE_HOST)
     assert any("document 1" in w and "JoinConfiguration" in w for w in cfg.warnings)
 
 

@@ -170,7 +170,7 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
     (
         "bad YAML",
         INIT + "localAPIEndpoint:\n  advertiseAddress: [10.0.0.1\n  bindPort: 6443\n",
-        ["kubeadm.yaml", "invalid YAML at line"],
+        ["kubeadm.yaml:5:11: invalid YAML"],
     ),
     (
         "wrong apiVersion",

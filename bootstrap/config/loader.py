@@ -11,7 +11,7 @@ problem caused by a flag reads ``"--flag (field.path): <what is wrong>"``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,8 +31,12 @@ from bootstrap.config.model import (
     LocalEtcd,
 )
 from bootstrap.config.netdefaults import HostFacts
+from bootstrap.config.strict_yaml import YamlError, load_documents
 from bootstrap.config.versionlabels import resolve_label
 from bootstrap.errors import ConfigError
+
+# A real config is a few kilobytes; reading stops here so /dev/zero or a huge file cannot exhaust memory.
+MAX_CONFIG_BYTES = 1 << 20
 
 # kubeadm flag name -> (document kind, camelCase field path).
 FLAG_FIELDS: dict[str, tuple[str, str]] = {
@@ -134,6 +138,19 @@ def load_config(
                 "InitConfiguration/ClusterConfiguration, KubeletConfiguration or KubeProxyConfiguration"
             )
 
+    if path is not None and not raw and not problems:
+        # As kubeadm: a file must say something about the cluster; an empty one is almost always a mistake.
+        problems.append(f"{source}: no InitConfiguration or ClusterConfiguration kind was found")
+    nul_fields: set[str] = set()
+    for kind, doc in (
+        *raw.items(),
+        ("KubeletConfiguration", kubelet),
+        ("KubeProxyConfiguration", kube_proxy),
+    ):
+        prefix = "" if kind in raw else f"{kind}."
+        nul_fields.update(f"{prefix}{where}" for where in _nul_paths(doc))
+    problems += [f"{where}: contains a NUL character" for where in sorted(nul_fields)]
+
     init_raw = raw.get("InitConfiguration", {"apiVersion": KUBEADM_API_VERSION, "kind": "InitConfiguration"})
     cluster_raw = raw.get(
         "ClusterConfiguration", {"apiVersion": KUBEADM_API_VERSION, "kind": "ClusterConfiguration"}
@@ -151,10 +168,14 @@ def load_config(
     warnings += _apply_defaults(init, cluster, host)
 
     report = validation.validate(init, cluster)
-    problems += [_format(path, message, flag_paths) for path, message in report.problems]
+    report.problems += validation.validate_kubelet(kubelet or {})
+    problems += [
+        _format(path, message, flag_paths) for path, message in report.problems if path not in nul_fields
+    ]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([validation.one_line(p) for p in problems])
     warnings += report.warnings
+    warnings = [validation.one_line(w) for w in warnings]  # they may quote user keys and values
     return Config(init=init, cluster=cluster, kubelet=kubelet, kube_proxy=kube_proxy, warnings=warnings)
 
 
@@ -216,22 +237,42 @@ def q_gvk(api_version: str, kind: str) -> str:
 
 
 def _read_documents(path: Path) -> list[object]:
+    """The file's YAML documents; any problem (missing, unreadable, not text, bad YAML) is a ConfigError."""
+    shown = validation.one_line(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as stream:  # a directory fails here or at read() with EISDIR
+            data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{shown}: cannot read the config file: {reason}") from None
+    except ValueError:  # an embedded NUL in the path given by a library caller
+        raise ConfigError(f"{shown}: cannot read the config file: the path contains a NUL byte") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{shown}: the config file is larger than {MAX_CONFIG_BYTES >> 20} MiB")
     try:
-        return list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        if mark is not None:
-            raise ConfigError(
-                f"{path}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
-            ) from None
-        raise ConfigError(f"{path}: invalid YAML: {problem}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: the config file is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return load_documents(text, shown)
+    except YamlError as exc:
+        raise ConfigError(exc.problems) from None
+
+
+def _nul_paths(value: object, where: str = "") -> Iterator[str]:
+    """Field paths whose key or string value holds a NUL: no path, name or argument may carry one."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                yield child
+            else:
+                yield from _nul_paths(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, f"{where}[{index}]")
+    elif isinstance(value, str) and "\x00" in value:
+        yield where
 
 
 def _apply_overrides(overrides: Mapping[str, object], docs: Mapping[str, dict[str, Any]]) -> dict[str, str]:

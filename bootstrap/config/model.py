@@ -99,34 +99,40 @@ _GO_UNITS_NS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
+_GO_MAX_NS = (1 << 63) - 1  # a Go time.Duration is an int64 count of nanoseconds
 
 
 def parse_go_duration(text: str) -> timedelta:
     """Parse a Go duration string (``8760h``, ``4m0s``, ``1h30m``, ``500ms``) to a timedelta.
 
-    Raises ``ValueError`` for anything Go's ``time.ParseDuration`` would reject.
+    Raises ``ValueError`` for anything Go's ``time.ParseDuration`` would reject, including values
+    beyond its int64-nanosecond range (about 2562047h) and non-ASCII digits.
     """
-    s = text.strip()
-    if not s or s != text:
-        raise ValueError(f"{text!r} is not a Go duration")
+    s = text
     sign = 1
-    if s[0] in "+-":
+    if s[:1] in ("+", "-"):
         sign = -1 if s[0] == "-" else 1
         s = s[1:]
     if s == "0":
         return timedelta(0)
+    if not s:
+        raise ValueError(f"{text!r} is not a Go duration")
     pos = 0
-    total_ns = 0.0
+    total_ns = 0
     while pos < len(s):
         match = _GO_DURATION_PART.match(s, pos)
-        if match is None:
+        whole, frac, unit = match.groups() if match else ("", None, "")
+        if match is None or (not whole and not frac):
             raise ValueError(f"{text!r} is not a Go duration")
-        total_ns += float(match.group(1)) * _GO_UNITS_NS[match.group(2)]
+        scale = _GO_UNITS_NS[unit]
+        total_ns += int(whole or "0") * scale
+        if frac:
+            total_ns += int(frac) * scale // 10 ** len(frac)
+        if total_ns > _GO_MAX_NS:
+            raise ValueError(f"{text!r} is out of range for a Go duration (at most 2562047h)")
         pos = match.end()
-    if pos == 0:
-        raise ValueError(f"{text!r} is not a Go duration")
-    return timedelta(microseconds=sign * round(total_ns / 1000))
+    return timedelta(microseconds=sign * (total_ns // 1000))
 
 
 def _trim_fraction(whole: int, frac: int, digits: int) -> str:
@@ -156,31 +162,45 @@ def format_go_duration(value: timedelta) -> str:
     return f"{sign}{seconds}"
 
 
+def _shown(value: str) -> str:
+    from bootstrap.config.validation import q
+
+    return q(value)
+
+
 def _to_duration(value: object) -> object:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, str):
         try:
             return parse_go_duration(value)
-        except ValueError:
+        except ValueError as exc:
+            why = "out of range for a Go duration, at most 2562047h" if "out of range" in str(exc) else None
             raise ValueError(
-                f'invalid duration "{value}" (expected a Go duration such as 4m0s or 8760h)'
+                f"invalid duration {_shown(value)} ({why or 'expected a Go duration such as 4m0s or 8760h'})"
             ) from None
-    raise ValueError(f"invalid duration {value!r} (expected a Go duration string such as 4m0s or 8760h)")
+    raise ValueError(
+        f"invalid duration {_shown(str(value))} (expected a Go duration string such as 4m0s or 8760h)"
+    )
 
 
 def _to_time(value: object) -> object:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(
-                f'invalid time "{value}" (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)'
+                f"invalid time {_shown(str(value))} (expected RFC 3339, e.g. 2030-01-01T00:00:00Z)"
             ) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise ValueError(f"invalid time {value!r} (expected an RFC 3339 string)")
+    if not isinstance(value, datetime):
+        raise ValueError(f"invalid time {_shown(str(value))} (expected an RFC 3339 string)")
+    parsed = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        # Every later use works in UTC: a time whose UTC form falls outside years 1-9999 is unusable.
+        parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(f"invalid time {_shown(str(value))} (out of range)") from None
+    return parsed
 
 
 def _format_time(value: datetime) -> str:

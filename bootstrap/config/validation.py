@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from bootstrap.config.model import (
@@ -33,9 +35,10 @@ _DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
 _WILDCARD_SUBDOMAIN = re.compile(rf"^\*\.{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
 _TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 _TOKEN_GROUP = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
+_VERSION = re.compile(r"^v?([0-9]+)\.([0-9]+)\.([0-9]+)(-[0-9A-Za-z.-]+)?$")
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
-_IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+_PORT = re.compile(r"[0-9]{1,5}")
 _HOST_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _REPO_HOST = rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9a-fA-F:]+\])"
 _REPO_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -72,11 +75,46 @@ DEFAULT_NODE_MASK = {4: 24, 6: 64}
 MAX_NODE_MINUS_POD_MASK = 16
 
 
+MAX_NODE_NAME = 64 - len("system:node:")
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+# A directory we write files beneath leaves room for one more component (our file or temp name).
+MAX_WRITE_DIR_BYTES = MAX_PATH_BYTES - MAX_NAME_BYTES - 1
+MAX_TIMEOUT = timedelta(hours=8760)
+_SHOWN_CHARS = 100
+# Characters that end a line on a terminal or in str.splitlines(), beyond the ASCII controls.
+_LINE_BREAKS = frozenset("\x85\u2028\u2029")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control or line-breaking character escaped, so a message stays one line."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable() or char == " ":
+            out.append(char)
+        elif char in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char])
+        else:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+    return "".join(out)
+
+
 def q(value: object) -> str:
-    """Quote a bad value for a message: strings in double quotes, other values as JSON/repr."""
+    """Quote a bad value for a message: strings in double quotes (escaped, shortened), others as text."""
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        shown = value if len(value) <= _SHOWN_CHARS else value[: _SHOWN_CHARS - 3] + "..."
+        return one_line(json.dumps(shown, ensure_ascii=False))
+    return one_line(str(value))
+
+
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a control or line-breaking character (never valid in a name or path)."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in _LINE_BREAKS for c in text)
 
 
 @dataclass
@@ -95,7 +133,9 @@ class Report:
 
 # ---- small predicates, public because other modules (certs, SANs) need the same rules ----
 def is_ip(text: str) -> bool:
-    """True for a literal IPv4 or IPv6 address."""
+    """True for a literal IPv4 or IPv6 address, as Go's ``net.ParseIP`` reads it (no ``%zone``)."""
+    if "%" in text or not text.isascii():
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -105,7 +145,7 @@ def is_ip(text: str) -> bool:
 
 def is_dns1123_subdomain(text: str) -> bool:
     """True for an RFC 1123 subdomain (lower case, at most 253 characters)."""
-    return len(text) <= 253 and _DNS1123_SUBDOMAIN.match(text) is not None
+    return len(text) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(text) is not None
 
 
 def is_valid_san(text: str) -> bool:
@@ -113,38 +153,104 @@ def is_valid_san(text: str) -> bool:
     return (
         is_ip(text)
         or is_dns1123_subdomain(text)
-        or (len(text) <= 253 and _WILDCARD_SUBDOMAIN.match(text) is not None)
+        or (len(text) <= 253 and _WILDCARD_SUBDOMAIN.fullmatch(text) is not None)
     )
 
 
 def parse_port(text: str) -> int | None:
-    """The port number in ``text`` if it is a decimal 1-65535, else None."""
-    if not text.isdigit():
+    """The port number in ``text`` if it is ASCII decimal 1-65535 (full-width digits are not), else None."""
+    if not _PORT.fullmatch(text):
         return None
     port = int(text)
     return port if 1 <= port <= 65535 else None
 
 
 def split_host_port(endpoint: str) -> tuple[str, str | None]:
-    """Split ``host[:port]`` / ``[v6][:port]`` / bare IPv6; the port is returned unparsed."""
+    """Split ``host[:port]`` / ``[v6][:port]`` / bare IPv6; the port is returned unparsed.
+
+    Raises ValueError for an unclosed or misplaced bracket, or a bracketed host that is not IPv6.
+    """
     if endpoint.startswith("["):
-        host, _, rest = endpoint[1:].partition("]")
+        host, closed, rest = endpoint[1:].partition("]")
+        if not closed:
+            raise ValueError("missing ']' after the IPv6 address")
+        if ":" not in host or not is_ip(host):
+            raise ValueError("only an IPv6 address may be written in brackets")
         if not rest:
             return host, None
         if not rest.startswith(":"):
             raise ValueError("unexpected text after the bracketed address")
         return host, rest[1:]
+    if "[" in endpoint or "]" in endpoint:
+        raise ValueError("misplaced bracket")
     if endpoint.count(":") > 1:
         return endpoint, None  # a bare IPv6 address
     host, sep, port = endpoint.partition(":")
     return host, (port if sep else None)
 
 
+def host_port_problem(endpoint: str, *, port_required: bool = False) -> str | None:
+    """Why ``endpoint`` is not a usable ``host[:port]`` (host: IP or DNS-1123 subdomain), or None."""
+    try:
+        host, port = split_host_port(endpoint)
+    except ValueError as exc:
+        return f"{q(endpoint)} is not host[:port] ({exc})"
+    if not (is_ip(host) or is_dns1123_subdomain(host)):
+        return f"{q(endpoint)}: host {q(host)} is neither an IP address nor a DNS-1123 subdomain"
+    if port is None and port_required:
+        return f"{q(endpoint)} has no port"
+    if port is not None and parse_port(port) is None:
+        return f"{q(endpoint)}: port {q(port)} is not a valid port (1-65535)"
+    return None
+
+
+def url_problem(url: str, schemes: Sequence[str]) -> str | None:
+    """Why ``url`` is not a ``scheme://host[:port][/path]`` URL with one of ``schemes``, or None."""
+    example = f"e.g. {schemes[0]}://10.0.0.5:2379"
+    if has_control(url) or url != url.strip() or " " in url:
+        return f"{q(url)} contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"{q(url)} is not a URL ({exc})"
+    if parts.scheme not in schemes or not parts.netloc:
+        return f"{q(url)} is not a URL with a scheme ({', '.join(schemes)}) and a host ({example})"
+    if "@" in parts.netloc:
+        return f"{q(url)} must not carry user information"
+    if parts.query or parts.fragment:
+        return f"{q(url)} must not have a query or fragment"
+    problem = host_port_problem(parts.netloc)
+    return f"{q(url)}: {problem}" if problem else None
+
+
+def path_problem(value: str, *, max_bytes: int = MAX_PATH_BYTES) -> str | None:
+    """Why ``value`` cannot be an absolute host path (relative, NUL/control characters, too long), or None."""
+    if not value.startswith("/"):
+        return f"{q(value)} is not an absolute path"
+    if has_control(value):
+        return f"{q(value)} contains a NUL or control character"
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) > max_bytes:
+        return f"{q(value)} is longer than {max_bytes} bytes"
+    for part in encoded.split(b"/"):
+        if len(part) > MAX_NAME_BYTES:
+            return f"{q(value)} has a component longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def path_within(path: str, directory: str) -> bool:
+    """True when ``path`` is ``directory`` or below it (lexically, after normalising)."""
+    path, directory = posixpath.normpath(path), posixpath.normpath(directory)
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 def parse_cidrs(value: str) -> list[IPNetwork]:
     """Parse a comma-separated CIDR list; host bits may be set (as Go's ``net.ParseCIDR`` allows)."""
     nets: list[IPNetwork] = []
     for part in value.split(","):
-        part = part.strip()
+        if part != part.strip() or has_control(part) or not part.isascii():
+            # Go's net.ParseCIDR (and so kubeadm) refuses surrounding spaces and newlines.
+            raise ValueError(f"{q(part)} is not a CIDR (whitespace or non-ASCII characters)")
         if "/" not in part:
             raise ValueError(f"{q(part)} is not a CIDR (expected address/prefix, e.g. 10.96.0.0/12)")
         try:
@@ -156,11 +262,40 @@ def parse_cidrs(value: str) -> list[IPNetwork]:
 
 def normalise_version(text: str) -> str | None:
     """``vX.Y.Z`` for ``vX.Y.Z`` / ``X.Y.Z`` (with optional pre-release), else None."""
-    match = _VERSION.match(text)
+    match = _VERSION.fullmatch(text)
     if match is None:
         return None
     major, minor, patch, pre = match.groups()
     return f"v{int(major)}.{int(minor)}.{int(patch)}{pre or ''}"
+
+
+# ---- KubeletConfiguration fields kube-bootstrap reads back (the document is otherwise kept verbatim) ----
+def validate_kubelet(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Problems with the kubelet settings that preflight, kubelet-start and the wait read back."""
+    problems: list[tuple[str, str]] = []
+
+    def error(key: str, message: str) -> None:
+        problems.append((f"KubeletConfiguration.{key}", message))
+
+    for key, lowest in (("port", 1), ("healthzPort", 0)):
+        value = doc.get(key)
+        if key in doc and (
+            not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= 65535
+        ):
+            error(key, f"{q(value)} is not a port ({lowest}-65535)")
+    for key in ("address", "healthzBindAddress"):
+        value = doc.get(key)
+        if key in doc and not (isinstance(value, str) and is_ip(value)):
+            error(key, f"{q(value)} is not an IP address")
+    if "staticPodPath" in doc:
+        value = doc["staticPodPath"]
+        problem = path_problem(value, max_bytes=MAX_WRITE_DIR_BYTES) if isinstance(value, str) else None
+        if not isinstance(value, str) or problem:
+            error("staticPodPath", problem or f"expected a path, got {q(value)}")
+    for key in ("failSwapOn", "rotateCertificates"):
+        if key in doc and not isinstance(doc[key], bool):
+            error(key, f"expected true or false, got {q(doc[key])}")
+    return problems
 
 
 # ---- the rules ----
@@ -187,7 +322,23 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
             "nodeRegistration.name",
             f"{q(nr.name)} is not a valid DNS-1123 subdomain (lower-case letters, digits, '-' and '.')",
         )
+    elif len(nr.name) > MAX_NODE_NAME:
+        # The kubelet's client certificate must carry CN=system:node:<name> in full for the Node
+        # authorizer, and X.509 caps a CN at 64 characters: a longer name cannot get a credential.
+        r.error(
+            "nodeRegistration.name",
+            f"{q(nr.name)} is {len(nr.name)} characters; at most {MAX_NODE_NAME} fit the kubelet "
+            "certificate's common name system:node:<name> (64 characters)",
+        )
     _validate_cri_socket(nr.cri_socket, r)
+    for i, arg in enumerate(nr.kubelet_extra_args):
+        # These land in kubeadm-flags.env, a systemd EnvironmentFile line in double quotes.
+        for part, text in (("name", arg.name), ("value", arg.value)):
+            if has_control(text) or '"' in text or "\\" in text:
+                r.error(
+                    f"nodeRegistration.kubeletExtraArgs[{i}].{part}",
+                    f"{q(text)} contains a control character, a double quote or a backslash",
+                )
     if nr.image_pull_policy not in PULL_POLICIES:
         r.error(
             "nodeRegistration.imagePullPolicy",
@@ -211,7 +362,7 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
 
     for i, token in enumerate(init.bootstrap_tokens):
         path = f"bootstrapTokens[{i}]"
-        if token.token is not None and not _TOKEN.match(token.token):
+        if token.token is not None and not _TOKEN.fullmatch(token.token):
             # The value is a credential (a typo of a real token still is one): never echo its secret half.
             shown = q(token.token.split(".", 1)[0] + ".<redacted>") if "." in token.token else "the value"
             r.error(f"{path}.token", f"{shown} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}")
@@ -223,37 +374,46 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
             if usage not in TOKEN_USAGES:
                 r.error(f"{path}.usages[{j}]", f"{q(usage)} is not one of {', '.join(sorted(TOKEN_USAGES))}")
         for j, group in enumerate(token.groups):
-            if not _TOKEN_GROUP.match(group):
+            if not _TOKEN_GROUP.fullmatch(group):
                 r.error(f"{path}.groups[{j}]", f"{q(group)} must match {_TOKEN_GROUP.pattern}")
 
-    if init.certificate_key and not _HEX_KEY.match(init.certificate_key):
+    if init.certificate_key and not _HEX_KEY.fullmatch(init.certificate_key):
         r.error("certificateKey", "must be a hex-encoded 32-byte key (64 hex characters)")
 
     for name, value in init.timeouts:
+        alias = type(init.timeouts).model_fields[name].alias or name
         if value <= timedelta(0):
-            alias = type(init.timeouts).model_fields[name].alias or name
             r.error(f"timeouts.{alias}", "must be a positive duration")
+        elif value > MAX_TIMEOUT:
+            r.error(f"timeouts.{alias}", "must be at most 8760h (one year)")
 
 
 def _validate_cri_socket(socket_url: str, r: Report) -> None:
-    parts = urlsplit(socket_url)
-    if parts.scheme != "unix":
+    if not socket_url.startswith("unix://"):
         r.error(
             "nodeRegistration.criSocket",
             f"{q(socket_url)} is not a unix:// URL (e.g. unix:///var/run/containerd/containerd.sock)",
         )
-    elif not (parts.netloc + parts.path).startswith("/"):
-        r.error("nodeRegistration.criSocket", f"{q(socket_url)} must name an absolute socket path")
+        return
+    problem = path_problem(socket_url.removeprefix("unix://"))
+    if problem is None and ('"' in socket_url or "\\" in socket_url or " " in socket_url):
+        problem = f"{q(socket_url)} contains a space, a double quote or a backslash"
+    if problem is not None:
+        r.error("nodeRegistration.criSocket", problem)
 
 
 def _validate_cluster(c: ClusterConfiguration, r: Report) -> None:
     _validate_version(c.kubernetes_version, r)
     if not c.cluster_name:
         r.error("clusterName", "must not be empty")
+    elif has_control(c.cluster_name) or c.cluster_name != c.cluster_name.strip():
+        r.error("clusterName", f"{q(c.cluster_name)} has surrounding whitespace or control characters")
     if c.control_plane_endpoint:
-        _validate_endpoint(c.control_plane_endpoint, r)
+        problem = host_port_problem(c.control_plane_endpoint)
+        if problem:
+            r.error("controlPlaneEndpoint", problem)
     _validate_networking(c, r)
-    _validate_abs("certificatesDir", c.certificates_dir, r)
+    _validate_abs("certificatesDir", c.certificates_dir, r, max_bytes=MAX_WRITE_DIR_BYTES)
     _validate_image_repository("imageRepository", c.image_repository, r, required=True)
     if c.encryption_algorithm not in ENCRYPTION_ALGORITHMS:
         r.error(
@@ -282,7 +442,7 @@ def _validate_cluster(c: ClusterConfiguration, r: Report) -> None:
         ("controllerManager", c.controller_manager),
         ("scheduler", c.scheduler),
     ):
-        _validate_args(comp.extra_args, f"{comp_name}.extraArgs", r)
+        _validate_args(comp.extra_args, f"{comp_name}.extraArgs", r, _READ_BACK[comp_name])
         _validate_volumes(comp.extra_volumes, f"{comp_name}.extraVolumes", r)
         _validate_envs(comp.extra_envs, f"{comp_name}.extraEnvs", r)
     _validate_etcd(c, r)
@@ -297,19 +457,6 @@ def _validate_version(version: str, r: Report) -> None:
     if major != 1 or minor not in SUPPORTED_MINORS:
         first, last = SUPPORTED_MINORS[0], SUPPORTED_MINORS[-1]
         r.error("kubernetesVersion", f"{q(version)} is not supported (supported: v1.{first} to v1.{last})")
-
-
-def _validate_endpoint(endpoint: str, r: Report) -> None:
-    path = "controlPlaneEndpoint"
-    try:
-        host, port = split_host_port(endpoint)
-    except ValueError:
-        r.error(path, f"{q(endpoint)} is not host[:port]")
-        return
-    if not (is_ip(host) or is_dns1123_subdomain(host)):
-        r.error(path, f"{q(endpoint)}: host {q(host)} is neither an IP address nor a DNS-1123 subdomain")
-    if port is not None and parse_port(port) is None:
-        r.error(path, f"{q(endpoint)}: port {q(port)} is not a valid port (1-65535)")
 
 
 def _validate_subnets(
@@ -390,24 +537,26 @@ def _node_mask(kcm_args: dict[str, str], family: int, dual: bool) -> int | None:
         keys.append("node-cidr-mask-size")
     for key in keys:
         if key in kcm_args:
-            return int(kcm_args[key]) if kcm_args[key].isdigit() else None
+            text = kcm_args[key]
+            return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else None
     return DEFAULT_NODE_MASK[family]
 
 
-def _validate_abs(path: str, value: str, r: Report) -> None:
-    if not value.startswith("/"):
-        r.error(path, f"{q(value)} is not an absolute path")
+def _validate_abs(path: str, value: str, r: Report, *, max_bytes: int = MAX_PATH_BYTES) -> None:
+    problem = path_problem(value, max_bytes=max_bytes)
+    if problem:
+        r.error(path, problem)
 
 
 def _validate_image_repository(path: str, value: str, r: Report, *, required: bool) -> None:
     if not value and not required:
         return
-    if not _IMAGE_REPOSITORY.match(value):
+    if not _IMAGE_REPOSITORY.fullmatch(value):
         r.error(path, f"{q(value)} is not a valid image repository (e.g. registry.k8s.io or host:5000/path)")
 
 
 def _validate_image_tag(path: str, value: str, r: Report) -> None:
-    if value and not _IMAGE_TAG.match(value):
+    if value and not _IMAGE_TAG.fullmatch(value):
         r.error(path, f"{q(value)} is not a valid image tag")
 
 
@@ -420,20 +569,56 @@ def _validate_sans(path: str, sans: Sequence[str], r: Report) -> None:
             )
 
 
-def _validate_args(args: Sequence[Arg], path: str, r: Report) -> None:
+# Flags whose values kube-bootstrap reads back (probes, preflight binds, data paths): their kind.
+_READ_BACK: dict[str, dict[str, str]] = {
+    "apiServer": {"secure-port": "port", "bind-address": "ip", "advertise-address": "ip"},
+    "controllerManager": {"secure-port": "port", "bind-address": "ip", "flex-volume-plugin-dir": "path"},
+    "scheduler": {"secure-port": "port", "bind-address": "ip"},
+    "etcd.local": {
+        "data-dir": "path",
+        "listen-client-urls": "urls",
+        "listen-peer-urls": "urls",
+        "listen-metrics-urls": "urls",
+        "advertise-client-urls": "urls",
+        "initial-advertise-peer-urls": "urls",
+    },
+}
+
+
+def _arg_problem(kind: str, value: str) -> str | None:
+    if kind == "port":
+        return None if parse_port(value) is not None else f"{q(value)} is not a valid port (1-65535)"
+    if kind == "ip":
+        return None if is_ip(value) else f"{q(value)} is not a valid IP address"
+    if kind == "path":
+        return path_problem(value)
+    for url in value.split(","):
+        problem = url_problem(url, ("https", "http"))
+        if problem is None and urlsplit(url).port is None:
+            problem = f"{q(url)} has no port"
+        if problem:
+            return problem
+    return None
+
+
+def _validate_args(
+    args: Sequence[Arg], path: str, r: Report, read_back: dict[str, str] | None = None
+) -> None:
     for i, arg in enumerate(args):
         if not arg.name:
             r.error(f"{path}[{i}].name", "must not be empty")
+        kind = (read_back or {}).get(arg.name)
+        problem = _arg_problem(kind, arg.value) if kind else None
+        if problem:
+            r.error(f"{path}[{i}].value", f"--{arg.name}: {problem}")
 
 
 def _validate_volumes(volumes: Sequence[HostPathMount], path: str, r: Report) -> None:
     for i, vol in enumerate(volumes):
         if not vol.name:
             r.error(f"{path}[{i}].name", "must not be empty")
-        if not vol.host_path.startswith("/"):
-            r.error(f"{path}[{i}].hostPath", f"{q(vol.host_path)} is not an absolute path")
-        if not vol.mount_path.startswith("/"):
-            r.error(f"{path}[{i}].mountPath", f"{q(vol.mount_path)} is not an absolute path")
+        _validate_abs(f"{path}[{i}].hostPath", vol.host_path, r)
+        _validate_abs(f"{path}[{i}].mountPath", vol.mount_path, r)
         if vol.path_type not in HOST_PATH_TYPES:
             r.error(
                 f"{path}[{i}].pathType",
@@ -454,10 +639,18 @@ def _validate_etcd(c: ClusterConfiguration, r: Report) -> None:
     if local is not None and external is not None:
         r.error("etcd", "local and external are mutually exclusive; set only one")
     if local is not None:
-        _validate_abs("etcd.local.dataDir", local.data_dir, r)
+        _validate_abs("etcd.local.dataDir", local.data_dir, r, max_bytes=MAX_WRITE_DIR_BYTES)
+        if local.data_dir.startswith("/") and (
+            path_within(local.data_dir, c.certificates_dir) or path_within(c.certificates_dir, local.data_dir)
+        ):
+            r.error(
+                "etcd.local.dataDir",
+                f"{q(local.data_dir)} overlaps certificatesDir {q(c.certificates_dir)}; "
+                "etcd data and the PKI need separate directories",
+            )
         _validate_image_repository("etcd.local.imageRepository", local.image_repository, r, required=False)
         _validate_image_tag("etcd.local.imageTag", local.image_tag, r)
-        _validate_args(local.extra_args, "etcd.local.extraArgs", r)
+        _validate_args(local.extra_args, "etcd.local.extraArgs", r, _READ_BACK["etcd.local"])
         _validate_envs(local.extra_envs, "etcd.local.extraEnvs", r)
         _validate_sans("etcd.local.serverCertSANs", local.server_cert_sans, r)
         _validate_sans("etcd.local.peerCertSANs", local.peer_cert_sans, r)
@@ -480,11 +673,8 @@ def _validate_etcd(c: ClusterConfiguration, r: Report) -> None:
         r.error("etcd.external.caFile", "is required when certFile and keyFile are set")
     tls = bool(external.ca_file or external.cert_file or external.key_file)
     for i, url in enumerate(external.endpoints):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            r.error(
-                f"etcd.external.endpoints[{i}]",
-                f"{q(url)} is not a URL with a scheme and host (e.g. https://10.0.0.5:2379)",
-            )
-        elif tls and parts.scheme != "https":
+        problem = url_problem(url, ("https", "http"))
+        if problem:
+            r.error(f"etcd.external.endpoints[{i}]", problem)
+        elif tls and urlsplit(url).scheme != "https":
             r.error(f"etcd.external.endpoints[{i}]", f"{q(url)} must use https when TLS files are set")

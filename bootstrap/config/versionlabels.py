@@ -16,8 +16,8 @@ NEWEST_PATCH = {minor: f"v1.{minor}.0" for minor in SUPPORTED_MINORS} | {
 }
 NEWEST_SUPPORTED = NEWEST_PATCH[max(SUPPORTED_MINORS)]
 
-_LABEL = re.compile(r"^(stable|latest)(-1)?$")
-_MINOR_LABEL = re.compile(r"^(stable|latest)-1\.(\d+)$")
+_LABEL = re.compile(r"(stable|latest)(-1)?")
+_MINOR_LABEL = re.compile(r"(stable|latest)-1\.([0-9]+)")
 
 
 def resolve_label(version: str) -> tuple[str, str | None]:
@@ -25,10 +25,10 @@ def resolve_label(version: str) -> tuple[str, str | None]:
 
     A ``stable-1.X`` label for an unsupported minor is returned unchanged: validation names it.
     """
-    if _LABEL.match(version):
+    if _LABEL.fullmatch(version):
         resolved = NEWEST_SUPPORTED
     else:
-        match = _MINOR_LABEL.match(version)
+        match = _MINOR_LABEL.fullmatch(version)  # fullmatch: a trailing newline is no label
         if match is None or int(match.group(2)) not in NEWEST_PATCH:
             return version, None
         resolved = NEWEST_PATCH[int(match.group(2))]
