@@ -336,7 +336,7 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
             f"Remove the control plane that bootstrap created under {target}?", abort=True, err=True
         )
     reporter = Reporter(output, verbose=verbose)
-    with nullcontext() if dry_run else run_lock(fs):
+    with nullcontext() if dry_run else run_lock(fs, warn=reporter.warn):
         result = run_reset(
             fs, reporter, dry_run=dry_run, mirror_timeout=_seconds("--timeout", timeout) or 0.0
         )
