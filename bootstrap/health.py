@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import http.client
-import os
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from bootstrap.clientconfig import MemoryFile
 from bootstrap.manifests.flags import flag_value, host_for_url
 
 HEALTH_TIMEOUT = 2.0
@@ -115,14 +114,15 @@ class ClientTLS:
         context = ssl.create_default_context(
             cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
         )
-        # ssl loads client credentials only from files: a private, short-lived directory.
-        with tempfile.TemporaryDirectory(prefix="bootstrap-tls-") as tmp:
-            cert, key = Path(tmp, "client.crt"), Path(tmp, "client.key")
-            for path, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(base64.b64decode(user[field]))
-            context.load_cert_chain(cert, key)
+        # ssl loads client credentials only from files: memory files, never on disk (a killed run
+        # would leave a temporary copy of the admin key behind).
+        cert = MemoryFile("client.crt", base64.b64decode(user["client-certificate-data"]))
+        key = MemoryFile("client.key", base64.b64decode(user["client-key-data"]))
+        try:
+            context.load_cert_chain(cert.path, key.path)
+        finally:
+            cert.close()
+            key.close()
         return context
 
     def context_for(self, endpoint: Endpoint) -> ssl.SSLContext | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +81,17 @@ class KubeApi:
     """A client built from a kubeconfig (TLS verified against its CA), returning plain dicts."""
 
     def __init__(self, kubeconfig: Path, on_forbidden: Callable[[], None] | None = None) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
+
+        from bootstrap.clientconfig import client_configuration
 
         # Called once, on the first 403, before retrying that call (see :func:`admin_api`).
         self._on_forbidden = on_forbidden
 
-        configuration = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig), client_configuration=configuration
-        )
+        # Not the client's own kubeconfig loader: it copies the client key into $TMPDIR files that a
+        # killed run leaves behind. These credentials live in memory and end with the process.
+        configuration, credentials = client_configuration(kubeconfig)
+        weakref.finalize(self, credentials.close)
         configuration.retries = False  # our retry loop, not urllib3's hidden one
         self._client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(self._client)
