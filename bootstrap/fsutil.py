@@ -34,6 +34,40 @@ def journal(record: Callable[[Path, str], None]) -> Iterator[None]:
         _journal.reset(token)
 
 
+@contextmanager
+def capture(created: list[tuple[Path, str]]) -> Iterator[None]:
+    """Within this block, also append to ``created`` every path about to be created (still journaled)."""
+    outer = _journal.get()
+
+    def record(path: Path, kind: str) -> None:
+        created.append((path, kind))
+        if outer is not None:
+            outer(path, kind)
+
+    with journal(record):
+        yield
+
+
+def remove_created(created: list[tuple[Path, str]]) -> list[Path]:
+    """Undo ``created`` (from :func:`capture`): remove its new files, then its directories left empty.
+
+    Files that existed before (journaled as ``modified``) are kept. Returns what was removed.
+    """
+    removed: list[Path] = []
+    for path, kind in reversed(created):
+        try:
+            if kind == "file" and not path.is_symlink() and path.is_file():
+                path.unlink()
+            elif kind == "dir" and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+                path.rmdir()
+            else:
+                continue
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
 def announce(path: Path, kind: str) -> None:
     """Tell the journal about something we will own without writing it (e.g. etcd's data directory)."""
     _note(path, kind)
