@@ -178,6 +178,8 @@ def _holder_gone(record: dict[str, Any] | None) -> bool:
     """True only when we can tell that the process named by ``record`` has ended."""
     if record is None or record.get("legacy") or record.get("pidns") != _pid_namespace():
         return False  # in another pid namespace the number means nothing to us
+    if _proc_start(os.getpid()) is None:
+        return False  # no /proc to ask: never guess that a holder is gone
     start = _proc_start(int(record["pid"]))
     return start is None or start != record.get("start")  # a different start: the pid was reused
 
