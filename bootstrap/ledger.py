@@ -187,7 +187,10 @@ def _holder_gone(record: dict[str, Any] | None) -> bool:
 @contextmanager
 def _guard(directory: Path) -> Iterator[None]:
     """Serialise taking the lock (and taking it over) among runs: a flock on the state directory."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise BootstrapError(f"{directory}: cannot open the run lock's directory: {exc.strerror}") from exc
     _held.append(fd)
     try:
         deadline = time.monotonic() + GUARD_TIMEOUT
@@ -259,7 +262,7 @@ def run_lock(fs: Rootfs, warn: Callable[[str], None] | None = None) -> Iterator[
     path = fs.path(LOCK)
     ledger = Ledger(fs)
     ledger.ensure_state_dir()
-    with _guard(path.parent):
+    with _guard(fs.path(STATE_DIR)):
         fd = _take(path, warn)
         _held.append(fd)
     try:
