@@ -115,8 +115,11 @@ def sample(points: list[tuple[str, str]], size: int) -> list[int]:
     for kind in sorted({k for k, _ in points}):
         of_kind = [i for i, (k, _) in enumerate(points) if k == kind]
         chosen.update({of_kind[0], of_kind[len(of_kind) // 2], of_kind[-1]})
-    # Then evenly spaced points, then (for a short run) every other point in order.
-    for index in [n * len(points) // size for n in range(size)] + list(range(len(points))):
+    # Then evenly spaced points over the whole run, then a finer grid to make up for collisions.
+    spread = max(1, size - len(chosen))
+    grids = [n * len(points) // spread for n in range(spread)]
+    grids += [n * len(points) // (2 * size) for n in range(2 * size)] + list(range(len(points)))
+    for index in grids:
         if len(chosen) >= size:
             break
         chosen.add(index)
