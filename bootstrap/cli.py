@@ -460,7 +460,7 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
             f"Remove the control plane that bootstrap created under {target}?", abort=True, err=True
         )
     reporter = options.reporter(output, verbose, "ResetResult")
-    with nullcontext() if dry_run else run_lock(fs):
+    with nullcontext() if dry_run else run_lock(fs, warn=reporter.warn):
         result = run_reset(fs, reporter, dry_run=dry_run, mirror_timeout=mirror_timeout)
     reporter.result({**result.to_dict(dry_run), "warnings": reporter.warnings})
 

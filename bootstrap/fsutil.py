@@ -2,14 +2,17 @@
 
 A crash at any point leaves either the old file or the new one, never a truncated key or a
 half-written manifest. Temporary files start with a dot because the kubelet ignores dot-files in
-its static pod directory.
+its static pod directory; a run killed mid-write leaves one behind, and the next run removes it
+(:func:`remove_stale_temps`, called when the run lock is taken).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from collections.abc import Callable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -31,6 +34,40 @@ def journal(record: Callable[[Path, str], None]) -> Iterator[None]:
         _journal.reset(token)
 
 
+@contextmanager
+def capture(created: list[tuple[Path, str]]) -> Iterator[None]:
+    """Within this block, also append to ``created`` every path about to be created (still journaled)."""
+    outer = _journal.get()
+
+    def record(path: Path, kind: str) -> None:
+        created.append((path, kind))
+        if outer is not None:
+            outer(path, kind)
+
+    with journal(record):
+        yield
+
+
+def remove_created(created: list[tuple[Path, str]]) -> list[Path]:
+    """Undo ``created`` (from :func:`capture`): remove its new files, then its directories left empty.
+
+    Files that existed before (journaled as ``modified``) are kept. Returns what was removed.
+    """
+    removed: list[Path] = []
+    for path, kind in reversed(created):
+        try:
+            if kind == "file" and not path.is_symlink() and path.is_file():
+                path.unlink()
+            elif kind == "dir" and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+                path.rmdir()
+            else:
+                continue
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
 def announce(path: Path, kind: str) -> None:
     """Tell the journal about something we will own without writing it (e.g. etcd's data directory)."""
     _note(path, kind)
@@ -40,6 +77,57 @@ def _note(path: Path, kind: str) -> None:
     record = _journal.get()
     if record is not None:
         record(path, kind)
+
+
+# The temporary name of a file being written: ``.<name>.<8 hex digits>.tmp``. Only names of exactly
+# this form are ever removed as leftovers.
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temporary name next to ``path`` (a dot-file, ignored by the kubelet)."""
+    return path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our temporary names (see :func:`temp_path`)."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def remove_stale_temps(directories: Iterable[Path]) -> list[Path]:
+    """Remove our temporary files left in ``directories`` by a run that was killed mid-write.
+
+    Call it only while holding the run lock: no other run is writing then, so every such file is a
+    leftover. They may hold a complete private key, and unlinking is enough: the key in one never
+    went into service (the rename that would have installed it did not happen), the file was 0600
+    from its creation, and whoever could read its freed blocks off the disk is root and can read
+    ``ca.key`` itself. Overwriting first would not even reach those blocks reliably on journaling or
+    copy-on-write filesystems and SSDs. Regular files only; links are never followed.
+    """
+    removed = []
+    for directory in directories:
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            problem = f"cannot list it for leftover temporary files: {exc.strerror}"
+            raise PhaseError(f"{directory}: {problem}") from exc
+        for name in sorted(names):
+            if not is_temp_name(name):
+                continue
+            candidate = directory / name
+            try:
+                if not stat.S_ISREG(candidate.lstat().st_mode):
+                    continue
+                candidate.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                problem = f"cannot remove this leftover temporary file: {exc.strerror}"
+                raise PhaseError(f"{candidate}: {problem}") from exc
+            removed.append(candidate)
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -86,7 +174,7 @@ def _write_atomic(path: Path, data: bytes, mode: int, dir_mode: int) -> bool:
     ensure_dir(path.parent, dir_mode)
     # A file that was there before us is ours to change, not to delete on reset.
     _note(path, "modified" if path.exists() else "file")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    tmp = temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:

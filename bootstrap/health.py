@@ -11,9 +11,7 @@ cannot verify; etcd's metrics endpoint is plain HTTP.
 from __future__ import annotations
 
 import http.client
-import os
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from bootstrap.apierror import kubeconfig_error, tls_failure
+from bootstrap.clientconfig import MemoryFile
 from bootstrap.kubeapi import Credentials, read_kubeconfig
 from bootstrap.manifests.flags import flag_value, host_for_url
 
@@ -126,19 +125,18 @@ class ClientTLS:
         cert, key = credentials.client_cert_pem, credentials.client_key_pem
         if cert is None or key is None:
             return context  # no client identity: the health endpoint is public
-        # ssl loads client credentials only from files: a private, short-lived directory.
-        with tempfile.TemporaryDirectory(prefix="bootstrap-tls-") as tmp:
-            cert_file, key_file = Path(tmp, "client.crt"), Path(tmp, "client.key")
-            for target, data in ((cert_file, cert), (key_file, key)):
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-            try:
-                context.load_cert_chain(cert_file, key_file)
-            except ssl.SSLError:
-                raise kubeconfig_error(
-                    path, "client-certificate-data and client-key-data are not a matching certificate and key"
-                ) from None
+        # ssl loads client credentials only from files: memory files, never on disk (a killed run
+        # would leave a temporary copy of the admin key behind).
+        cert_file, key_file = MemoryFile("client.crt", cert), MemoryFile("client.key", key)
+        try:
+            context.load_cert_chain(cert_file.path, key_file.path)
+        except ssl.SSLError:
+            raise kubeconfig_error(
+                path, "client-certificate-data and client-key-data are not a matching certificate and key"
+            ) from None
+        finally:
+            cert_file.close()
+            key_file.close()
         return context
 
     def context_for(self, endpoint: Endpoint) -> ssl.SSLContext | None:

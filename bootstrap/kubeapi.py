@@ -17,6 +17,7 @@ import json
 import ssl
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,8 +215,7 @@ class KubeApi:
     def __init__(self, kubeconfig: Path, on_forbidden: Callable[[ApiError], str] | None = None) -> None:
         self.credentials = read_kubeconfig(kubeconfig)
         try:
-            from kubernetes import client, config
-            from kubernetes.config.config_exception import ConfigException
+            from kubernetes import client
         except ImportError as exc:
             raise _client_missing(exc) from exc
 
@@ -223,13 +223,12 @@ class KubeApi:
         # it did, for the message should the call still be forbidden.
         self._on_forbidden = on_forbidden
 
-        configuration = client.Configuration()
-        try:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=str(kubeconfig), client_configuration=configuration
-            )
-        except ConfigException as exc:
-            raise kubeconfig_error(kubeconfig, str(exc)) from None
+        # Not the client's own kubeconfig loader: it copies the client key into $TMPDIR files that a
+        # killed run leaves behind. These credentials live in memory and end with the process.
+        from bootstrap.clientconfig import client_configuration
+
+        configuration, memory = client_configuration(self.credentials)
+        weakref.finalize(self, memory.close)
         configuration.retries = False  # our retry loop, not urllib3's hidden one
         self._client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(self._client)

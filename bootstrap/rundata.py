@@ -347,7 +347,7 @@ class RunData:
         from bootstrap.fsutil import journal
         from bootstrap.ledger import Ledger, run_lock
 
-        lock = nullcontext() if self.dry_run else run_lock(self.real_fs)
+        lock = nullcontext() if self.dry_run else run_lock(self.real_fs, warn=self.reporter.warn)
         with lock, journal(lambda path, kind: Ledger(self.fs).record(path, kind)):
             yield
 

@@ -1,9 +1,17 @@
-"""Adapters from the ``certs`` phases to :mod:`bootstrap.pki`; one leaf per row of the cert table."""
+"""Adapters from the ``certs`` phases to :mod:`bootstrap.pki`; one leaf per row of the cert table.
+
+The phase is all or nothing: when one of its steps fails, the files that the ``certs`` steps of this
+run created are removed again, so a failed run never leaves, say, a new CA that signs nothing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
+from bootstrap.fsutil import capture, remove_created
 from bootstrap.pki.specs import CERT_NAMES, CERT_SPECS
 from bootstrap.results import Outcome
 from bootstrap.workflow import Phase
@@ -25,6 +33,27 @@ _HELP = {
 }
 
 
+# What the certs steps of each run have created so far (paths and kinds, in order).
+_CREATED: WeakKeyDictionary[RunData, list[tuple[Path, str]]] = WeakKeyDictionary()
+
+
+def _all_or_nothing(rd: RunData, step: Callable[[], list[Outcome]]) -> list[Outcome]:
+    """Run one certs step; if it fails, remove what this run's certs steps created, then re-raise."""
+    created = _CREATED.setdefault(rd, [])
+    try:
+        with capture(created):
+            return step()
+    except BaseException:
+        removed = remove_created(created)
+        created.clear()
+        if removed:
+            rd.reporter.warn(
+                f"phase certs failed: removed the {len(removed)} path(s) it had created: "
+                + ", ".join(str(p) for p in removed)
+            )
+        raise
+
+
 def _etcd_external(rd: RunData) -> str | None:
     return "external etcd: etcd certificates are not needed" if rd.config.external_etcd else None
 
@@ -35,7 +64,7 @@ def _cert_phase(name: str) -> Phase:
     def run(rd: RunData) -> list[Outcome]:
         from bootstrap.pki import ensure_cert
 
-        return [ensure_cert(name, rd.pki_settings, rd.cert_dir, rd.keys)]
+        return _all_or_nothing(rd, lambda: [ensure_cert(name, rd.pki_settings, rd.cert_dir, rd.keys)])
 
     def keys_needed(rd: RunData) -> int:
         return 0 if (rd.cert_dir / spec.key_file).exists() else 1
@@ -52,7 +81,7 @@ def _cert_phase(name: str) -> Phase:
 def _sa(rd: RunData) -> list[Outcome]:
     from bootstrap.pki import ensure_sa
 
-    return [ensure_sa(rd.pki_settings, rd.cert_dir, rd.keys)]
+    return _all_or_nothing(rd, lambda: [ensure_sa(rd.pki_settings, rd.cert_dir, rd.keys)])
 
 
 def _sa_keys(rd: RunData) -> int:

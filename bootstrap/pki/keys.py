@@ -7,9 +7,12 @@ cross the process boundary as DER bytes; ECDSA keys are cheap and always generat
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import multiprocessing
 import os
+import signal
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from types import TracebackType
@@ -59,6 +62,25 @@ def _generate_der(algorithm: str) -> bytes:
     return generate_key(algorithm).private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the run that started it ends, however it ends.
+
+    A worker blocks on its task queue, and a forked worker also holds that queue's write end, so it
+    would never see end-of-file once the run is killed: without this it outlives the run for good.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent check below still covers a dead parent
+        pass
+    # The parent may have died between the fork and prctl: the death signal would never come.
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _from_der(der: bytes) -> PrivateKey:
@@ -141,7 +163,12 @@ class KeySource:
             workers = max(1, min(os.cpu_count() or 1, count))
             # fork: workers inherit the already-imported modules, so they start in milliseconds.
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+            self._pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context(method),
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
         try:
             for _ in range(count):
                 self._pending.append(self._pool.submit(_generate_der, self.algorithm))

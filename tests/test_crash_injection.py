@@ -1,0 +1,316 @@
+"""Crash injection: ``init`` SIGKILLed just before each file mutation, then simply run again.
+
+A counting run lists every file mutation of ``init``'s pre-cluster phases (preflight, certs,
+kubeconfig, manifests; see ``tests/crash_runner.py``). Then, for each point, a fresh run is killed
+just before that mutation and ``init`` is run again as a user would, without touching any process.
+The second run must succeed and leave a complete, verifying PKI with the right modes; nothing of
+the killed run may remain (dot-temp files, processes, key material under ``$TMPDIR``); a third run
+must change nothing.
+
+CI runs a deterministic sample (every kind of mutation, spread over the whole run, a few points with
+RSA keys, whose generation runs in worker processes); ``CRASH_ALL_POINTS=1`` runs every point.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.conftest import CLUSTER_PHASES, HOST_CHECKS, files_under
+from tests.standin.harness import allocate_ports, init_config
+from tests.tools import tool
+
+RUNNER = Path(__file__).with_name("crash_runner.py")
+ALL_POINTS = os.environ.get("CRASH_ALL_POINTS") == "1"
+SAMPLE = 40
+RSA_SAMPLE = 4
+PKI = "etc/kubernetes/pki"
+TEMP_NAME = re.compile(r"\..+\.tmp")
+
+
+@dataclass
+class Case:
+    """One key algorithm and the mutations and files of a complete run with it."""
+
+    algorithm: str
+    points: list[tuple[str, str]]
+    files: list[str]
+
+
+def write_config(path: Path, algorithm: str) -> Path:
+    """A config on free loopback ports of its own (points run in parallel; preflight binds them)."""
+    text = init_config(allocate_ports()) + "failSwapOn: false\n"
+    path.write_text(text.replace("encryptionAlgorithm: ECDSA-P256", f"encryptionAlgorithm: {algorithm}"))
+    return path
+
+
+def init_args(rootfs: Path, config: Path) -> list[str]:
+    return [
+        "init",
+        "--config",
+        str(config),
+        "--rootfs",
+        str(rootfs),
+        "--skip-phases",
+        f"kubelet-start,{CLUSTER_PHASES}",
+        "--ignore-preflight-errors",
+        HOST_CHECKS,
+        "-o",
+        "json",
+    ]
+
+
+def run_env(tmpdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRASH_")}
+    return {**env, "TMPDIR": str(tmpdir), "PYTHONDONTWRITEBYTECODE": "1", **extra}
+
+
+def make_case(base: Path, algorithm: str) -> Case:
+    base.mkdir()
+    config = write_config(base / "kubeadm.yaml", algorithm)
+    rootfs, record, tmpdir = base / "rootfs", base / "record.json", base / "tmp"
+    rootfs.mkdir()
+    tmpdir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), *init_args(rootfs, config)],
+        env=run_env(tmpdir, CRASH_RECORD=str(record)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return Case(algorithm, [(k, p) for k, p in json.loads(record.read_text())], files_under(rootfs))
+
+
+@pytest.fixture(scope="module")
+def ecdsa(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    return make_case(tmp_path_factory.mktemp("count") / "ecdsa", "ECDSA-P256")
+
+
+@pytest.fixture(scope="module")
+def rsa(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    return make_case(tmp_path_factory.mktemp("count") / "rsa", "RSA-2048")
+
+
+def sample(points: list[tuple[str, str]], size: int) -> list[int]:
+    """``size`` indices spread over the run: the first, middle and last point of every kind, then evenly."""
+    chosen: set[int] = set()
+    for kind in sorted({k for k, _ in points}):
+        of_kind = [i for i, (k, _) in enumerate(points) if k == kind]
+        chosen.update({of_kind[0], of_kind[len(of_kind) // 2], of_kind[-1]})
+    # Then evenly spaced points over the whole run, then a finer grid to make up for collisions.
+    spread = max(1, size - len(chosen))
+    grids = [n * len(points) // spread for n in range(spread)]
+    grids += [n * len(points) // (2 * size) for n in range(2 * size)] + list(range(len(points)))
+    for index in grids:
+        if len(chosen) >= size:
+            break
+        chosen.add(index)
+    return sorted(chosen)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _ca_of(name: str) -> str:
+    if name.startswith("etcd/") or name == "apiserver-etcd-client":
+        return "etcd/ca"
+    return "front-proxy-ca" if name.startswith("front-proxy") else "ca"
+
+
+def verify_pki(rootfs: Path, scratch: Path) -> list[str]:
+    """Problems with the PKI and kubeconfigs under ``rootfs`` (empty when all verify)."""
+    problems: list[str] = []
+    pki = rootfs / PKI
+    chains: dict[str, list[str]] = {}
+    for cert_path in sorted(pki.rglob("*.crt")):
+        name = str(cert_path.relative_to(pki))[: -len(".crt")]
+        chains.setdefault(name if name.endswith("ca") else _ca_of(name), []).append(str(cert_path))
+        key_path = cert_path.with_suffix(".key")
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if cert.public_key() != key.public_key():
+            problems.append(f"{key_path.name} does not match {cert_path.name}")
+        for path, mode in ((cert_path, 0o644), (key_path, 0o600)):
+            if path.stat().st_mode & 0o777 != mode:
+                problems.append(f"{path}: mode {path.stat().st_mode & 0o777:o}, expected {mode:o}")
+    sa_key = serialization.load_pem_private_key((pki / "sa.key").read_bytes(), password=None)
+    if serialization.load_pem_public_key((pki / "sa.pub").read_bytes()) != sa_key.public_key():
+        problems.append("sa.pub does not match sa.key")
+    for conf in sorted((rootfs / "etc/kubernetes").glob("*.conf")):
+        user = yaml.safe_load(conf.read_text())["users"][0]["user"]
+        extracted = scratch / f"{conf.stem}.crt"
+        extracted.write_bytes(base64.b64decode(user["client-certificate-data"]))
+        key = serialization.load_pem_private_key(base64.b64decode(user["client-key-data"]), password=None)
+        if x509.load_pem_x509_certificate(extracted.read_bytes()).public_key() != key.public_key():
+            problems.append(f"{conf.name}: the client key does not match the client certificate")
+        chains["ca"].append(str(extracted))
+        if conf.stat().st_mode & 0o777 != 0o600:
+            problems.append(f"{conf}: mode {conf.stat().st_mode & 0o777:o}, expected 600")
+    for manifest in sorted((rootfs / "etc/kubernetes/manifests").iterdir()):
+        if manifest.stat().st_mode & 0o777 != 0o600:
+            problems.append(f"{manifest}: mode {manifest.stat().st_mode & 0o777:o}, expected 600")
+    for ca, certs in chains.items():
+        proc = subprocess.run(
+            [tool("openssl"), "verify", "-CAfile", str(pki / f"{ca}.crt"), *certs],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            problems.append(f"openssl verify against {ca}.crt: {proc.stdout.strip()} {proc.stderr.strip()}")
+    return problems
+
+
+def processes_marked(mark: str) -> list[int]:
+    """Live (not zombie) processes whose environment carries ``mark``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark.encode() not in (entry / "environ").read_bytes():
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def key_material(directory: Path) -> list[str]:
+    return [
+        str(p)
+        for p in directory.rglob("*")
+        if p.is_file() and not p.is_symlink() and b"PRIVATE KEY" in p.read_bytes()
+    ]
+
+
+@pytest.fixture
+def reap() -> Iterator[list[int]]:
+    """Processes a failed check found alive: killed by pid afterwards, so no test leaves any behind."""
+    leftovers: list[int] = []
+    yield leftovers
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def crash_and_recover(case: Case, point: int, base: Path, reap: list[int]) -> list[str]:
+    """Kill a fresh run just before mutation ``point``, run again, and list what is wrong."""
+    base.mkdir()
+    rootfs, tmpdir = base / "rootfs", base / "tmp"
+    rootfs.mkdir()
+    tmpdir.mkdir()
+    config = write_config(base / "kubeadm.yaml", case.algorithm)
+    mark = f"CRASH_MARK={uuid.uuid4().hex}"
+    killed = subprocess.run(
+        [sys.executable, str(RUNNER), *init_args(rootfs, config)],
+        env=run_env(tmpdir, CRASH_KILL_AT=str(point), CRASH_MARK=mark.split("=")[1]),
+        capture_output=True,
+        timeout=120,
+    )
+    if killed.returncode != -9:
+        return [f"the run was not killed at point {point} (exit {killed.returncode})"]
+    again = subprocess.run(
+        [tool("bootstrap"), *init_args(rootfs, config)],
+        env=run_env(tmpdir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if again.returncode != 0:
+        return [f"re-run exit {again.returncode}: {again.stderr.strip().splitlines()[-1:]}"]
+    problems = []
+    if files_under(rootfs) != case.files:
+        missing = sorted(set(case.files) - set(files_under(rootfs)))
+        extra = sorted(set(files_under(rootfs)) - set(case.files))
+        problems.append(f"files differ: missing {missing}, extra {extra}")
+    else:
+        scratch = base / "scratch"
+        scratch.mkdir()
+        problems += verify_pki(rootfs, scratch)
+    temps = [str(p) for p in rootfs.rglob("*") if TEMP_NAME.fullmatch(p.name)]
+    if temps:
+        problems.append(f"dot-temp files left: {temps}")
+    deadline = time.monotonic() + 5
+    while (alive := processes_marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive:
+        reap.extend(alive)
+        problems.append(f"processes of the killed run still alive: {alive}")
+    third = subprocess.run(
+        [tool("bootstrap"), *init_args(rootfs, config)],
+        env=run_env(tmpdir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    changed = json.loads(third.stdout).get("changed") if third.stdout.strip() else None
+    if third.returncode != 0 or changed is not False:
+        problems.append(f"third run: exit {third.returncode}, changed {changed}")
+    leaked = key_material(tmpdir)
+    if leaked:
+        problems.append(f"key material under TMPDIR: {leaked}")
+    return problems
+
+
+def run_points(case: Case, points: list[int], base: Path, reap: list[int]) -> None:
+    def one(point: int) -> tuple[int, list[str]]:
+        problems = crash_and_recover(case, point, base / f"p{point}", reap)
+        print(f"crash point {point} {case.points[point][0]}: {problems or 'converged'}", flush=True)
+        return point, problems
+
+    failures = {}
+    # Each point is a few short runs of a single-threaded program: run points side by side.
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
+        for point, problems in pool.map(one, points):
+            if problems:
+                kind, path = case.points[point]
+                failures[f"{point} ({kind} {Path(path).name})"] = problems
+    converged = len(points) - len(failures)
+    print(f"crash points converged: {converged}/{len(points)} of {len(case.points)} mutations")
+    assert not failures, failures
+
+
+def test_the_sample_covers_every_kind_of_mutation(ecdsa: Case) -> None:
+    kinds = {k for k, _ in ecdsa.points}
+    assert {"mkdir", "open-creat", "fsync", "replace"} <= kinds
+    chosen = sample(ecdsa.points, SAMPLE)
+    assert len(chosen) >= SAMPLE and {ecdsa.points[i][0] for i in chosen} == kinds
+
+
+def test_init_killed_before_any_file_mutation_converges_on_a_plain_rerun(
+    ecdsa: Case, tmp_path: Path, reap: list[int]
+) -> None:
+    points = list(range(len(ecdsa.points))) if ALL_POINTS else sample(ecdsa.points, SAMPLE)
+    run_points(ecdsa, points, tmp_path, reap)
+
+
+def test_init_with_rsa_keys_killed_while_workers_generate_keys_converges(
+    rsa: Case, tmp_path: Path, reap: list[int]
+) -> None:
+    # RSA keys come from worker processes: kill the run while they work (the certs phase).
+    certs = [i for i, (_, path) in enumerate(rsa.points) if f"/{PKI}/" in path]
+    if ALL_POINTS:
+        points = list(range(len(rsa.points)))
+    else:
+        points = [certs[len(certs) * n // RSA_SAMPLE] for n in range(RSA_SAMPLE)]
+    run_points(rsa, points, tmp_path, reap)
