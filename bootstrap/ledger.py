@@ -223,6 +223,21 @@ def _lock_held(path: Path, record: dict[str, Any] | None) -> LockHeld:
     )
 
 
+def _lock_or_refuse(fd: int, path: Path) -> dict[str, Any] | None:
+    """Try the lock on ``fd`` without waiting: None when we hold it now, else the record of a holder
+    that has ended (processes it left behind hold the lock). A live holder raises :class:`LockHeld`."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+    record = _read_record(fd)
+    if record is None or not _holder_gone(record):
+        raise _lock_held(path, record)
+    return record
+
+
 def refuse_if_locked(fs: Rootfs) -> None:
     """Fail fast when a live run holds the lock, creating nothing (no lock file, no directory).
 
@@ -234,14 +249,7 @@ def refuse_if_locked(fs: Rootfs) -> None:
     except OSError:
         return  # no lock file, so no holder; run_lock reports a lock it cannot create
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            record = _read_record(fd)
-            if not _holder_gone(record):
-                raise _lock_held(path, record) from None
+        _lock_or_refuse(fd, path)
     finally:
         os.close(fd)  # closing releases the lock this probe may have taken
 
@@ -250,17 +258,9 @@ def _take(path: Path, warn: Callable[[str], None]) -> int:
     """Open and lock ``path`` (under the guard); return the locked descriptor."""
     fd = _open_lock(path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-        else:
+        record = _lock_or_refuse(fd, path)
+        if record is None:
             return fd
-        record = _read_record(fd)
-        if not _holder_gone(record):
-            raise _lock_held(path, record)
-        assert record is not None
         # The run that took the lock has ended, yet the lock is held: by processes that inherited it
         # from that run. We cannot unlock their file, so we lock a new one in its place.
         warn(

@@ -229,13 +229,17 @@ def crash_and_recover(case: Case, point: int, base: Path, reap: list[int]) -> li
     )
     if killed.returncode != -9:
         return [f"the run was not killed at point {point} (exit {killed.returncode})"]
-    again = subprocess.run(
-        [tool("bootstrap"), *init_args(rootfs, config)],
-        env=run_env(tmpdir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def rerun() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [tool("bootstrap"), *init_args(rootfs, config)],
+            env=run_env(tmpdir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    again = rerun()
     if again.returncode != 0:
         return [f"re-run exit {again.returncode}: {again.stderr.strip().splitlines()[-1:]}"]
     problems = []
@@ -256,13 +260,7 @@ def crash_and_recover(case: Case, point: int, base: Path, reap: list[int]) -> li
     if alive:
         reap.extend(alive)
         problems.append(f"processes of the killed run still alive: {alive}")
-    third = subprocess.run(
-        [tool("bootstrap"), *init_args(rootfs, config)],
-        env=run_env(tmpdir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    third = rerun()
     changed = json.loads(third.stdout).get("changed") if third.stdout.strip() else None
     if third.returncode != 0 or changed is not False:
         problems.append(f"third run: exit {third.returncode}, changed {changed}")
