@@ -24,7 +24,8 @@ def render_document(document: dict[str, Any], output: str) -> str:
     if output == "yaml":
         import yaml  # imported here: `bootstrap --help` must not pay for it
 
-        return str(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+        # A message stays one line however long, as in the JSON document.
+        return str(yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1 << 20))
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 

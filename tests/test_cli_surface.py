@@ -336,3 +336,15 @@ def test_a_group_takes_output_before_its_subcommand(
     result = cli(*group, "-o", "json", *rest)
     assert result.code == 0, result.stderr
     assert result.json()["ok"] is True
+
+
+def test_a_long_error_message_stays_one_line_in_yaml(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+        "networking:\n  serviceSubnet: '10.96.0.0/12 '\n"
+    )
+    result = cli("config", "validate", "--config", str(config), "-o", "yaml")
+    assert result.code == 3
+    [line] = [line for line in result.stdout.splitlines() if line.lstrip().startswith("message:")]
+    assert "networking.serviceSubnet" in line and line.rstrip().endswith("characters)'")
