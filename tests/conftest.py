@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
+import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,29 @@ CLUSTER_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-
 HOST_CHECKS = "FileExisting-kubelet,CRI,Swap"
 NO_WAIT = ("--skip-phases", CLUSTER_PHASES, "--ignore-preflight-errors", HOST_CHECKS)
 ADDRESS = "10.0.0.1"
+
+
+def _refuse_to_leave_this_machine(event: str, args: tuple[Any, ...]) -> None:
+    """Test traffic stays on this machine: a TCP connect from the test process to anything but
+    loopback is refused, as on a host with no network. (Addresses such as ADDRESS above are written
+    into certificates and manifests; a run that tried to reach them would otherwise leave the machine
+    wherever a route exists.) UDP connects send nothing and are left alone."""
+    if event != "socket.connect" or getattr(args[0], "type", None) != socket.SOCK_STREAM:
+        return
+    address = args[1]
+    if not isinstance(address, tuple) or not address:
+        return  # a Unix socket path
+    host = str(address[0]).split("%")[0]
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        if host == "localhost":
+            return
+    raise ConnectionRefusedError(errno.ECONNREFUSED, f"test guard: {host} is not on this machine")
+
+
+sys.addaudithook(_refuse_to_leave_this_machine)
 
 
 @dataclass
