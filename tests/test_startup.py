@@ -34,6 +34,19 @@ def test_building_the_cli_imports_no_heavy_library() -> None:
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
+def test_top_level_help_does_not_build_the_phase_tree() -> None:
+    # The tree imports every phase module and the cert and kubeconfig tables; only phase commands need it.
+    script = (
+        "import json, sys; from bootstrap.cli import cli;"
+        "cli.main(['--help'], standalone_mode=False);"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('bootstrap.phases', 'bootstrap.pki',"
+        " 'bootstrap.kubeconfig', 'bootstrap.fsutil', 'bootstrap.workflow')))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "init" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
 def test_phase_help_lists_the_tree_without_heavy_imports() -> None:
     script = (
         "import json, sys; from bootstrap.cli import cli;"
