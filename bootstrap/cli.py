@@ -211,6 +211,9 @@ def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
         configured = rd.config.init.skip_phases if command == "init" and not skip else None
         return plan(_phases(), only=only, skip=skip or configured or [])
 
+    if command == "init":
+        # A whole init on a fresh node needs 16 keys: the first ones overlap reading the config.
+        rd.start_keys_ahead()
     run_phases(rd, command, steps)
 
 
