@@ -6,9 +6,11 @@ document in exactly one place, :func:`main`.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,11 +22,10 @@ from bootstrap import cli_options as options
 from bootstrap.cli_certs import certs
 from bootstrap.cli_config import config
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
-from bootstrap.phases import PHASES
-from bootstrap.workflow import Phase, PlannedPhase, all_paths, help_tree, plan
 
 if TYPE_CHECKING:
     from bootstrap.rundata import RunOptions
+    from bootstrap.workflow import Phase, PlannedPhase
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,6 +199,7 @@ def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     # Imported here, not at the top: `bootstrap --help` must not pay for what only a run needs.
     from bootstrap.rundata import RunData
     from bootstrap.runner import run_phases
+    from bootstrap.workflow import plan
 
     options.expect_kind("RunResult", command)  # as the runner's document: "init" or "phase"
     run = options_from(params)
@@ -207,8 +209,11 @@ def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     def steps() -> list[PlannedPhase]:
         # As kubeadm: InitConfiguration.skipPhases applies to init when the flag is not given.
         configured = rd.config.init.skip_phases if command == "init" and not skip else None
-        return plan(PHASES, only=only, skip=skip or configured or [])
+        return plan(_phases(), only=only, skip=skip or configured or [])
 
+    if command == "init":
+        # A whole init on a fresh node needs 16 keys: the first ones overlap reading the config.
+        rd.start_keys_ahead()
     run_phases(rd, command, steps)
 
 
@@ -230,11 +235,36 @@ def _with_parent_flags(ctx: click.Context, params: dict[str, Any]) -> dict[str, 
     return merged
 
 
+def _phases() -> Sequence[Phase]:
+    """The phase tree, imported when a command first needs it: `bootstrap --help` and the commands
+    that are not phases never do (building it imports every phase module and the cert table)."""
+    from bootstrap.phases import PHASES
+
+    return PHASES
+
+
 class BootstrapGroup(options.SuggestingGroup):
     """Top-level group: lists commands in the order they were added (init first)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+
+class PhaseTreeEpilog(click.Group):
+    """A group whose epilog (when it has one) is followed by the phase tree, listed when the help is
+    shown rather than when the CLI is built."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.epilog:
+            from bootstrap.workflow import help_tree
+
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(inspect.cleandoc(f"{self.epilog}\n{help_tree(_phases())}"))
+
+
+class InitGroup(PhaseTreeEpilog, BootstrapGroup):
+    """``init``: its help ends with the phase tree."""
 
 
 @click.group(cls=BootstrapGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -247,16 +277,22 @@ def cli(output: str, verbose: bool) -> None:
     """
 
 
-class PhaseGroup(options.SuggestingGroup):
+class PhaseGroup(PhaseTreeEpilog, options.SuggestingGroup):
     """Commands generated from a list of phases, built when asked for; ``a/b`` paths resolve too.
 
     A parent phase runs its whole subtree when no child is named, and has an ``all`` child.
     """
 
-    def __init__(self, *args: Any, phases: Sequence[Phase] = (), prefix: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, phases: Callable[[], Sequence[Phase]], prefix: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.phases = {p.name: p for p in phases}
+        self._phases = phases
         self.prefix = prefix
+
+    @cached_property
+    def phases(self) -> dict[str, Phase]:
+        return {p.name: p for p in self._phases()}
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         head, _, rest = cmd_name.partition("/")
@@ -277,7 +313,9 @@ class PhaseGroup(options.SuggestingGroup):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if args and not name.startswith("-") and self.get_command(ctx, name) is None:
-            known = [p.removeprefix(self.prefix) for p in all_paths(PHASES) if p.startswith(self.prefix)]
+            from bootstrap.workflow import all_paths
+
+            known = [p.removeprefix(self.prefix) for p in all_paths(_phases()) if p.startswith(self.prefix)]
             where = f" under {self.prefix.rstrip('/')}" if self.prefix else ""
             hint = options.did_you_mean(name, [*known, "all"])
             raise UsageError(f"unknown phase {name!r}{where}{hint}", ctx)
@@ -303,7 +341,7 @@ def _command_for(path: str, name: str, phase: Phase | None) -> click.Command:
         invoke_without_command=True,
         help=f"{phase.help}. Without a sub-phase, runs them all.",
         params=_run_params(),
-        phases=phase.children,
+        phases=lambda: phase.children,
         prefix=f"{path}/",
     )
 
@@ -319,17 +357,15 @@ phase = PhaseGroup(
     "phase",
     params=list(options.global_options(click.command()(lambda **_: None)).params),
     help="Run one phase, or one subtree of phases, of init (as kubeadm init phase).",
-    epilog="\b\nPhases (run a parent to run its subtree; a/b paths and 'all' work too):\n"
-    + help_tree(PHASES),
-    phases=PHASES,
+    epilog="\b\nPhases (run a parent to run its subtree; a/b paths and 'all' work too):",
+    phases=_phases,
 )
 
 
 @cli.group(
-    cls=BootstrapGroup,
+    cls=InitGroup,
     invoke_without_command=True,
-    epilog="\b\nPhases, in order (run one with 'bootstrap init phase <name> [<sub>|all]'):\n"
-    + help_tree(PHASES),
+    epilog="\b\nPhases, in order (run one with 'bootstrap init phase <name> [<sub>|all]'):",
 )
 @run_options
 @skip_options

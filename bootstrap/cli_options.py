@@ -124,7 +124,7 @@ def duration(option: str, value: str) -> timedelta:
 
     A bare number is refused: kubeadm's durations need a unit, and guessing seconds would hide a typo.
     """
-    from bootstrap.config import parse_go_duration
+    from bootstrap.durations import parse_go_duration
 
     stripped = value.strip()
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -86,7 +85,7 @@ _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 
 def temp_path(path: Path) -> Path:
     """A fresh temporary name next to ``path`` (a dot-file, ignored by the kubelet)."""
-    return path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    return path.parent / f".{path.name}.{os.urandom(4).hex()}.tmp"
 
 
 def is_temp_name(name: str) -> bool:

@@ -229,11 +229,28 @@ class RunData:
 
     @property
     def keys(self) -> KeySource:
-        if self._keys is None:
-            from bootstrap.pki import KeySource
+        from bootstrap.pki.keys import KeySource, normalize_algorithm
 
-            self._keys = KeySource(self.pki_settings.encryption_algorithm)
+        algorithm = normalize_algorithm(self.pki_settings.encryption_algorithm)
+        if self._keys is not None and self._keys.algorithm != algorithm:
+            self._keys.close()  # started ahead for another algorithm (see start_keys_ahead)
+            self._keys = None
+        if self._keys is None:
+            self._keys = KeySource(algorithm)
         return self._keys
+
+    def start_keys_ahead(self) -> None:
+        """Start one key per core while the config is still being read, when it cannot change their
+        algorithm: without a config file it is the default (no flag sets it). The plan's prefetch then
+        tops up; a run that needs fewer keys (a re-run) wastes at most these few, and none is written.
+        Should the guess ever be wrong, :attr:`keys` replaces the source (the algorithm is checked)."""
+        if self.options.config_file is not None or self._keys is not None:
+            return
+        from bootstrap.pki.keys import KeySource
+        from bootstrap.pki.settings import DEFAULT_ALGORITHM
+
+        self._keys = KeySource(DEFAULT_ALGORITHM)
+        self._keys.prefetch(os.cpu_count() or 1)
 
     @cached_property
     def kubelet_config_path(self) -> Path:

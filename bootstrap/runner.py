@@ -67,7 +67,7 @@ def _run_steps(rd: RunData, steps: Sequence[PlannedPhase], reports: list[PhaseRe
     applicable = [(i, s) for i, s in enumerate(steps) if _not_applicable(rd, s) is None]
     wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
     if wanted > 1:
-        rd.keys.prefetch(wanted)
+        rd.keys.prefetch(wanted - rd.keys.pending)
     first_write = next((i for i, s in enumerate(steps) if s.phase is not PREFLIGHT), len(steps))
     writes = any(i >= first_write for i, _ in applicable)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
@@ -277,6 +278,17 @@ def test_key_source_shuts_its_pool_down_when_the_run_fails() -> None:
     assert multiprocessing.active_children() == []
 
 
+def test_key_source_tops_up_a_running_pool_by_a_single_key() -> None:
+    from bootstrap.pki.keys import public_key_der
+
+    with KeySource("RSA-2048") as keys:
+        keys.prefetch(2)
+        keys.prefetch(1)
+        assert keys.pending == 3
+        assert len({public_key_der(keys.take()) for _ in range(3)}) == 3
+        assert keys.pending == 0
+
+
 def test_key_source_starts_no_pool_for_one_key_or_for_ecdsa() -> None:
     for algorithm, count in (("RSA-2048", 1), ("ECDSA-P256", 8)):
         with KeySource(algorithm) as keys:
@@ -284,6 +296,29 @@ def test_key_source_starts_no_pool_for_one_key_or_for_ecdsa() -> None:
             assert keys.pending == 0
             assert multiprocessing.active_children() == []
             assert keys.take() is not None
+
+
+def test_run_keys_started_ahead_serve_the_run_or_give_way_to_the_configured_algorithm(rootfs: Path) -> None:
+    import dataclasses
+
+    from bootstrap.output import Reporter
+    from bootstrap.rundata import RunData, RunOptions
+
+    for configured, reused in (("RSA-2048", True), ("ECDSA-P256", False)):
+        rd = RunData(RunOptions(overrides={"node-name": "cp1"}, rootfs=rootfs), Reporter())
+        rd.start_keys_ahead()
+        early = rd.keys  # the source started before the config was read (reading it now keeps it)
+        assert early.pending == (os.cpu_count() or 1)
+        # What the config would say; without a config file only the default can come out, but a source
+        # for another algorithm must never hand out its keys.
+        rd.__dict__["pki_settings"] = dataclasses.replace(rd.pki_settings, encryption_algorithm=configured)
+        try:
+            assert (rd.keys is early) is reused
+            assert rd.keys.algorithm == configured
+            assert isinstance(rd.keys.take(), rsa.RSAPrivateKey if reused else ec.EllipticCurvePrivateKey)
+        finally:
+            rd.close()
+        assert multiprocessing.active_children() == []
 
 
 def test_existing_sa_key_is_reused_and_missing_sa_pub_rederived(pki_dir: Path) -> None:

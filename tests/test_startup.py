@@ -34,6 +34,19 @@ def test_building_the_cli_imports_no_heavy_library() -> None:
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
+def test_top_level_help_does_not_build_the_phase_tree() -> None:
+    # The tree imports every phase module and the cert and kubeconfig tables; only phase commands need it.
+    script = (
+        "import json, sys; from bootstrap.cli import cli;"
+        "cli.main(['--help'], standalone_mode=False);"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('bootstrap.phases', 'bootstrap.pki',"
+        " 'bootstrap.kubeconfig', 'bootstrap.fsutil', 'bootstrap.workflow')))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "init" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
 def test_phase_help_lists_the_tree_without_heavy_imports() -> None:
     script = (
         "import json, sys; from bootstrap.cli import cli;"
@@ -114,3 +127,57 @@ def test_manifests_still_asks_the_api_for_mirror_pods_when_something_listens(
 ) -> None:
     # The client is consulted as before (its failure to get an answer is no error of the phase).
     assert manifests_on_a_node(cli, rootfs, accepting_port) == {"code": 0, "kubernetes": True}
+
+
+AFTER_MANIFESTS = (
+    "kubelet-start,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command"
+)
+# Records every KeySource.prefetch call: whether the config model (pydantic) was loaded yet, the
+# algorithm and the count; then runs the real entry point.
+PREFETCH_SPY = (
+    "import json, sys\n"
+    "import bootstrap.pki.keys as keys\n"
+    "calls = []\n"
+    "real = keys.KeySource.prefetch\n"
+    "def spy(self, count):\n"
+    "    calls.append(['pydantic' in sys.modules, self.algorithm, count])\n"
+    "    return real(self, count)\n"
+    "keys.KeySource.prefetch = spy\n"
+    "from bootstrap.cli import main\n"
+    "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+    "print(json.dumps({'code': code, 'calls': calls}))"
+)
+
+
+def init_prefetches(rootfs: Path, *extra: str) -> dict[str, object]:
+    argv = ["init", "--rootfs", str(rootfs), "--skip-phases", AFTER_MANIFESTS, "-o", "json", *extra]
+    argv += ["--ignore-preflight-errors", "all"]
+    proc = subprocess.run(
+        [sys.executable, "-c", PREFETCH_SPY, *argv], capture_output=True, text=True, check=False, timeout=120
+    )
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_init_without_a_config_file_starts_keys_before_reading_the_config(rootfs: Path) -> None:
+    # Without a file the algorithm can only be the default: generation overlaps the config's loading.
+    result = init_prefetches(rootfs, "--node-name", NODE, "--advertise-address", "127.0.0.1")
+    assert result["code"] == 0
+    calls = result["calls"]
+    assert isinstance(calls, list) and len(calls) == 2
+    (early_loaded, early_algorithm, early), (late_loaded, _, late) = calls
+    assert (early_loaded, early_algorithm, early) == (False, "RSA-2048", os.cpu_count() or 1)
+    # The plan's prefetch only tops up: 10 certificates, sa and 5 kubeconfigs need 16 keys in all.
+    assert late_loaded is True and early + late == 16
+
+
+def test_init_with_a_config_file_starts_keys_only_once_the_config_names_the_algorithm(rootfs: Path) -> None:
+    config = rootfs.parent / "ecdsa.yaml"
+    config.write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+        f"nodeRegistration:\n  name: {NODE}\nlocalAPIEndpoint:\n  advertiseAddress: 127.0.0.1\n---\n"
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: ECDSA-P256\n"
+    )
+    result = init_prefetches(rootfs, "--config", str(config))
+    assert result["code"] == 0
+    assert result["calls"] == [[True, "ECDSA-P256", 16]]

@@ -22,10 +22,9 @@ from bootstrap.config.model import (
     ClusterConfiguration,
     Config,
     InitConfiguration,
-    format_go_duration,
-    parse_go_duration,
 )
 from bootstrap.config.netdefaults import HostFacts
+from bootstrap.durations import format_go_duration, parse_go_duration
 
 __all__ = [
     "ACTED_FIELDS",

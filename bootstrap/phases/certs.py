@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from bootstrap.fsutil import capture, remove_created
 from bootstrap.pki.specs import CERT_NAMES, CERT_SPECS
 from bootstrap.results import Outcome
 from bootstrap.workflow import Phase
@@ -39,6 +38,8 @@ _CREATED: WeakKeyDictionary[RunData, list[tuple[Path, str]]] = WeakKeyDictionary
 
 def _all_or_nothing(rd: RunData, step: Callable[[], list[Outcome]]) -> list[Outcome]:
     """Run one certs step; if it fails, remove what this run's certs steps created, then re-raise."""
+    from bootstrap.fsutil import capture, remove_created
+
     created = _CREATED.setdefault(rd, [])
     try:
         with capture(created):

@@ -156,8 +156,9 @@ class KeySource:
         self.close()
 
     def prefetch(self, count: int) -> None:
-        """Start generating ``count`` keys in the background (no-op for ECDSA or ``count <= 1``)."""
-        if count <= 1 or self.algorithm in _CURVES:
+        """Start generating ``count`` more keys in the background. No-op for ECDSA, and for one key when
+        no pool runs yet: starting workers for a single key costs more than generating it inline."""
+        if count < 1 or self.algorithm in _CURVES or (count == 1 and self._pool is None):
             return
         if self._pool is None:
             workers = max(1, min(os.cpu_count() or 1, count))
