@@ -47,6 +47,24 @@ class PhaseError(BootstrapError):
     exit_code = EXIT_PHASE_FAILED
 
 
+class InternalError(PhaseError):
+    """A bug: an exception no check foresaw, reported as one line naming the phase and the input.
+
+    Any such error is a missing check: each one found gets a regression test and a real message.
+    """
+
+    @classmethod
+    def of(cls, exc: BaseException, phase: str, config_file: object | None) -> InternalError:
+        text = " ".join(str(exc).split())[:300]  # one line, whatever the exception says
+        source = f"--config {config_file}" if config_file is not None else "defaults and flags, no --config"
+        error = cls(
+            f"internal error: {type(exc).__name__}: {text} (input: {source}); "
+            "this is a bug, run with -v for the traceback"
+        )
+        error.phase = phase
+        return error
+
+
 class PkiError(PhaseError):
     """An existing certificate, key or kubeconfig is unusable; the message names the file and the fix."""
 

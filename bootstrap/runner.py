@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from bootstrap import __version__
-from bootstrap.errors import BootstrapError
+from bootstrap.errors import BootstrapError, InternalError
 from bootstrap.phases.preflight import PREFLIGHT
 from bootstrap.results import RESULT_API_VERSION, rootfs_field
 from bootstrap.rundata import RunData
@@ -101,9 +101,9 @@ def _run_phase(rd: RunData, step: PlannedPhase, report: PhaseReport) -> None:
         report.details = exc.details
         exc.phase = step.path
         raise
-    except Exception:
+    except Exception as exc:  # a bug: still one line, naming the phase and the input
         report.status = "failed"
-        raise
+        raise InternalError.of(exc, step.path, rd.options.config_file) from exc
     report.status = "ran"
     for outcome in outcomes:
         rd.reporter.info(step.label, outcome.message)

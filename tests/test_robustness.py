@@ -47,6 +47,26 @@ def test_an_unexpected_error_still_yields_a_failed_result_document(
     assert doc["phases"][0]["status"] == "failed"
 
 
+def test_an_unexpected_error_is_one_line_naming_the_phase_and_the_input(
+    cli: CliRunner, node_args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import bootstrap.kubeconfig
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("simulated\nbug over\n  three lines")
+
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n")
+    monkeypatch.setattr(bootstrap.kubeconfig, "ensure_kubeconfig", broken)
+    assert cli("phase", "certs", "ca", *node_args, "--config", config).code == 0
+    result = cli("phase", "kubeconfig", "admin", *node_args, "--config", config)
+    assert result.code == 1
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: phase kubeconfig/admin: internal error: RuntimeError: simulated bug over")
+    assert f"--config {config}" in line and "run with -v" in line
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "content",
     ["foo: [\n", "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Zm9vCg==\n"],
