@@ -571,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        message = f"internal error: {exc.__class__.__name__}: {exc}"
+        message = f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"  # one line
         click.echo(f"error: {message} (run with -v for details)", err=True)
         _fail(current, message, EXIT_PHASE_FAILED)
     sys.exit(code if isinstance(code, int) else 0)
