@@ -60,7 +60,8 @@ def unprivileged_runtime(base: Path) -> list[str]:
 
     The interpreter and packages of this test run may live where only root can read (a pyenv or a
     venv under /root), so the modules `bootstrap` needs are copied to ``base`` and run with the
-    system Python (same minor version, so the compiled extensions load).
+    system Python (same minor version, so the compiled extensions load), isolated from its own
+    site-packages.
     """
     import importlib.util
     import shutil as sh
@@ -69,7 +70,8 @@ def unprivileged_runtime(base: Path) -> list[str]:
     site.mkdir(parents=True)
     for name in RUNTIME_MODULES:
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin in (None, "built-in"):
+        assert spec is not None, f"{name} is not installed in the test environment"
+        if spec.origin in (None, "built-in"):
             continue
         origin = Path(spec.origin)
         if spec.submodule_search_locations:
@@ -84,6 +86,10 @@ def unprivileged_runtime(base: Path) -> list[str]:
     assert Path(SYSTEM_PYTHON).exists(), f"{SYSTEM_PYTHON} is missing; .ci/test installs python3"
     return [
         SYSTEM_PYTHON,
+        # -I -S: nothing from the system Python's own site-packages (which may hold click, yaml,
+        # pydantic ...): every module must come from the copies above, as on a fresh machine.
+        "-I",
+        "-S",
         "-c",
         f"import sys; sys.path.insert(0, {str(site)!r}); from bootstrap.cli import main; main()",
     ]
