@@ -290,10 +290,10 @@ def check_openssl_output(out: Path) -> int:
 
 def manifest_timer() -> Callable[[Path], float]:
     """A function timing render + write of the four static pods into a directory (config loaded once)."""
+    from bootstrap.components.pods import HostView
+    from bootstrap.components.render import render
+    from bootstrap.components.write import write_manifest
     from bootstrap.config import load_config
-    from bootstrap.manifests.pods import HostView
-    from bootstrap.manifests.render import render
-    from bootstrap.manifests.write import write_manifest
 
     cfg = load_config(None, {"node-name": NODE_NAME, "advertise-address": ADVERTISE_ADDRESS})
     host = HostView(dir_exists=lambda _path: False, proxy_env={})

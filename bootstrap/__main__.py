@@ -1,5 +1,5 @@
 """``python -m bootstrap`` runs the CLI."""
 
-from bootstrap.cli import main
+from bootstrap.cli.main import main
 
 main()

@@ -1,7 +1,7 @@
 """The one exception hierarchy of kube-bootstrap and the exit codes it maps to.
 
 Every error a user can cause is a :class:`BootstrapError`; the CLI translates it in one place
-(``bootstrap.cli.main``) into a one-line message and its documented exit code.
+(``bootstrap.cli.main.main``) into a one-line message and its documented exit code.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bootstrap.cli import main
+from bootstrap.cli.main import main
 
 NODE = "cp1"
 # No kubelet or API server runs in these tests unless a test starts the stand-ins: skip the phases

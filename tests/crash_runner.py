@@ -77,7 +77,7 @@ def _write_record(path: str) -> None:
 
 if __name__ == "__main__":
     install()
-    from bootstrap.cli import main
+    from bootstrap.cli.main import main
 
     sys.argv[0] = "bootstrap"
     sys.exit(main())

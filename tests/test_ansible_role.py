@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 ROLES = REPO / "ansible" / "roles"
 ROLE = ROLES / "kube_bootstrap"
 # What a run of the role needs importable in its venv: the CLI and the client that talks to the API.
-RUNTIME_IMPORTS = ("bootstrap.cli", "kubernetes", "click", "yaml", "cryptography", "pydantic")
+RUNTIME_IMPORTS = ("bootstrap.cli.main", "kubernetes", "click", "yaml", "cryptography", "pydantic")
 CLUSTER_PHASES = [
     "wait-control-plane",
     "upload-config",
@@ -356,8 +356,8 @@ def test_the_install_tasks_build_a_venv_that_imports_the_cli_and_client_from_its
     # must come from the venv's own site-packages, not from the base, the source tree or pip's settings.
     site_packages = venv.resolve() / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     site_packages /= "site-packages"
-    files = module_files(venv, "bootstrap.cli", "kubernetes")
-    assert files["bootstrap.cli"].resolve() == site_packages / "bootstrap" / "cli.py"
+    files = module_files(venv, "bootstrap.cli.main", "kubernetes")
+    assert files["bootstrap.cli.main"].resolve() == site_packages / "bootstrap" / "cli" / "main.py"
     assert files["kubernetes"].resolve() == site_packages / "kubernetes" / "__init__.py"
     assert_self_contained(venv)
     version = subprocess.run([str(venv / "bin/bootstrap"), "--version"], capture_output=True, text=True)

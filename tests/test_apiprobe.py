@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bootstrap.apiprobe import listening, server_address
+from bootstrap.cluster.probe import listening, server_address
 
 
 @pytest.fixture(autouse=True)

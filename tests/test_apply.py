@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.apply import APPLY_ATTEMPTS, ApiApplier
-from bootstrap.kubeapi import ApiError, KubeApi
-from bootstrap.postinit import config_map
+from bootstrap.cluster.apply import APPLY_ATTEMPTS, ApiApplier
+from bootstrap.cluster.client import ApiError, KubeApi
+from bootstrap.cluster.objects import config_map
 from tests.scripted_api import Answer, ScriptedApi, serving
 
 WANTED = config_map("kubeadm-config", "kube-system", {"ClusterConfiguration": "kind: X\n"})

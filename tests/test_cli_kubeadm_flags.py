@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bootstrap.config import Config
-from bootstrap.rundata import RunData
+from bootstrap.workflow.rundata import RunData
 from tests.conftest import CliRunner, files_under
 
 Getter = Callable[[Config], Any]
@@ -75,7 +75,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> list[RunData]:
         runs.append(rd)
         return {}
 
-    monkeypatch.setattr("bootstrap.runner.run_phases", capture)
+    monkeypatch.setattr("bootstrap.workflow.runner.run_phases", capture)
     return runs
 
 
@@ -150,7 +150,7 @@ def test_skip_token_print_withholds_the_token_from_the_join_command(
 ) -> None:
     from bootstrap.output import Reporter
     from bootstrap.phases.postinit import SHOW_JOIN_COMMAND
-    from bootstrap.rundata import RunOptions
+    from bootstrap.workflow.rundata import RunOptions
     from tests.conftest import ADDRESS, NODE
 
     assert cli("phase", "certs", "ca", *node_args).code == 0

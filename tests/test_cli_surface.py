@@ -176,7 +176,7 @@ def test_reset_internal_error_still_prints_its_document(
     def broken(*_: object, **__: object) -> None:
         raise ModuleNotFoundError("No module named 'kubernetes'")
 
-    monkeypatch.setattr("bootstrap.reset.run_reset", broken)
+    monkeypatch.setattr("bootstrap.host.reset.run_reset", broken)
     result = cli("reset", "--force", "--rootfs", str(rootfs), "-o", output)
     assert result.code == 1
     doc = document(result.stdout, output)

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from bootstrap.cli import main
+from bootstrap.cli.main import main
 from bootstrap.config import ClusterConfiguration, InitConfiguration
 from tests.conftest import files_under
 

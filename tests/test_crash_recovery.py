@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.fsutil import Rootfs
-from bootstrap.kubeapi import KubeApi
-from bootstrap.ledger import LOCK, run_lock
+from bootstrap.cluster.client import KubeApi
+from bootstrap.host.fs import Rootfs
+from bootstrap.host.ledger import LOCK, run_lock
 from tests.conftest import NODE
 from tests.test_crash_injection import key_material, processes_marked
 from tests.tools import tool

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from tools import tool
 
-from bootstrap.manifests.versions import ETCD_TAGS, etcd_version_of, minor_of
+from bootstrap.components.versions import ETCD_TAGS, etcd_version_of, minor_of
 from tests.conftest import CLUSTER_PHASES, CliRunner
 
 NODE = "cp1"

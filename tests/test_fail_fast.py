@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bootstrap.kubeapi import RBAC_PROPAGATION, ApiError, KubeApi, Reason
+from bootstrap.cluster.client import RBAC_PROPAGATION, ApiError, KubeApi, Reason
 from tests.scripted_api import Answer, ScriptedApi, serving
 from tests.standin.harness import bootstrap_command, prepare_rootfs, running_control_plane, wait_for
 

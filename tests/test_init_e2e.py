@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from kubernetes.client import CoreV1Api
 
-from bootstrap.fsutil import Rootfs
-from bootstrap.ledger import run_lock
+from bootstrap.host.fs import Rootfs
+from bootstrap.host.ledger import run_lock
 from tests.conftest import files_under
 from tests.standin.harness import (
     admin_client,

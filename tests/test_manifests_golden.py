@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from bootstrap.components.pods import HostView
+from bootstrap.components.render import Manifest, components_for, render
 from bootstrap.config import Config, HostFacts, load_config
-from bootstrap.manifests.pods import HostView
-from bootstrap.manifests.render import Manifest, components_for, render
 
 GOLDEN = Path(__file__).parent / "golden"
 NODE = "cp1"

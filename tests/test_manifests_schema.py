@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bootstrap.manifests.render import Manifest
+from bootstrap.components.render import Manifest
 from tests.test_manifests_golden import CASES, render_case
 
 

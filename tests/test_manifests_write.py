@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-import bootstrap.fsutil
-from bootstrap.cli import main
-from bootstrap.manifests.references import check_references, referenced_files
-from bootstrap.manifests.strays import kubelet_visible_files
+import bootstrap.host.fs
+from bootstrap.cli.main import main
+from bootstrap.components.references import check_references, referenced_files
+from bootstrap.components.strays import kubelet_visible_files
 from tests.conftest import ADDRESS, NODE, CliRunner
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -95,7 +95,7 @@ def fail_rename(monkeypatch: pytest.MonkeyPatch) -> None:
     def crash(src: object, dst: object) -> None:
         raise OSError(errno.EIO, "simulated crash between the temporary file and the rename")
 
-    monkeypatch.setattr(bootstrap.fsutil.os, "replace", crash)
+    monkeypatch.setattr(bootstrap.host.fs.os, "replace", crash)
 
 
 def test_interrupted_write_keeps_the_old_manifest_and_leaves_only_dot_files(
@@ -106,7 +106,7 @@ def test_interrupted_write_keeps_the_old_manifest_and_leaves_only_dot_files(
     old = snapshot(directory)
     fail_rename(monkeypatch)
     # As a kill between write and rename would: the temporary file is not cleaned up either.
-    monkeypatch.setattr(bootstrap.fsutil.Path, "unlink", lambda self, missing_ok=False: None)
+    monkeypatch.setattr(bootstrap.host.fs.Path, "unlink", lambda self, missing_ok=False: None)
     result = cli("phase", "manifests", *node_args, "--service-cidr", "10.100.0.0/16")
     monkeypatch.undo()
     assert result.code != 0

@@ -27,13 +27,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_contains_the_package_and_every_template(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert "bootstrap/cli.py" in names
+    assert "bootstrap/cli/main.py" in names
     templates = sorted(p.name for p in (REPO / "templates").glob("*.j2"))
     assert templates
     for template in templates:
         assert f"bootstrap/templates/{template}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "bootstrap = bootstrap.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "bootstrap = bootstrap.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_wheel_finds_its_templates_outside_the_source_tree(wheel: Path, tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_installed_wheel_finds_its_templates_outside_the_source_tree(wheel: Path
     )
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import bootstrap, bootstrap.templates as t;"
+        "import bootstrap, bootstrap.components.templates as t;"
         "assert bootstrap.__file__.startswith(sys.argv[1]), bootstrap.__file__;"
         "print(t.templates_dir())"
     )
@@ -63,7 +63,7 @@ def test_installed_wheel_finds_its_templates_outside_the_source_tree(wheel: Path
     assert Path(proc.stdout.strip()) == target / "bootstrap" / "templates"
     render = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from bootstrap.cli import main; main(['phase', 'manifests', '--output-dir', sys.argv[2],"
+        "from bootstrap.cli.main import main; main(['phase', 'manifests', '--output-dir', sys.argv[2],"
         " '--node-name', 'cp1', '--advertise-address', '10.0.0.1'])"
     )
     out = tmp_path / "manifests"

@@ -302,7 +302,7 @@ def test_run_keys_started_ahead_serve_the_run_or_give_way_to_the_configured_algo
     import dataclasses
 
     from bootstrap.output import Reporter
-    from bootstrap.rundata import RunData, RunOptions
+    from bootstrap.workflow.rundata import RunData, RunOptions
 
     for configured, reused in (("RSA-2048", True), ("ECDSA-P256", False)):
         rd = RunData(RunOptions(overrides={"node-name": "cp1"}, rootfs=rootfs), Reporter())

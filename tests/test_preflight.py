@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import preflight
+from bootstrap.host import preflight_checks
 from tests.conftest import NODE, CliRunner
 from tests.standin.harness import (
     allocate_ports,
@@ -41,10 +41,10 @@ APISERVER_FILE_CHECK = "FileAvailable--etc-kubernetes-manifests-kube-apiserver.y
 
 @pytest.fixture(autouse=True)
 def healthy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preflight, "effective_uid", lambda: 0)
-    monkeypatch.setattr(preflight, "cpu_count", lambda: 4)
-    monkeypatch.setattr(preflight, "read_meminfo", lambda: "MemTotal:       16384000 kB\n")
-    monkeypatch.setattr(preflight, "read_swaps", lambda: SWAPS_HEADER)
+    monkeypatch.setattr(preflight_checks, "effective_uid", lambda: 0)
+    monkeypatch.setattr(preflight_checks, "cpu_count", lambda: 4)
+    monkeypatch.setattr(preflight_checks, "read_meminfo", lambda: "MemTotal:       16384000 kB\n")
+    monkeypatch.setattr(preflight_checks, "read_swaps", lambda: SWAPS_HEADER)
 
 
 def fake_node(rootfs: Path) -> None:
@@ -210,7 +210,7 @@ def test_ignore_all_and_all_mixed_with_names(cli: CliRunner, node_args: list[str
 def test_swap_on_fails_unless_the_kubelet_allows_it(
     cli: CliRunner, args: list[str], config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(preflight, "read_swaps", lambda: SWAP_ON)
+    monkeypatch.setattr(preflight_checks, "read_swaps", lambda: SWAP_ON)
     result = cli("phase", "preflight", *args)
     assert result.code == 4
     assert errors_in(result.stderr) == ["Swap"]
@@ -224,9 +224,9 @@ def test_swap_on_fails_unless_the_kubelet_allows_it(
 def test_machine_checks_through_the_cli(
     cli: CliRunner, args: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(preflight, "effective_uid", lambda: 1000)
-    monkeypatch.setattr(preflight, "cpu_count", lambda: 1)
-    monkeypatch.setattr(preflight, "read_meminfo", lambda: "MemTotal:        1024000 kB\n")
+    monkeypatch.setattr(preflight_checks, "effective_uid", lambda: 1000)
+    monkeypatch.setattr(preflight_checks, "cpu_count", lambda: 1)
+    monkeypatch.setattr(preflight_checks, "read_meminfo", lambda: "MemTotal:        1024000 kB\n")
     result = cli("phase", "preflight", *args)
     assert result.code == 4
     assert errors_in(result.stderr) == ["IsPrivilegedUser", "NumCPU", "Mem"]
@@ -254,7 +254,7 @@ def test_rerun_next_to_our_running_control_plane_passes(cli: CliRunner, tmp_path
 
 
 def _in_use(port: int) -> bool:
-    failed = preflight.try_bind("0.0.0.0", port)
+    failed = preflight_checks.try_bind("0.0.0.0", port)
     return failed is not None and failed.errno == errno.EADDRINUSE
 
 
@@ -351,39 +351,45 @@ def test_dry_run_as_an_unprivileged_user_exits_zero() -> None:
 
 
 def test_swap_check_reads_the_injected_swaps() -> None:
-    assert preflight.active_swaps(SWAP_ON) == ["/swapfile"]
-    assert preflight.swap(True, lambda: SWAPS_HEADER) is None
-    assert preflight.swap(True, lambda: "") is None
-    problem = preflight.swap(True, lambda: SWAP_ON)
+    assert preflight_checks.active_swaps(SWAP_ON) == ["/swapfile"]
+    assert preflight_checks.swap(True, lambda: SWAPS_HEADER) is None
+    assert preflight_checks.swap(True, lambda: "") is None
+    problem = preflight_checks.swap(True, lambda: SWAP_ON)
     assert problem is not None and "/swapfile" in problem and "failSwapOn: false" in problem
-    assert preflight.swap(False, lambda: SWAP_ON) is None
+    assert preflight_checks.swap(False, lambda: SWAP_ON) is None
 
 
 def test_fail_swap_on_defaults_to_true() -> None:
-    assert preflight.fails_on_swap(None) is True
-    assert preflight.fails_on_swap({}) is True
-    assert preflight.fails_on_swap({"failSwapOn": True}) is True
-    assert preflight.fails_on_swap({"failSwapOn": False}) is False
+    assert preflight_checks.fails_on_swap(None) is True
+    assert preflight_checks.fails_on_swap({}) is True
+    assert preflight_checks.fails_on_swap({"failSwapOn": True}) is True
+    assert preflight_checks.fails_on_swap({"failSwapOn": False}) is False
 
 
 def test_cpu_and_memory_checks() -> None:
-    assert preflight.num_cpu(lambda: 2) is None
-    assert "CPUs 1 is less than the required 2" in (preflight.num_cpu(lambda: 1) or "")
-    assert preflight.memory(lambda: "MemTotal: 1740800 kB\n") is None  # 1700 MB
-    assert "(1699 MB)" in (preflight.memory(lambda: "MemTotal: 1739776 kB\n") or "")
-    assert preflight.memory(lambda: "garbage") is None
-    assert preflight.privileged_user(lambda: 0) is None
-    assert preflight.privileged_user(lambda: 65534) == "user is not running as root"
+    assert preflight_checks.num_cpu(lambda: 2) is None
+    assert "CPUs 1 is less than the required 2" in (preflight_checks.num_cpu(lambda: 1) or "")
+    assert preflight_checks.memory(lambda: "MemTotal: 1740800 kB\n") is None  # 1700 MB
+    assert "(1699 MB)" in (preflight_checks.memory(lambda: "MemTotal: 1739776 kB\n") or "")
+    assert preflight_checks.memory(lambda: "garbage") is None
+    assert preflight_checks.privileged_user(lambda: 0) is None
+    assert preflight_checks.privileged_user(lambda: 65534) == "user is not running as root"
 
 
 def test_port_available(listening: int) -> None:
     (free,) = free_ports(1)
-    assert preflight.port_available(free, ["0.0.0.0"], lambda: False) is None
-    assert preflight.port_available(listening, ["0.0.0.0"], lambda: False) == f"Port {listening} is in use"
-    assert preflight.port_available(listening, ["127.0.0.1"], lambda: True) is None
+    assert preflight_checks.port_available(free, ["0.0.0.0"], lambda: False) is None
+    assert (
+        preflight_checks.port_available(listening, ["0.0.0.0"], lambda: False)
+        == f"Port {listening} is in use"
+    )
+    assert preflight_checks.port_available(listening, ["127.0.0.1"], lambda: True) is None
     # An address this machine does not have is checked on every interface instead.
-    assert preflight.port_available(free, ["192.0.2.1"], lambda: False) is None
-    assert preflight.port_available(listening, ["192.0.2.1"], lambda: False) == f"Port {listening} is in use"
+    assert preflight_checks.port_available(free, ["192.0.2.1"], lambda: False) is None
+    assert (
+        preflight_checks.port_available(listening, ["192.0.2.1"], lambda: False)
+        == f"Port {listening} is in use"
+    )
 
 
 def test_port_available_asks_ownership_only_when_taken(listening: int) -> None:
@@ -394,9 +400,9 @@ def test_port_available_asks_ownership_only_when_taken(listening: int) -> None:
         return False
 
     (free,) = free_ports(1)
-    preflight.port_available(free, ["127.0.0.1"], held)
+    preflight_checks.port_available(free, ["127.0.0.1"], held)
     assert asked == []
-    preflight.port_available(listening, ["127.0.0.1"], held)
+    preflight_checks.port_available(listening, ["127.0.0.1"], held)
     assert asked == [True]
 
 
@@ -408,22 +414,26 @@ def test_listeners_from_flags_with_component_defaults() -> None:
         "--listen-client-urls=https://127.0.0.1:2379,https://10.0.0.1:2379",
         "--listen-peer-urls=https://[fd00::1]:2380",
     )
-    assert preflight.listeners("etcd", etcd) == {2379: ["127.0.0.1", "10.0.0.1"], 2380: ["fd00::1"]}
-    assert preflight.listeners("etcd", pod()) == {2379: ["127.0.0.1"], 2380: ["127.0.0.1"]}
-    assert preflight.listeners("kube-apiserver", pod("--secure-port=7443")) == {7443: ["0.0.0.0"]}
-    assert preflight.listeners("kube-scheduler", pod("--bind-address=127.0.0.1")) == {10259: ["127.0.0.1"]}
-    assert preflight.listeners("kube-controller-manager", pod()) == {10257: ["0.0.0.0"]}
+    assert preflight_checks.listeners("etcd", etcd) == {2379: ["127.0.0.1", "10.0.0.1"], 2380: ["fd00::1"]}
+    assert preflight_checks.listeners("etcd", pod()) == {2379: ["127.0.0.1"], 2380: ["127.0.0.1"]}
+    assert preflight_checks.listeners("kube-apiserver", pod("--secure-port=7443")) == {7443: ["0.0.0.0"]}
+    assert preflight_checks.listeners("kube-scheduler", pod("--bind-address=127.0.0.1")) == {
+        10259: ["127.0.0.1"]
+    }
+    assert preflight_checks.listeners("kube-controller-manager", pod()) == {10257: ["0.0.0.0"]}
 
 
 def test_our_pod_needs_name_and_both_labels() -> None:
     def pod(name: str, **labels: str) -> dict[str, object]:
         return {"kind": "Pod", "metadata": {"name": name, "labels": labels}}
 
-    assert preflight.is_our_pod("etcd", pod("etcd", component="etcd", tier="control-plane"))
-    assert not preflight.is_our_pod("etcd", pod("etcd", component="etcd"))
-    assert not preflight.is_our_pod("etcd", pod("etcd-x", component="etcd", tier="control-plane"))
-    assert not preflight.is_our_pod("etcd", pod("etcd", component="kube-apiserver", tier="control-plane"))
-    assert not preflight.is_our_pod("etcd", None)
+    assert preflight_checks.is_our_pod("etcd", pod("etcd", component="etcd", tier="control-plane"))
+    assert not preflight_checks.is_our_pod("etcd", pod("etcd", component="etcd"))
+    assert not preflight_checks.is_our_pod("etcd", pod("etcd-x", component="etcd", tier="control-plane"))
+    assert not preflight_checks.is_our_pod(
+        "etcd", pod("etcd", component="kube-apiserver", tier="control-plane")
+    )
+    assert not preflight_checks.is_our_pod("etcd", None)
 
 
 def test_cri_socket_check(tmp_path: Path) -> None:
@@ -431,50 +441,53 @@ def test_cri_socket_check(tmp_path: Path) -> None:
         return tmp_path / host.lstrip("/")
 
     endpoint = "unix:///run/cri.sock"
-    assert "does not exist" in (preflight.cri_socket(endpoint, resolve) or "")
+    assert "does not exist" in (preflight_checks.cri_socket(endpoint, resolve) or "")
     (tmp_path / "run").mkdir()
     (tmp_path / "run/cri.sock").write_text("")
-    assert "is not a socket" in (preflight.cri_socket(endpoint, resolve) or "")
+    assert "is not a socket" in (preflight_checks.cri_socket(endpoint, resolve) or "")
     (tmp_path / "run/cri.sock").unlink()
     with contextlib.chdir(tmp_path / "run"), socket.socket(socket.AF_UNIX) as sock:
         sock.bind("cri.sock")
-    assert preflight.cri_socket(endpoint, resolve) is None
-    assert preflight.cri_socket("/run/cri.sock", resolve) is None
-    assert "only unix://" in (preflight.cri_socket("npipe:////./pipe/containerd", resolve) or "")
+    assert preflight_checks.cri_socket(endpoint, resolve) is None
+    assert preflight_checks.cri_socket("/run/cri.sock", resolve) is None
+    assert "only unix://" in (preflight_checks.cri_socket("npipe:////./pipe/containerd", resolve) or "")
 
 
 def test_kubelet_binary_check(tmp_path: Path) -> None:
     binary = tmp_path / "kubelet"
-    assert "no executable kubelet" in (preflight.kubelet_binary([binary]) or "")
+    assert "no executable kubelet" in (preflight_checks.kubelet_binary([binary]) or "")
     binary.write_text("")
     binary.chmod(0o644)
-    assert "no executable kubelet" in (preflight.kubelet_binary([binary]) or "")
+    assert "no executable kubelet" in (preflight_checks.kubelet_binary([binary]) or "")
     binary.chmod(0o755)
-    assert preflight.kubelet_binary([binary]) is None
-    assert preflight.kubelet_binary([tmp_path / "none"], lambda: "/opt/bin/kubelet") is None
-    assert "or on the PATH" in (preflight.kubelet_binary([tmp_path / "none"], lambda: None) or "")
+    assert preflight_checks.kubelet_binary([binary]) is None
+    assert preflight_checks.kubelet_binary([tmp_path / "none"], lambda: "/opt/bin/kubelet") is None
+    assert "or on the PATH" in (preflight_checks.kubelet_binary([tmp_path / "none"], lambda: None) or "")
 
 
 def test_check_names_follow_the_host_path() -> None:
-    assert preflight.path_check_name("DirAvailable", "/var/lib/etcd/") == "DirAvailable--var-lib-etcd"
+    assert preflight_checks.path_check_name("DirAvailable", "/var/lib/etcd/") == "DirAvailable--var-lib-etcd"
     assert (
-        preflight.path_check_name("FileAvailable", "/etc/kubernetes/manifests/kube-apiserver.yaml")
+        preflight_checks.path_check_name("FileAvailable", "/etc/kubernetes/manifests/kube-apiserver.yaml")
         == APISERVER_FILE_CHECK
     )
 
 
 def test_every_failure_is_reported_at_once_and_ignores_are_honoured() -> None:
     checks = [
-        preflight.Check("A", lambda: "a failed"),
-        preflight.Check("B", lambda: None),
-        preflight.Check("C", lambda: "c failed"),
+        preflight_checks.Check("A", lambda: "a failed"),
+        preflight_checks.Check("B", lambda: None),
+        preflight_checks.Check("C", lambda: "c failed"),
     ]
-    failures = preflight.evaluate(checks, set())
+    failures = preflight_checks.evaluate(checks, set())
     assert [(f.name, f.ignored) for f in failures] == [("A", False), ("C", False)]
-    assert "[ERROR A]: a failed\n[ERROR C]: c failed" in preflight.failed(failures).message
-    assert [f.line("WARNING") for f in preflight.evaluate(checks, {"a", "c"})] == [
+    assert "[ERROR A]: a failed\n[ERROR C]: c failed" in preflight_checks.failed(failures).message
+    assert [f.line("WARNING") for f in preflight_checks.evaluate(checks, {"a", "c"})] == [
         "[WARNING A]: a failed",
         "[WARNING C]: c failed",
     ]
-    assert [(f.name, f.ignored) for f in preflight.evaluate(checks, {"a"})] == [("A", True), ("C", False)]
-    assert [f.ignored for f in preflight.evaluate(checks, {"all"})] == [True, True]
+    assert [(f.name, f.ignored) for f in preflight_checks.evaluate(checks, {"a"})] == [
+        ("A", True),
+        ("C", False),
+    ]
+    assert [f.ignored for f in preflight_checks.evaluate(checks, {"all"})] == [True, True]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.fsutil import Rootfs
-from bootstrap.ledger import LOCK, run_lock
+from bootstrap.host.fs import Rootfs
+from bootstrap.host.ledger import LOCK, run_lock
 from tests.conftest import ADDRESS, NODE, CliRunner
 
 INVALID_CONFIG = """\
@@ -92,7 +92,7 @@ def test_a_held_lock_is_refused_before_preflight_and_nothing_is_created(cli: Cli
 
 
 def test_the_lock_probe_leaves_a_free_lock_free(rootfs: Path) -> None:
-    from bootstrap.ledger import refuse_if_locked
+    from bootstrap.host.ledger import refuse_if_locked
 
     with run_lock(Rootfs(rootfs)):
         pass

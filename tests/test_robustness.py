@@ -33,12 +33,12 @@ def test_reset_after_a_crash_that_removed_the_manifests_still_removes_etcd_data(
 def test_an_unexpected_error_still_yields_a_failed_result_document(
     cli: CliRunner, node_args: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bootstrap.kubeconfig
+    import bootstrap.pki.kubeconfig_files
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(bootstrap.kubeconfig, "ensure_kubeconfig", broken)
+    monkeypatch.setattr(bootstrap.pki.kubeconfig_files, "ensure_kubeconfig", broken)
     assert cli("phase", "certs", "ca", *node_args).code == 0
     result = cli("phase", "kubeconfig", "admin", *node_args, "-o", "json")
     assert result.code == 1
@@ -50,14 +50,14 @@ def test_an_unexpected_error_still_yields_a_failed_result_document(
 def test_an_unexpected_error_is_one_line_naming_the_phase_and_the_input(
     cli: CliRunner, node_args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import bootstrap.kubeconfig
+    import bootstrap.pki.kubeconfig_files
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("simulated\nbug over\n  three lines")
 
     config = tmp_path / "kubeadm.yaml"
     config.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n")
-    monkeypatch.setattr(bootstrap.kubeconfig, "ensure_kubeconfig", broken)
+    monkeypatch.setattr(bootstrap.pki.kubeconfig_files, "ensure_kubeconfig", broken)
     assert cli("phase", "certs", "ca", *node_args, "--config", config).code == 0
     result = cli("phase", "kubeconfig", "admin", *node_args, "--config", config)
     assert result.code == 1

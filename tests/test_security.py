@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from bootstrap.health import ClientTLS, Endpoint, check
+from bootstrap.wait.health import ClientTLS, Endpoint, check
 from tests.conftest import NO_WAIT, CliRunner
 
 
@@ -97,7 +97,7 @@ def test_the_api_server_health_check_never_falls_back_to_unverified_tls() -> Non
 
 
 def test_rootfs_resolves_links_as_a_chroot_would(tmp_path: Path) -> None:
-    from bootstrap.fsutil import Rootfs
+    from bootstrap.host.fs import Rootfs
 
     root = tmp_path / "root"
     (root / "data").mkdir(parents=True)

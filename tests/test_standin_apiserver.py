@@ -24,7 +24,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from bootstrap.cli import main
+from bootstrap.cli.main import main
 from tests.conftest import NODE
 from tests.standin.apiserver import ApiServerStandin, Store
 from tests.tools import tool

@@ -26,7 +26,7 @@ HEAVY = ("kubernetes", "pydantic", "cryptography", "jinja2", "yaml", "urllib3")
 
 def test_building_the_cli_imports_no_heavy_library() -> None:
     script = (
-        "import json, sys; from bootstrap.cli import cli;"
+        "import json, sys; from bootstrap.cli.main import cli;"
         "cli.main(['--help'], standalone_mode=False);"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
@@ -37,10 +37,10 @@ def test_building_the_cli_imports_no_heavy_library() -> None:
 def test_top_level_help_does_not_build_the_phase_tree() -> None:
     # The tree imports every phase module and the cert and kubeconfig tables; only phase commands need it.
     script = (
-        "import json, sys; from bootstrap.cli import cli;"
+        "import json, sys; from bootstrap.cli.main import cli;"
         "cli.main(['--help'], standalone_mode=False);"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('bootstrap.phases', 'bootstrap.pki',"
-        " 'bootstrap.kubeconfig', 'bootstrap.fsutil', 'bootstrap.workflow')))))"
+        " 'bootstrap.pki.kubeconfig_files', 'bootstrap.host.fs', 'bootstrap.workflow.tree')))))"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "init" in proc.stdout
@@ -49,7 +49,7 @@ def test_top_level_help_does_not_build_the_phase_tree() -> None:
 
 def test_phase_help_lists_the_tree_without_heavy_imports() -> None:
     script = (
-        "import json, sys; from bootstrap.cli import cli;"
+        "import json, sys; from bootstrap.cli.main import cli;"
         "cli.main(['phase', 'certs', '--help'], standalone_mode=False);"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
@@ -95,7 +95,7 @@ def manifests_on_a_node(cli: CliRunner, rootfs: Path, api_port: int) -> dict[str
         assert cli("phase", phase, *node).code == 0
     assert f"https://127.0.0.1:{api_port}" in (rootfs / "etc/kubernetes/admin.conf").read_text()
     script = (
-        "import json, sys; from bootstrap.cli import main\n"
+        "import json, sys; from bootstrap.cli.main import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
         "print(json.dumps({'code': code, 'kubernetes': 'kubernetes' in sys.modules}))"
     )
@@ -143,7 +143,7 @@ PREFETCH_SPY = (
     "    calls.append(['pydantic' in sys.modules, self.algorithm, count])\n"
     "    return real(self, count)\n"
     "keys.KeySource.prefetch = spy\n"
-    "from bootstrap.cli import main\n"
+    "from bootstrap.cli.main import main\n"
     "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
     "print(json.dumps({'code': code, 'calls': calls}))"
 )

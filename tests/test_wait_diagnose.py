@@ -3,7 +3,7 @@ the wording of messages."""
 
 from __future__ import annotations
 
-from bootstrap.apierror import ApiError, Reason
+from bootstrap.cluster.apierror import ApiError, Reason
 from bootstrap.wait.diagnose import Context, diagnose
 from bootstrap.wait.status import PodView, Problem, judge
 

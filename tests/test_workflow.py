@@ -6,7 +6,7 @@ import click
 import pytest
 
 from bootstrap.phases import PHASES
-from bootstrap.workflow import Phase, all_paths, help_tree, normalize_path, plan
+from bootstrap.workflow.tree import Phase, all_paths, help_tree, normalize_path, plan
 
 TOY = (
     Phase("a", "first", run=lambda rd: []),

@@ -91,5 +91,5 @@ def unprivileged_runtime(base: Path) -> list[str]:
         "-I",
         "-S",
         "-c",
-        f"import sys; sys.path.insert(0, {str(site)!r}); from bootstrap.cli import main; main()",
+        f"import sys; sys.path.insert(0, {str(site)!r}); from bootstrap.cli.main import main; main()",
     ]

@@ -9,6 +9,7 @@ Public API::
     HostFacts                                             # injectable hostname / default-route detection
 """
 
+from bootstrap.config.durations import format_go_duration, parse_go_duration
 from bootstrap.config.loader import (
     FLAG_FIELDS,
     default_config,
@@ -24,7 +25,6 @@ from bootstrap.config.model import (
     InitConfiguration,
 )
 from bootstrap.config.netdefaults import HostFacts
-from bootstrap.durations import format_go_duration, parse_go_duration
 
 __all__ = [
     "ACTED_FIELDS",

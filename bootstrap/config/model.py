@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-from bootstrap.durations import format_go_duration, parse_go_duration
+from bootstrap.config.durations import format_go_duration, parse_go_duration
 
 KUBEADM_API_VERSION: Final = "kubeadm.k8s.io/v1beta4"
 

@@ -8,8 +8,8 @@ from bootstrap.phases.kubelet_start import KUBELET_START
 from bootstrap.phases.manifests import MANIFESTS
 from bootstrap.phases.postinit import BOOTSTRAP_TOKEN, MARK_CONTROL_PLANE, SHOW_JOIN_COMMAND, UPLOAD_CONFIG
 from bootstrap.phases.preflight import PREFLIGHT
-from bootstrap.phases.wait import WAIT_CONTROL_PLANE
-from bootstrap.workflow import Phase
+from bootstrap.phases.wait_control_plane import WAIT_CONTROL_PLANE
+from bootstrap.workflow.tree import Phase
 
 PHASES: tuple[Phase, ...] = (
     PREFLIGHT,

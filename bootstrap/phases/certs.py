@@ -13,10 +13,10 @@ from weakref import WeakKeyDictionary
 
 from bootstrap.pki.specs import CERT_NAMES, CERT_SPECS
 from bootstrap.results import Outcome
-from bootstrap.workflow import Phase
+from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunData
+    from bootstrap.workflow.rundata import RunData
 
 _HELP = {
     "ca": "Generate the self-signed Kubernetes CA to provision identities for other Kubernetes components",
@@ -38,7 +38,7 @@ _CREATED: WeakKeyDictionary[RunData, list[tuple[Path, str]]] = WeakKeyDictionary
 
 def _all_or_nothing(rd: RunData, step: Callable[[], list[Outcome]]) -> list[Outcome]:
     """Run one certs step; if it fails, remove what this run's certs steps created, then re-raise."""
-    from bootstrap.fsutil import capture, remove_created
+    from bootstrap.host.fs import capture, remove_created
 
     created = _CREATED.setdefault(rd, [])
     try:

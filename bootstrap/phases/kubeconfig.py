@@ -1,15 +1,16 @@
-"""Adapters from the ``kubeconfig`` phases to :mod:`bootstrap.kubeconfig`."""
+"""Adapters from the ``kubeconfig`` phases to :mod:`bootstrap.pki.kubeconfig_files`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bootstrap import kubeconfig, pki
+from bootstrap import pki
+from bootstrap.pki import kubeconfig_files
 from bootstrap.results import Outcome
-from bootstrap.workflow import Phase
+from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunData
+    from bootstrap.workflow.rundata import RunData
 
 _HELP = {
     "admin": "Generate a kubeconfig file for the admin to use and for kubeadm itself",
@@ -21,14 +22,14 @@ _HELP = {
 
 
 def _kubeconfig_phase(name: str) -> Phase:
-    spec = kubeconfig.KUBECONFIG_SPECS[name]
+    spec = kubeconfig_files.KUBECONFIG_SPECS[name]
 
     def run(rd: RunData) -> list[Outcome]:
         cfg = rd.config
-        endpoints = kubeconfig.endpoints_for(
+        endpoints = kubeconfig_files.endpoints_for(
             cfg.advertise_address, cfg.bind_port, cfg.cluster.control_plane_endpoint or ""
         )
-        outcome, warnings = kubeconfig.ensure_kubeconfig(
+        outcome, warnings = kubeconfig_files.ensure_kubeconfig(
             spec,
             rd.kubernetes_dir,
             pki.load_ca(rd.cert_dir, "ca"),
@@ -50,5 +51,5 @@ def _kubeconfig_phase(name: str) -> Phase:
 KUBECONFIG = Phase(
     name="kubeconfig",
     help="Generate the kubeconfig files of the control plane and the admin kubeconfig file",
-    children=tuple(_kubeconfig_phase(name) for name in kubeconfig.KUBECONFIG_NAMES),
+    children=tuple(_kubeconfig_phase(name) for name in kubeconfig_files.KUBECONFIG_NAMES),
 )

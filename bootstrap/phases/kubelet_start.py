@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bootstrap.results import Outcome
-from bootstrap.workflow import Phase
+from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunData
+    from bootstrap.workflow.rundata import RunData
 
 
 def _run(rd: RunData) -> list[Outcome]:
@@ -16,9 +16,9 @@ def _run(rd: RunData) -> list[Outcome]:
 
     import yaml
 
-    from bootstrap import kubelet
-    from bootstrap.fsutil import write_atomic
-    from bootstrap.manifests.render import render_template
+    from bootstrap.components.render import render_template
+    from bootstrap.host import kubelet
+    from bootstrap.host.fs import write_atomic
 
     cfg = rd.config
     defaults = yaml.safe_load(

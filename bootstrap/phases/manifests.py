@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bootstrap.manifests import COMPONENTS
+from bootstrap.components import COMPONENTS
 from bootstrap.results import Outcome
-from bootstrap.workflow import Phase
+from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap.manifests.pods import HostView
-    from bootstrap.rundata import RunData
+    from bootstrap.components.pods import HostView
+    from bootstrap.workflow.rundata import RunData
 
 KUBERNETES_DIR = "/etc/kubernetes"
 _HELP = {
@@ -25,7 +25,7 @@ _HELP = {
 
 
 def host_view(rd: RunData) -> HostView:
-    from bootstrap.manifests.pods import PROXY_ENV_NAMES, HostView
+    from bootstrap.components.pods import PROXY_ENV_NAMES, HostView
 
     return HostView(
         dir_exists=lambda p: rd.real_fs.path(p).is_dir(),
@@ -35,7 +35,7 @@ def host_view(rd: RunData) -> HostView:
 
 
 def _guard_strays(rd: RunData, directory: Path) -> list[Outcome]:
-    from bootstrap.manifests import strays
+    from bootstrap.components import strays
 
     found = strays.find_strays(directory, {f"{c}.yaml" for c in COMPONENTS}, COMPONENTS)
     if not found:
@@ -52,9 +52,9 @@ def _guard_strays(rd: RunData, directory: Path) -> list[Outcome]:
 
 
 def _run(component: str, rd: RunData) -> list[Outcome]:
-    from bootstrap.manifests.references import check_references
-    from bootstrap.manifests.render import render
-    from bootstrap.manifests.write import unified_diff, write_manifest
+    from bootstrap.components.references import check_references
+    from bootstrap.components.render import render
+    from bootstrap.components.write import unified_diff, write_manifest
     from bootstrap.wait.status import Freshness
 
     manifest = render(component, rd.config, host_view(rd))
@@ -69,9 +69,9 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
     outcomes = _guard_strays(rd, directory)
     if component == "etcd":
         # etcd writes its data directory, not us, but reset must find it even after the manifest is gone.
-        from bootstrap.fsutil import announce
-        from bootstrap.manifests.flags import flag_value
-        from bootstrap.preflight import pod_flags
+        from bootstrap.components.flags import flag_value
+        from bootstrap.host.fs import announce
+        from bootstrap.host.preflight_checks import pod_flags
 
         data_dir = flag_value(pod_flags(manifest.pod), "data-dir")
         path = rd.host_path(data_dir) if data_dir else None

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bootstrap.results import Outcome
-from bootstrap.workflow import Phase
+from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunData
+    from bootstrap.workflow.rundata import RunData
 
 
 def _apply_all(rd: RunData, objects: list[dict[str, Any]]) -> list[Outcome]:
@@ -20,17 +20,17 @@ def _apply_all(rd: RunData, objects: list[dict[str, Any]]) -> list[Outcome]:
 
 
 def _upload_kubeadm(rd: RunData) -> list[Outcome]:
+    from bootstrap.cluster.objects import cluster_admins_binding, upload_kubeadm_config
     from bootstrap.config import dump_cluster_configuration
-    from bootstrap.postinit import cluster_admins_binding, upload_kubeadm_config
 
     objects = [cluster_admins_binding(), *upload_kubeadm_config(dump_cluster_configuration(rd.config))]
     return _apply_all(rd, objects)
 
 
 def _upload_kubelet(rd: RunData) -> list[Outcome]:
+    from bootstrap.cluster.objects import upload_kubelet_config
     from bootstrap.errors import PhaseError
-    from bootstrap.kubelet import KUBELET_CONFIG
-    from bootstrap.postinit import upload_kubelet_config
+    from bootstrap.host.kubelet import KUBELET_CONFIG
 
     path = rd.host_path(KUBELET_CONFIG)
     if not path.exists():
@@ -39,7 +39,7 @@ def _upload_kubelet(rd: RunData) -> list[Outcome]:
 
 
 def _mark_control_plane(rd: RunData) -> list[Outcome]:
-    from bootstrap.postinit import CONTROL_PLANE_LABELS, CONTROL_PLANE_TAINT
+    from bootstrap.cluster.objects import CONTROL_PLANE_LABELS, CONTROL_PLANE_TAINT
 
     configured = rd.config.init.node_registration.taints
     taints = (
@@ -58,9 +58,9 @@ def _mark_control_plane(rd: RunData) -> list[Outcome]:
 def _bootstrap_token(rd: RunData) -> list[Outcome]:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from bootstrap import postinit
-    from bootstrap.kubeconfig import endpoints_for
+    from bootstrap.cluster import objects
     from bootstrap.pki import load_ca
+    from bootstrap.pki.kubeconfig_files import endpoints_for
 
     cfg = rd.config
     outcomes = []
@@ -68,16 +68,16 @@ def _bootstrap_token(rd: RunData) -> list[Outcome]:
     for spec in cfg.init.bootstrap_tokens:
         token, expiration = _choose_token(rd, spec.token)
         if expiration is None:
-            expiration = spec.expires or postinit.expiration_for(spec.ttl, rd.started)
-        description = spec.description or postinit.TOKEN_DESCRIPTION
-        secret = postinit.token_secret(token, expiration, list(spec.usages), list(spec.groups), description)
+            expiration = spec.expires or objects.expiration_for(spec.ttl, rd.started)
+        description = spec.description or objects.TOKEN_DESCRIPTION
+        secret = objects.token_secret(token, expiration, list(spec.usages), list(spec.groups), description)
         outcome = rd.applier.apply(secret)
-        outcomes.append(Outcome(outcome.changed, outcome.message + f" (token {postinit.redact(token)})"))
+        outcomes.append(Outcome(outcome.changed, outcome.message + f" (token {objects.redact(token)})"))
         rd.bootstrap_tokens.append(token)
-    outcomes += _apply_all(rd, postinit.bootstrap_token_rbac())
+    outcomes += _apply_all(rd, objects.bootstrap_token_rbac())
     endpoints = endpoints_for(cfg.advertise_address, cfg.bind_port, cfg.cluster.control_plane_endpoint)
     ca_pem = load_ca(rd.cert_dir).cert.public_bytes(Encoding.PEM)
-    outcomes += _apply_all(rd, postinit.cluster_info(ca_pem, endpoints.cluster))
+    outcomes += _apply_all(rd, objects.cluster_info(ca_pem, endpoints.cluster))
     return outcomes
 
 
@@ -86,29 +86,29 @@ def _choose_token(rd: RunData, configured: str | None) -> tuple[str, datetime | 
 
     Keeps an existing secret's expiration so that a re-run does not extend it (or report a change).
     """
-    from bootstrap import postinit
+    from bootstrap.cluster import objects
 
     existing = rd.applier.list_objects("Secret", "kube-system", "app.kubernetes.io/managed-by=kube-bootstrap")
-    tokens = [t for t in (postinit.token_of(s) for s in existing) if t is not None]
+    tokens = [t for t in (objects.token_of(s) for s in existing) if t is not None]
     for token, expiration in tokens:
         valid = expiration is None or expiration > rd.started
         if valid and (configured is None or token == configured) and token not in rd.bootstrap_tokens:
             return token, expiration
-    return configured or postinit.generate_token(), None
+    return configured or objects.generate_token(), None
 
 
 def _show_join_command(rd: RunData) -> list[Outcome]:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from bootstrap import postinit
-    from bootstrap.kubeconfig import endpoints_for
+    from bootstrap.cluster import objects
     from bootstrap.pki import load_ca
+    from bootstrap.pki.kubeconfig_files import endpoints_for
 
     cfg = rd.config
     spki = (
         load_ca(rd.cert_dir).cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     )
-    ca_hash = postinit.ca_cert_hash(spki)
+    ca_hash = objects.ca_cert_hash(spki)
     endpoint = endpoints_for(cfg.advertise_address, cfg.bind_port, cfg.cluster.control_plane_endpoint)
     target = endpoint.cluster.removeprefix("https://")
     tokens = rd.bootstrap_tokens or [t.token for t in cfg.init.bootstrap_tokens if t.token]
@@ -127,7 +127,7 @@ def _show_join_command(rd: RunData) -> list[Outcome]:
             "Then join worker nodes by running on each, as root:\n\n"
             f"  {command.format(shown)}\n"
         )
-    redacted = command.format(postinit.redact(token))
+    redacted = command.format(objects.redact(token))
     return [
         Outcome(
             False,

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bootstrap.results import Outcome
-from bootstrap.workflow import Phase
+from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap import preflight
-    from bootstrap.rundata import RunData
+    from bootstrap.host import preflight_checks
+    from bootstrap.workflow.rundata import RunData
 
 # A dry run never stops on a failed check: it warns with this prefix, worded as the real error.
 DRY_RUN_PREFIX = "[dryrun] would fail: "
@@ -30,18 +30,18 @@ def _manifest(rd: RunData, component: str) -> Path:
 
 def _held_by_our_pod(rd: RunData, components: list[str], port: int) -> bool:
     """Our manifest of one of ``components`` is in the static pod directory and declares ``port``."""
-    from bootstrap import preflight
+    from bootstrap.host import preflight_checks
 
     for component in components:
-        pod = preflight.our_manifest(component, _manifest(rd, component))
-        if pod is not None and port in preflight.listeners(component, pod):
+        pod = preflight_checks.our_manifest(component, _manifest(rd, component))
+        if pod is not None and port in preflight_checks.listeners(component, pod):
             return True
     return False
 
 
-def _port_checks(rd: RunData) -> list[preflight.Check]:
-    from bootstrap import preflight
-    from bootstrap.manifests.render import components_for, render
+def _port_checks(rd: RunData) -> list[preflight_checks.Check]:
+    from bootstrap.components.render import components_for, render
+    from bootstrap.host import preflight_checks
     from bootstrap.phases.manifests import host_view
 
     cfg = rd.config
@@ -49,14 +49,14 @@ def _port_checks(rd: RunData) -> list[preflight.Check]:
     addresses: dict[int, list[str]] = {}
     owners: dict[int, list[str]] = {}
     for component in components_for(cfg):
-        for port, bound in preflight.listeners(component, render(component, cfg, view).pod).items():
+        for port, bound in preflight_checks.listeners(component, render(component, cfg, view).pod).items():
             addresses.setdefault(port, []).extend(bound)
             owners.setdefault(port, []).append(component)
     checks = [
-        preflight.Check(
+        preflight_checks.Check(
             f"Port-{port}",
             partial(
-                preflight.port_available,
+                preflight_checks.port_available,
                 port,
                 addresses[port],
                 partial(_held_by_our_pod, rd, owners[port], port),
@@ -66,34 +66,36 @@ def _port_checks(rd: RunData) -> list[preflight.Check]:
     ]
     kubelet: dict[str, Any] = cfg.kubelet or {}
     kubelet_port = kubelet.get("port")
-    port = kubelet_port if isinstance(kubelet_port, int) else preflight.KUBELET_PORT
+    port = kubelet_port if isinstance(kubelet_port, int) else preflight_checks.KUBELET_PORT
     address = kubelet.get("address") if isinstance(kubelet.get("address"), str) else "0.0.0.0"
     # A kubelet we configured before is expected to be running on a re-run.
     checks.append(
-        preflight.Check(
+        preflight_checks.Check(
             f"Port-{port}",
-            partial(preflight.port_available, port, [str(address)], rd.kubelet_config_path.exists),
+            partial(preflight_checks.port_available, port, [str(address)], rd.kubelet_config_path.exists),
         )
     )
     return checks
 
 
-def _file_checks(rd: RunData) -> list[preflight.Check]:
-    from bootstrap import preflight
-    from bootstrap.manifests.render import components_for
+def _file_checks(rd: RunData) -> list[preflight_checks.Check]:
+    from bootstrap.components.render import components_for
+    from bootstrap.host import preflight_checks
 
     return [
-        preflight.Check(
-            preflight.path_check_name("FileAvailable", posixpath.join(rd.static_pod_path, f"{c}.yaml")),
-            partial(preflight.file_available, c, _manifest(rd, c)),
+        preflight_checks.Check(
+            preflight_checks.path_check_name(
+                "FileAvailable", posixpath.join(rd.static_pod_path, f"{c}.yaml")
+            ),
+            partial(preflight_checks.file_available, c, _manifest(rd, c)),
         )
         for c in components_for(rd.config)
     ]
 
 
-def _etcd_data_dir_check(rd: RunData) -> list[preflight.Check]:
-    from bootstrap import preflight
-    from bootstrap.manifests.flags import flag_value
+def _etcd_data_dir_check(rd: RunData) -> list[preflight_checks.Check]:
+    from bootstrap.components.flags import flag_value
+    from bootstrap.host import preflight_checks
 
     local = rd.config.cluster.etcd.local
     if rd.config.external_etcd or local is None:
@@ -101,44 +103,47 @@ def _etcd_data_dir_check(rd: RunData) -> list[preflight.Check]:
     data_dir = local.data_dir
 
     def ours() -> bool:
-        pod = preflight.our_manifest("etcd", _manifest(rd, "etcd"))
+        pod = preflight_checks.our_manifest("etcd", _manifest(rd, "etcd"))
         if pod is None:
             return False
-        declared = flag_value(preflight.pod_flags(pod), "data-dir")
+        declared = flag_value(preflight_checks.pod_flags(pod), "data-dir")
         return declared is not None and posixpath.normpath(declared) == posixpath.normpath(data_dir)
 
     return [
-        preflight.Check(
-            preflight.path_check_name("DirAvailable", data_dir),
-            partial(preflight.dir_available, rd.real_fs.path(data_dir), ours),
+        preflight_checks.Check(
+            preflight_checks.path_check_name("DirAvailable", data_dir),
+            partial(preflight_checks.dir_available, rd.real_fs.path(data_dir), ours),
         )
     ]
 
 
-def _kubelet_binary_check(rd: RunData) -> preflight.Check:
-    from bootstrap import preflight
+def _kubelet_binary_check(rd: RunData) -> preflight_checks.Check:
+    from bootstrap.host import preflight_checks
 
     if rd.options.rootfs is not None:
-        candidates = [rd.real_fs.path(b) for b in preflight.KUBELET_BINARIES]
-        run = partial(preflight.kubelet_binary, candidates)
+        candidates = [rd.real_fs.path(b) for b in preflight_checks.KUBELET_BINARIES]
+        run = partial(preflight_checks.kubelet_binary, candidates)
     else:
-        candidates = [Path(b) for b in preflight.KUBELET_BINARIES]
-        run = partial(preflight.kubelet_binary, candidates, preflight.host_kubelet_on_path)
-    return preflight.Check("FileExisting-kubelet", run)
+        candidates = [Path(b) for b in preflight_checks.KUBELET_BINARIES]
+        run = partial(preflight_checks.kubelet_binary, candidates, preflight_checks.host_kubelet_on_path)
+    return preflight_checks.Check("FileExisting-kubelet", run)
 
 
-def checks_for(rd: RunData) -> list[preflight.Check]:
-    from bootstrap import preflight
+def checks_for(rd: RunData) -> list[preflight_checks.Check]:
+    from bootstrap.host import preflight_checks
 
     cfg = rd.config
     return [
-        preflight.Check("IsPrivilegedUser", preflight.privileged_user),
-        preflight.Check("NumCPU", preflight.num_cpu),
-        preflight.Check("Mem", preflight.memory),
-        preflight.Check("Swap", partial(preflight.swap, preflight.fails_on_swap(cfg.kubelet))),
+        preflight_checks.Check("IsPrivilegedUser", preflight_checks.privileged_user),
+        preflight_checks.Check("NumCPU", preflight_checks.num_cpu),
+        preflight_checks.Check("Mem", preflight_checks.memory),
+        preflight_checks.Check(
+            "Swap", partial(preflight_checks.swap, preflight_checks.fails_on_swap(cfg.kubelet))
+        ),
         _kubelet_binary_check(rd),
-        preflight.Check(
-            "CRI", partial(preflight.cri_socket, cfg.init.node_registration.cri_socket, rd.real_fs.path)
+        preflight_checks.Check(
+            "CRI",
+            partial(preflight_checks.cri_socket, cfg.init.node_registration.cri_socket, rd.real_fs.path),
         ),
         *_port_checks(rd),
         *_file_checks(rd),
@@ -149,9 +154,9 @@ def checks_for(rd: RunData) -> list[preflight.Check]:
 def _run(rd: RunData) -> list[Outcome]:
     """Run every check. A real run stops on the errors; a dry run shows what would fail, names the
     checks in its plan, and goes on."""
-    from bootstrap import preflight
+    from bootstrap.host import preflight_checks
 
-    failures = preflight.evaluate(checks_for(rd), rd.ignored_preflight_errors)
+    failures = preflight_checks.evaluate(checks_for(rd), rd.ignored_preflight_errors)
     for failure in failures:
         if failure.ignored:
             rd.reporter.warn(failure.line("WARNING"))
@@ -159,7 +164,7 @@ def _run(rd: RunData) -> list[Outcome]:
     if not errors:
         return [Outcome(False, "Running pre-flight checks: passed")]
     if not rd.dry_run:
-        raise preflight.failed(errors)
+        raise preflight_checks.failed(errors)
     for error in errors:
         rd.reporter.warn(DRY_RUN_PREFIX + error.line("ERROR"))
     names = [e.name for e in errors]

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from bootstrap.errors import PkiError
-from bootstrap.fsutil import write_atomic
+from bootstrap.host.fs import write_atomic
 from bootstrap.pki.issue import CertificateAuthority, cert_pem, new_signed_cert
 from bootstrap.pki.keys import KeySource, PrivateKey, algorithm_of, generate_key, private_key_pem
 from bootstrap.pki.settings import CERT_BACKDATE

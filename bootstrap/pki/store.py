@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bootstrap.errors import PkiError
-from bootstrap.fsutil import write_atomic
+from bootstrap.host.fs import write_atomic
 from bootstrap.pki.issue import (
     CertificateAuthority,
     cert_pem,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootstrap.apierror import ApiError, Reason
+from bootstrap.cluster.apierror import ApiError, Reason
 from bootstrap.wait.status import PodView, Problem
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from bootstrap.kubeapi import ApiError, Backoff, Gone, KubeApi
+from bootstrap.cluster.client import ApiError, Backoff, Gone, KubeApi
 
 NAMESPACE = "kube-system"
 WATCH_SECONDS = 50

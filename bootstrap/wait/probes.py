@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bootstrap.health import ClientTLS, Endpoint, check
+from bootstrap.wait.health import ClientTLS, Endpoint, check
 
 POLL_SECONDS = 0.25
 

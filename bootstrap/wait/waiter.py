@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootstrap.cluster.client import ApiError, KubeApi, Reason
 from bootstrap.errors import WaitTimeoutError
-from bootstrap.health import ClientTLS, Endpoint, check
-from bootstrap.kubeapi import ApiError, KubeApi, Reason
 from bootstrap.wait.diagnose import Context, Diagnosis, diagnose
+from bootstrap.wait.health import ClientTLS, Endpoint, check
 from bootstrap.wait.mirrors import NAMESPACE, MirrorPods
 from bootstrap.wait.probes import HealthProbes
 from bootstrap.wait.progress import Progress, Row

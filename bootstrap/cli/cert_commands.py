@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bootstrap import cli_options as options
+from bootstrap.cli import options
 
 if TYPE_CHECKING:
     from bootstrap.output import Reporter
-    from bootstrap.rundata import RunData
+    from bootstrap.workflow.rundata import RunData
 
 
 def _options(func: Any) -> Any:
@@ -33,7 +33,7 @@ def _options(func: Any) -> Any:
 def _run_data(
     config_file: Path | None, rootfs: Path | None, cert_dir: str | None, output: str, reporter: Reporter
 ) -> RunData:
-    from bootstrap.rundata import RunData, RunOptions
+    from bootstrap.workflow.rundata import RunData, RunOptions
 
     # Node identity does not matter for reading or renewing: fixed values avoid host detection.
     overrides: dict[str, object] = {

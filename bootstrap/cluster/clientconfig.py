@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kubernetes.client import Configuration
 
-    from bootstrap.kubeapi import Credentials
+    from bootstrap.cluster.client import Credentials
 
 
 class MemoryFile:
@@ -60,7 +60,7 @@ class MemoryFiles:
 
 def client_configuration(credentials: Credentials) -> tuple[Configuration, MemoryFiles]:
     """A client Configuration for a kubeconfig's current context (already read and checked by
-    :func:`bootstrap.kubeapi.read_kubeconfig`), TLS verified against its CA.
+    :func:`bootstrap.cluster.client.read_kubeconfig`), TLS verified against its CA.
 
     The CA, client certificate and key go into memory files; close the returned files after the client.
     """

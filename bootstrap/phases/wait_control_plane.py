@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bootstrap.results import Outcome
-from bootstrap.workflow import Phase
+from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunData
     from bootstrap.wait.waiter import WaitPlan
+    from bootstrap.workflow.rundata import RunData
 
 
 def build_plan(rd: RunData) -> WaitPlan:
+    from bootstrap.components.render import components_for
     from bootstrap.errors import PhaseError
-    from bootstrap.health import Endpoint, endpoint_from_manifest
-    from bootstrap.kubelet import healthz_endpoint, read_kubelet_config
-    from bootstrap.manifests.render import components_for
+    from bootstrap.host.kubelet import healthz_endpoint, read_kubelet_config
+    from bootstrap.wait.health import Endpoint, endpoint_from_manifest
     from bootstrap.wait.waiter import WaitPlan
 
     cfg = rd.config

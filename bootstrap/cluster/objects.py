@@ -1,6 +1,6 @@
 """The cluster objects kubeadm creates after the control plane is up, as plain dicts.
 
-Pure: nothing here talks to the API. The phases hand these to an :class:`bootstrap.apply.Applier`.
+Pure: nothing here talks to the API. The phases hand these to an :class:`bootstrap.cluster.apply.Applier`.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from bootstrap.components import flags as F
+from bootstrap.components.versions import Features, minor_of
 from bootstrap.config import Config
 from bootstrap.config.model import EnvVar, HostPathMount, LocalEtcd
-from bootstrap.manifests import flags as F
-from bootstrap.manifests.versions import Features, minor_of
 
 # kubeadm mounts these into the apiserver and controller-manager when they exist on the host.
 OPTIONAL_CA_DIRS = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bootstrap import cli_options as options
+from bootstrap.cli import options
 
 # kubeadm's placeholders for `config print init-defaults`: the output is an example, not this host.
 PLACEHOLDER_NODE_NAME = "node"

@@ -18,14 +18,14 @@ import click
 from click.core import ParameterSource
 
 from bootstrap import __version__
-from bootstrap import cli_options as options
-from bootstrap.cli_certs import certs
-from bootstrap.cli_config import config
+from bootstrap.cli import options
+from bootstrap.cli.cert_commands import certs
+from bootstrap.cli.config_commands import config
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunOptions
-    from bootstrap.workflow import Phase, PlannedPhase
+    from bootstrap.workflow.rundata import RunOptions
+    from bootstrap.workflow.tree import Phase, PlannedPhase
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -164,7 +164,7 @@ def skip_options(func: F) -> F:
 
 
 def options_from(params: dict[str, Any]) -> RunOptions:
-    from bootstrap.rundata import RunOptions
+    from bootstrap.workflow.rundata import RunOptions
 
     overrides: dict[str, object] = {}
     for flag in CONFIG_FLAGS:
@@ -197,9 +197,9 @@ def options_from(params: dict[str, Any]) -> RunOptions:
 
 def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     # Imported here, not at the top: `bootstrap --help` must not pay for what only a run needs.
-    from bootstrap.rundata import RunData
-    from bootstrap.runner import run_phases
-    from bootstrap.workflow import plan
+    from bootstrap.workflow.rundata import RunData
+    from bootstrap.workflow.runner import run_phases
+    from bootstrap.workflow.tree import plan
 
     options.expect_kind("RunResult", command)  # as the runner's document: "init" or "phase"
     run = options_from(params)
@@ -256,7 +256,7 @@ class PhaseTreeEpilog(click.Group):
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         if self.epilog:
-            from bootstrap.workflow import help_tree
+            from bootstrap.workflow.tree import help_tree
 
             formatter.write_paragraph()
             with formatter.indentation():
@@ -313,7 +313,7 @@ class PhaseGroup(PhaseTreeEpilog, options.SuggestingGroup):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if args and not name.startswith("-") and self.get_command(ctx, name) is None:
-            from bootstrap.workflow import all_paths
+            from bootstrap.workflow.tree import all_paths
 
             known = [p.removeprefix(self.prefix) for p in all_paths(_phases()) if p.startswith(self.prefix)]
             where = f" under {self.prefix.rstrip('/')}" if self.prefix else ""
@@ -394,12 +394,12 @@ def serve_manifests(listen: str, check: bool, **params: Any) -> None:
     """Serve the control-plane pods as a v1 PodList for kubelets using --manifest-url."""
     import json
 
+    from bootstrap.components.render import components_for, render
+    from bootstrap.components.serve import PodListSource, make_server, parse_listen
     from bootstrap.config import load_config
-    from bootstrap.manifests.render import components_for, render
     from bootstrap.phases.manifests import host_view
     from bootstrap.results import RESULT_API_VERSION as API_VERSION
-    from bootstrap.rundata import RunData
-    from bootstrap.serve import PodListSource, make_server, parse_listen
+    from bootstrap.workflow.rundata import RunData
 
     kind = "ServeManifestsCheck" if check else "ServeManifestsResult"
     options.expect_kind(kind)
@@ -480,9 +480,9 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
     """
     from contextlib import nullcontext
 
-    from bootstrap.fsutil import Rootfs
-    from bootstrap.ledger import run_lock
-    from bootstrap.reset import run_reset
+    from bootstrap.host.fs import Rootfs
+    from bootstrap.host.ledger import run_lock
+    from bootstrap.host.reset import run_reset
 
     options.expect_kind("ResetResult")
     current = options.state()

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from bootstrap.errors import PhaseError
-from bootstrap.fsutil import ensure_dir
+from bootstrap.host.fs import ensure_dir
 
 LEFTOVER_SUFFIXES = (
     ".bak",

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bootstrap.errors import UsageError
-from bootstrap.fsutil import Rootfs
-from bootstrap.kubelet import (
+from bootstrap.host.fs import Rootfs
+from bootstrap.host.kubelet import (
     DEFAULT_STATIC_POD_PATH,
     KUBELET_CONFIG,
     KUBELET_FLAGS_ENV,
@@ -33,7 +33,7 @@ from bootstrap.kubelet import (
 from bootstrap.output import Reporter
 
 if TYPE_CHECKING:
-    from bootstrap.apply import Applier
+    from bootstrap.cluster.apply import Applier
     from bootstrap.config import Config
     from bootstrap.pki import KeySource, PkiSettings
     from bootstrap.wait.status import Freshness
@@ -52,7 +52,7 @@ def _copy_private(source: str, target: str) -> str:
 
 
 def _no_api(admin: Path) -> Any:
-    from bootstrap.kubeapi import ApiError
+    from bootstrap.cluster.client import ApiError
 
     raise ApiError(f"{admin} does not exist")
 
@@ -108,7 +108,7 @@ class RunData:
     @cached_property
     def ignored_preflight_errors(self) -> set[str]:
         """Preflight checks whose errors become warnings (the flag and the config together)."""
-        from bootstrap.preflight import normalize_ignored
+        from bootstrap.host.preflight_checks import normalize_ignored
 
         registration = self.config.init.node_registration
         return normalize_ignored(
@@ -117,7 +117,7 @@ class RunData:
 
     def refuse_if_busy(self) -> None:
         """Fail fast, creating nothing, when another run holds this host's lock (a dry run takes none)."""
-        from bootstrap.ledger import refuse_if_locked
+        from bootstrap.host.ledger import refuse_if_locked
 
         if not self.dry_run:
             refuse_if_locked(self.real_fs)
@@ -223,7 +223,7 @@ class RunData:
 
     @cached_property
     def pki_settings(self) -> PkiSettings:
-        from bootstrap.pki_settings import pki_settings_from_config
+        from bootstrap.pki.from_config import pki_settings_from_config
 
         return pki_settings_from_config(self.config, self.started)
 
@@ -294,8 +294,8 @@ class RunData:
     @cached_property
     def applier(self) -> Applier:
         """Creates or updates cluster objects with admin.conf; in a dry run, only records the actions."""
-        from bootstrap.apply import ApiApplier, DryRunApplier
-        from bootstrap.kubeapi import KubeApi, admin_api
+        from bootstrap.cluster.apply import ApiApplier, DryRunApplier
+        from bootstrap.cluster.client import KubeApi, admin_api
 
         if self.dry_run:
             admin = self.real_fs.path(KUBERNETES_DIR) / "admin.conf"
@@ -306,13 +306,13 @@ class RunData:
     def observe_mirror_hash(self, component: str) -> str | None:
         """The config.hash of ``component``'s mirror pod before we replace its manifest (None when
         there is none or the API is not reachable). A dry run asks nothing; an endpoint no TCP connect
-        reaches is not asked through the client (see :mod:`bootstrap.apiprobe`)."""
+        reaches is not asked through the client (see :mod:`bootstrap.cluster.probe`)."""
         if self.dry_run:
             return None
         admin = self.kubernetes_dir / "admin.conf"
         if not admin.exists():
             return None
-        from bootstrap.apiprobe import listening, server_address
+        from bootstrap.cluster.probe import listening, server_address
 
         address = server_address(admin)
         if address is not None and not listening(address):
@@ -321,7 +321,7 @@ class RunData:
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             self.reporter.debug(f"mirror pod of {component} not observed: nothing listens at {where}")
             return None
-        from bootstrap.kubeapi import ApiError, admin_api
+        from bootstrap.cluster.client import ApiError, admin_api
         from bootstrap.wait.status import HASH_ANNOTATION
 
         try:
@@ -351,7 +351,7 @@ class RunData:
                     label, f"Would wait for mirror pod kube-system/{name}-{plan.node_name} and {endpoint.url}"
                 )
             return None
-        from bootstrap.kubeapi import admin_api
+        from bootstrap.cluster.client import admin_api
         from bootstrap.wait.progress import progress_for
         from bootstrap.wait.waiter import ControlPlaneWaiter
 
@@ -361,8 +361,8 @@ class RunData:
     def session(self) -> Iterator[None]:
         """One run: hold the host's run lock (not needed by a dry run, which writes nothing real) and
         record everything created in the ledger, before it is created."""
-        from bootstrap.fsutil import journal
-        from bootstrap.ledger import Ledger, run_lock
+        from bootstrap.host.fs import journal
+        from bootstrap.host.ledger import Ledger, run_lock
 
         lock = nullcontext() if self.dry_run else run_lock(self.real_fs, warn=self.reporter.warn)
         with lock, journal(lambda path, kind: Ledger(self.fs).record(path, kind)):

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from bootstrap.fsutil import Rootfs
-from bootstrap.ledger import LEDGER, LOCK, STATE_DIR, Ledger
+from bootstrap.host.fs import Rootfs
+from bootstrap.host.ledger import LEDGER, LOCK, STATE_DIR, Ledger
 from bootstrap.output import Reporter
 from bootstrap.results import RESULT_API_VERSION, host_path, rootfs_field
 
@@ -129,7 +129,7 @@ def _data_dir(pod: dict[str, Any]) -> str | None:
 
 def wait_for_mirror_pods_gone(admin_conf: Path, node: str, components: list[str], timeout: float) -> str:
     """Wait (bounded) until the kubelet has removed our mirror pods; say what happened."""
-    from bootstrap.kubeapi import ApiError, admin_api
+    from bootstrap.cluster.client import ApiError, admin_api
 
     names = {f"{c}-{node.lower()}" for c in components}
     deadline = time.monotonic() + timeout

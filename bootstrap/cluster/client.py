@@ -1,7 +1,7 @@
 """The one module that talks to the Kubernetes API, through the official client.
 
 Every call has an explicit timeout. Retries happen here, with backoff, and only for what can heal
-(see :class:`bootstrap.apierror.Reason`): connection errors, timeouts, 5xx and 429. Everything else
+(see :class:`bootstrap.cluster.apierror.Reason`): connection errors, timeouts, 5xx and 429. Everything else
 fails at once with its own message: the client library missing, a broken kubeconfig, a certificate
 that does not verify, 401, and 403 once the admin.conf escalation has been tried. Watches are owned
 here too: list, then watch from the list's resourceVersion, and list again on ``410 Gone`` or a
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from bootstrap.apierror import ApiError, Gone, Reason, kubeconfig_error, tls_failure
+from bootstrap.cluster.apierror import ApiError, Gone, Reason, kubeconfig_error, tls_failure
 
 __all__ = ["ApiError", "Backoff", "Credentials", "Gone", "KubeApi", "Reason", "admin_api", "read_kubeconfig"]
 
@@ -225,7 +225,7 @@ class KubeApi:
 
         # Not the client's own kubeconfig loader: it copies the client key into $TMPDIR files that a
         # killed run leaves behind. These credentials live in memory and end with the process.
-        from bootstrap.clientconfig import client_configuration
+        from bootstrap.cluster.clientconfig import client_configuration
 
         configuration, memory = client_configuration(self.credentials)
         weakref.finalize(self, memory.close)
@@ -461,7 +461,7 @@ def admin_api(kubernetes_dir: Path) -> KubeApi:
     super_admin = kubernetes_dir / "super-admin.conf"
 
     def ensure_binding(forbidden: ApiError) -> str:
-        from bootstrap.postinit import cluster_admins_binding
+        from bootstrap.cluster.objects import cluster_admins_binding
 
         if not super_admin.exists():
             raise ApiError(

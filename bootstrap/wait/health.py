@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from bootstrap.apierror import kubeconfig_error, tls_failure
-from bootstrap.clientconfig import MemoryFile
-from bootstrap.kubeapi import Credentials, read_kubeconfig
-from bootstrap.manifests.flags import flag_value, host_for_url
+from bootstrap.cluster.apierror import kubeconfig_error, tls_failure
+from bootstrap.cluster.client import Credentials, read_kubeconfig
+from bootstrap.cluster.clientconfig import MemoryFile
+from bootstrap.components.flags import flag_value, host_for_url
 
 HEALTH_TIMEOUT = 2.0
 

@@ -3,7 +3,7 @@
 ``-o/--output`` and ``-v/--verbose`` are global: accepted on the top-level group and on every
 subcommand, before or after the subcommand name; the value nearest the command wins. The resolved
 values and the command path are kept in a :class:`CliState` (the root context's ``obj``) so that
-:func:`bootstrap.cli.main` can print the result document of a command that failed before, or
+:func:`bootstrap.cli.main.main` can print the result document of a command that failed before, or
 without, printing it itself.
 """
 
@@ -124,7 +124,7 @@ def duration(option: str, value: str) -> timedelta:
 
     A bare number is refused: kubeadm's durations need a unit, and guessing seconds would hide a typo.
     """
-    from bootstrap.durations import parse_go_duration
+    from bootstrap.config.durations import parse_go_duration
 
     stripped = value.strip()
     try:

@@ -12,8 +12,8 @@ from bootstrap import __version__
 from bootstrap.errors import BootstrapError, InternalError
 from bootstrap.phases.preflight import PREFLIGHT
 from bootstrap.results import RESULT_API_VERSION, rootfs_field
-from bootstrap.rundata import RunData
-from bootstrap.workflow import PhaseReport, PlannedPhase
+from bootstrap.workflow.rundata import RunData
+from bootstrap.workflow.tree import PhaseReport, PlannedPhase
 
 
 def _not_applicable(rd: RunData, step: PlannedPhase) -> str | None:
@@ -37,7 +37,7 @@ def run_phases(rd: RunData, command: str, make_steps: Callable[[], Sequence[Plan
         rd.validate()
         _run_steps(rd, steps, reports)
         if rd.dry_run:
-            from bootstrap import dryrun
+            from bootstrap.workflow import dryrun
 
             plan = dryrun.summary(rd, reports)
             rd.dry_run_summary = plan

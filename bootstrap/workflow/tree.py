@@ -17,7 +17,7 @@ import click
 from bootstrap.results import Outcome
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunData
+    from bootstrap.workflow.rundata import RunData
 
 PhaseRun = Callable[["RunData"], list[Outcome]]
 # Returns why the phase does not apply in this run (e.g. "external etcd"), or None to run it.

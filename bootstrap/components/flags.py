@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bootstrap.manifests.versions import etcd_version_of
+from bootstrap.components.versions import etcd_version_of
 
 if TYPE_CHECKING:  # the helpers here are used at start-up (preflight, health); pydantic is not
     from bootstrap.config import Config

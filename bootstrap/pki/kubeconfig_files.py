@@ -1,6 +1,6 @@
 """Kubeconfig files for the control plane: the spec table, building, and reuse checks.
 
-Pure logic plus one write through :func:`bootstrap.fsutil.write_atomic`; knows nothing of the CLI.
+Pure logic plus one write through :func:`bootstrap.host.fs.write_atomic`; knows nothing of the CLI.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def ensure_kubeconfig(
     ca_pem = ca.cert.public_bytes(Encoding.PEM)
     document = build(spec, cluster_name, server, ca_pem, user, cert_pem, key_pem)
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
-    from bootstrap.fsutil import write_atomic
+    from bootstrap.host.fs import write_atomic
 
     write_atomic(path, text.encode(), KUBECONFIG_MODE)
     return Outcome(True, f'Writing "{spec.file}" kubeconfig file', [path]), []

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
-from bootstrap.kubeapi import ApiError, KubeApi
+from bootstrap.cluster.client import ApiError, KubeApi
 from bootstrap.results import Outcome
 
 # How often one object is read and written again when it appears or disappears under us.

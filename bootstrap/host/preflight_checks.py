@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bootstrap.components.flags import flag_value, is_ipv6
 from bootstrap.errors import PreflightError, UsageError
-from bootstrap.manifests.flags import flag_value, is_ipv6
 
 MIN_CPUS = 2
 MIN_MEMORY_MB = 1700

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bootstrap.rundata import RunData
-    from bootstrap.workflow import PhaseReport
+    from bootstrap.workflow.rundata import RunData
+    from bootstrap.workflow.tree import PhaseReport
 
 STOPS_HERE = "a real run stops here"
 
 
 def summary(rd: RunData, reports: list[PhaseReport]) -> dict[str, Any]:
-    from bootstrap.apply import DryRunApplier
+    from bootstrap.cluster.apply import DryRunApplier
     from bootstrap.pki.expiration import check_expiration, to_dict
 
     plan = []

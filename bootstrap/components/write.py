@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from bootstrap.fsutil import write_atomic
-from bootstrap.manifests.render import Manifest
+from bootstrap.components.render import Manifest
+from bootstrap.host.fs import write_atomic
 from bootstrap.results import Outcome
 
 MANIFEST_MODE = 0o600

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.errors import BootstrapError
-from bootstrap.fsutil import Rootfs, remove_stale_temps
+from bootstrap.host.fs import Rootfs, remove_stale_temps
 
 STATE_DIR = "/var/lib/kube-bootstrap"
 LEDGER = f"{STATE_DIR}/ledger.jsonl"

@@ -9,11 +9,11 @@ from typing import Any
 import jinja2
 import yaml
 
+from bootstrap.components.pods import BUILDERS, HostView, PodInputs, startup_failure_threshold
+from bootstrap.components.templates import templates_dir
+from bootstrap.components.versions import Features, minor_of
 from bootstrap.config import Config
 from bootstrap.errors import PhaseError
-from bootstrap.manifests.pods import BUILDERS, HostView, PodInputs, startup_failure_threshold
-from bootstrap.manifests.versions import Features, minor_of
-from bootstrap.templates import templates_dir
 
 
 @dataclass(frozen=True)

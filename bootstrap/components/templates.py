@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bootstrap.errors import PhaseError
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 @cache

@@ -1,0 +1,1 @@
+"""The command line: the click group, its options and the kubeadm flag table, one module per family."""

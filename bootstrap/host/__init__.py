@@ -1,0 +1,1 @@
+"""This machine: the filesystem writer, the ledger and lock, the kubelet, preflight checks and reset."""
