@@ -10,7 +10,6 @@ import click
 
 from bootstrap import __version__
 from bootstrap.errors import BootstrapError, InternalError
-from bootstrap.phases.preflight import PREFLIGHT
 from bootstrap.results import RESULT_API_VERSION, rootfs_field
 from bootstrap.workflow.rundata import RunData
 from bootstrap.workflow.tree import PhaseReport, PlannedPhase
@@ -68,7 +67,8 @@ def _run_steps(rd: RunData, steps: Sequence[PlannedPhase], reports: list[PhaseRe
     wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
     if wanted > 1:
         rd.keys.prefetch(wanted - rd.keys.pending)
-    first_write = next((i for i, s in enumerate(steps) if s.phase is not PREFLIGHT), len(steps))
+    # By path, not by the PREFLIGHT object: the workflow sits below the phases and must not import them.
+    first_write = next((i for i, s in enumerate(steps) if s.path != "preflight"), len(steps))
     writes = any(i >= first_write for i, _ in applicable)
     try:
         for index in range(first_write):
