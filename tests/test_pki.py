@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pki_helpers import NOW, contents, generate_all, make_settings, snapshot
 
+from bootstrap.config.keyalgorithms import ENCRYPTION_ALGORITHMS
 from bootstrap.errors import PkiError
 from bootstrap.pki import (
-    ALGORITHMS,
     CERT_NAMES,
     KeySource,
     ensure_cert,
@@ -233,7 +233,7 @@ def test_unknown_cert_name_lists_valid_names(tmp_path: Path) -> None:
         ensure("apiserver-x", tmp_path)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", ENCRYPTION_ALGORITHMS)
 def test_encryption_algorithm_sets_key_type_and_size(tmp_path: Path, algorithm: str) -> None:
     settings = make_settings(encryption_algorithm=algorithm)
     generate_all(tmp_path, settings, names=("ca",))  # one cert (plus sa): RSA-4096 is slow

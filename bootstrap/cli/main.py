@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +20,7 @@ from bootstrap import __version__
 from bootstrap.cli import options
 from bootstrap.cli.cert_commands import certs
 from bootstrap.cli.config_commands import config
+from bootstrap.config.kubeadm_flags import KUBEADM_FLAGS
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
 
 if TYPE_CHECKING:
@@ -28,46 +28,6 @@ if TYPE_CHECKING:
     from bootstrap.workflow.tree import Phase, PlannedPhase
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class ConfigFlag:
-    """A kubeadm flag that sets one config field; its value lands in RunOptions.overrides."""
-
-    names: tuple[str, ...]  # kubeadm's spelling first (the override key), then our older aliases
-    help: str
-    kind: type = str
-
-    @property
-    def param(self) -> str:
-        return self.names[0].replace("-", "_")
-
-
-CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
-    ConfigFlag(
-        ("apiserver-advertise-address", "advertise-address"),
-        "The IP address the API server advertises (default: the default-route address).",
-    ),
-    ConfigFlag(("apiserver-bind-port",), "Port for the API server to bind to (6443).", int),
-    ConfigFlag(
-        ("apiserver-cert-extra-sans",),
-        "Extra SANs (IPs or DNS names, comma-separated) for the API server certificate.",
-    ),
-    ConfigFlag(("cert-dir",), "Where certificates are stored (/etc/kubernetes/pki)."),
-    ConfigFlag(("control-plane-endpoint",), "A stable host[:port] for the control plane."),
-    ConfigFlag(
-        ("kubernetes-version",),
-        "Kubernetes version of the control plane (stable-1, stable, latest: the newest supported).",
-    ),
-    ConfigFlag(("node-name",), "The node name (default: the hostname, lower-cased)."),
-    ConfigFlag(("pod-network-cidr",), "Pod network range; enables node CIDR allocation."),
-    ConfigFlag(("service-cidr",), "Service virtual IP range (10.96.0.0/12)."),
-    ConfigFlag(("service-dns-domain",), "Service DNS domain (cluster.local)."),
-    ConfigFlag(("token",), "The bootstrap token to create, [a-z0-9]{6}.[a-z0-9]{16} (default: generated)."),
-    ConfigFlag(("token-ttl",), "How long the bootstrap token is valid (24h0m0s; 0 never expires)."),
-    ConfigFlag(("cri-socket",), "The CRI socket (unix:///var/run/containerd/containerd.sock)."),
-    ConfigFlag(("image-repository",), "Registry to pull the control-plane images from (registry.k8s.io)."),
-)
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -125,9 +85,11 @@ def run_options(func: F) -> F:
             help="Move stray files the kubelet would run to /etc/kubernetes/tmp/quarantine-<time>/.",
         ),
     ]
-    for flag in CONFIG_FLAGS:
+    for flag in KUBEADM_FLAGS:
         names = [f"--{name}" for name in flag.names]
-        decorators.append(click.option(*names, flag.param, type=flag.kind, default=None, help=flag.help))
+        decorators.append(
+            click.option(*names, flag.param, type=flag.value_type, default=None, help=flag.help)
+        )
     decorators += [
         click.option(
             "--skip-token-print",
@@ -167,7 +129,7 @@ def options_from(params: dict[str, Any]) -> RunOptions:
     from bootstrap.workflow.rundata import RunOptions
 
     overrides: dict[str, object] = {}
-    for flag in CONFIG_FLAGS:
+    for flag in KUBEADM_FLAGS:
         value = params.get(flag.param)
         if value is None:
             continue

@@ -7,24 +7,44 @@ Public API::
     dump_config(cfg) -> str                               # YAML that load_config reads back identically
     parse_go_duration(text) -> timedelta / format_go_duration(td) -> str
     HostFacts                                             # injectable hostname / default-route detection
+
+Names are re-exported lazily: the CLI builds its options from :mod:`bootstrap.config.kubeadm_flags`
+and the PKI reads :mod:`bootstrap.config.keyalgorithms`; neither may pull in pydantic at start-up.
 """
 
-from bootstrap.config.durations import format_go_duration, parse_go_duration
-from bootstrap.config.loader import (
-    FLAG_FIELDS,
-    default_config,
-    dump_cluster_configuration,
-    dump_config,
-    load_config,
-)
-from bootstrap.config.model import (
-    ACTED_FIELDS,
-    WARNED_FIELDS,
-    ClusterConfiguration,
-    Config,
-    InitConfiguration,
-)
-from bootstrap.config.netdefaults import HostFacts
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bootstrap.config.durations import format_go_duration, parse_go_duration
+    from bootstrap.config.kubeadm_flags import FLAG_FIELDS
+    from bootstrap.config.loader import (
+        default_config,
+        dump_cluster_configuration,
+        dump_config,
+        load_config,
+    )
+    from bootstrap.config.model import (
+        ACTED_FIELDS,
+        WARNED_FIELDS,
+        ClusterConfiguration,
+        Config,
+        InitConfiguration,
+    )
+    from bootstrap.config.netdefaults import HostFacts
+
+_EXPORTS = {
+    "format_go_duration": "durations",
+    "parse_go_duration": "durations",
+    "FLAG_FIELDS": "kubeadm_flags",
+    **dict.fromkeys(("default_config", "dump_cluster_configuration", "dump_config", "load_config"), "loader"),
+    **dict.fromkeys(
+        ("ACTED_FIELDS", "WARNED_FIELDS", "ClusterConfiguration", "Config", "InitConfiguration"), "model"
+    ),
+    "HostFacts": "netdefaults",
+}
 
 __all__ = [
     "ACTED_FIELDS",
@@ -41,3 +61,10 @@ __all__ = [
     "load_config",
     "parse_go_duration",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"bootstrap.config.{module}"), name)

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bootstrap.config import validation
+from bootstrap.config.kubeadm_flags import FLAG_FIELDS
 from bootstrap.config.model import (
     DEFAULT_TOKEN_TTL,
     FALLBACK_ADVERTISE_ADDRESS,
@@ -38,24 +39,6 @@ from bootstrap.errors import ConfigError
 # A real config is a few kilobytes; reading stops here so /dev/zero or a huge file cannot exhaust memory.
 MAX_CONFIG_BYTES = 1 << 20
 
-# kubeadm flag name -> (document kind, camelCase field path).
-FLAG_FIELDS: dict[str, tuple[str, str]] = {
-    "apiserver-advertise-address": ("InitConfiguration", "localAPIEndpoint.advertiseAddress"),
-    "advertise-address": ("InitConfiguration", "localAPIEndpoint.advertiseAddress"),
-    "apiserver-bind-port": ("InitConfiguration", "localAPIEndpoint.bindPort"),
-    "node-name": ("InitConfiguration", "nodeRegistration.name"),
-    "control-plane-endpoint": ("ClusterConfiguration", "controlPlaneEndpoint"),
-    "service-cidr": ("ClusterConfiguration", "networking.serviceSubnet"),
-    "pod-network-cidr": ("ClusterConfiguration", "networking.podSubnet"),
-    "service-dns-domain": ("ClusterConfiguration", "networking.dnsDomain"),
-    "cert-dir": ("ClusterConfiguration", "certificatesDir"),
-    "kubernetes-version": ("ClusterConfiguration", "kubernetesVersion"),
-    "apiserver-cert-extra-sans": ("ClusterConfiguration", "apiServer.certSANs"),
-    "token": ("InitConfiguration", "bootstrapTokens[0].token"),
-    "token-ttl": ("InitConfiguration", "bootstrapTokens[0].ttl"),
-    "cri-socket": ("InitConfiguration", "nodeRegistration.criSocket"),
-    "image-repository": ("ClusterConfiguration", "imageRepository"),
-}
 
 _KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
 _KUBE_PROXY = ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from pydantic.alias_generators import to_camel
 
 from bootstrap.config.durations import format_go_duration, parse_go_duration
+from bootstrap.config.keyalgorithms import DEFAULT_ENCRYPTION_ALGORITHM
 
 KUBEADM_API_VERSION: Final = "kubeadm.k8s.io/v1beta4"
 
@@ -35,7 +36,6 @@ DEFAULT_DNS_DOMAIN = "cluster.local"
 DEFAULT_CERTIFICATES_DIR = "/etc/kubernetes/pki"
 DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
 DEFAULT_ETCD_DATA_DIR = "/var/lib/etcd"
-DEFAULT_ENCRYPTION_ALGORITHM = "RSA-2048"
 DEFAULT_CERTIFICATE_VALIDITY = timedelta(hours=8760)
 DEFAULT_CA_CERTIFICATE_VALIDITY = timedelta(hours=87600)
 DEFAULT_BIND_PORT = 6443
@@ -45,8 +45,6 @@ DEFAULT_TOKEN_TTL = timedelta(hours=24)
 DEFAULT_TOKEN_USAGES = ("signing", "authentication")
 DEFAULT_TOKEN_GROUPS = ("system:bootstrappers:kubeadm:default-node-token",)
 FALLBACK_ADVERTISE_ADDRESS = "127.0.0.1"
-
-ENCRYPTION_ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")
 
 # Fields kube-bootstrap acts on (``*`` = every sub-field). Everything else is in WARNED_FIELDS.
 ACTED_FIELDS: tuple[str, ...] = (

@@ -18,8 +18,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from bootstrap.config.keyalgorithms import ENCRYPTION_ALGORITHMS
 from bootstrap.config.model import (
-    ENCRYPTION_ALGORITHMS,
     SUPPORTED_MINORS,
     Arg,
     ClusterConfiguration,

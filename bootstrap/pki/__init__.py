@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     )
     from bootstrap.pki.issue import CertificateAuthority, issue_client_cert
     from bootstrap.pki.keys import KeySource, PrivateKey
-    from bootstrap.pki.settings import ALGORITHMS, PkiSettings
+    from bootstrap.pki.settings import PkiSettings
     from bootstrap.pki.specs import CA_NAMES, CERT_NAMES, CERT_SPECS, LEAF_NAMES, AltNames, CertSpec
     from bootstrap.pki.store import ensure_cert, ensure_sa, load_ca, verify_client_pair
 
@@ -36,7 +36,6 @@ _EXPORTS = {
     "issue_client_cert": "issue",
     "KeySource": "keys",
     "PrivateKey": "keys",
-    "ALGORITHMS": "settings",
     "PkiSettings": "settings",
     "CA_NAMES": "specs",
     "CERT_NAMES": "specs",
@@ -51,7 +50,6 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ALGORITHMS",
     "CA_NAMES",
     "CERT_NAMES",
     "CERT_SPECS",

@@ -21,8 +21,8 @@ from typing import TypeAlias
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from bootstrap.config.keyalgorithms import DEFAULT_ENCRYPTION_ALGORITHM, ENCRYPTION_ALGORITHMS
 from bootstrap.errors import PkiError
-from bootstrap.pki.settings import ALGORITHMS, DEFAULT_ALGORITHM
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -33,14 +33,16 @@ _CURVE_ALGORITHMS: dict[str, str] = {"secp256r1": "ECDSA-P256", "secp384r1": "EC
 
 def normalize_algorithm(algorithm: str) -> str:
     """The algorithm name to use: empty means the default (RSA-2048), like kubeadm; unknown is an error."""
-    algorithm = algorithm or DEFAULT_ALGORITHM
-    if algorithm not in ALGORITHMS:
-        raise PkiError(f"unsupported encryption algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+    algorithm = algorithm or DEFAULT_ENCRYPTION_ALGORITHM
+    if algorithm not in ENCRYPTION_ALGORITHMS:
+        raise PkiError(
+            f"unsupported encryption algorithm {algorithm!r}; valid: {', '.join(ENCRYPTION_ALGORITHMS)}"
+        )
     return algorithm
 
 
 def generate_key(algorithm: str) -> PrivateKey:
-    """A new private key for ``algorithm`` (one of :data:`ALGORITHMS`)."""
+    """A new private key for ``algorithm`` (one of ``ENCRYPTION_ALGORITHMS``)."""
     algorithm = normalize_algorithm(algorithm)
     if algorithm in _CURVES:
         return ec.generate_private_key(_CURVES[algorithm]())

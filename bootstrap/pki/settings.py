@@ -5,13 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-ALGORITHMS: tuple[str, ...] = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")
-DEFAULT_ALGORITHM = "RSA-2048"
-
 # kubeadm's CertificateBackdate: NotBefore is set this far in the past to tolerate clock skew.
 CERT_BACKDATE = timedelta(minutes=5)
-DEFAULT_CERT_VALIDITY = timedelta(days=365)
-DEFAULT_CA_VALIDITY = timedelta(days=3650)
 
 
 @dataclass(frozen=True)

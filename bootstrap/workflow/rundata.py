@@ -246,10 +246,10 @@ class RunData:
         Should the guess ever be wrong, :attr:`keys` replaces the source (the algorithm is checked)."""
         if self.options.config_file is not None or self._keys is not None:
             return
+        from bootstrap.config.keyalgorithms import DEFAULT_ENCRYPTION_ALGORITHM
         from bootstrap.pki.keys import KeySource
-        from bootstrap.pki.settings import DEFAULT_ALGORITHM
 
-        self._keys = KeySource(DEFAULT_ALGORITHM)
+        self._keys = KeySource(DEFAULT_ENCRYPTION_ALGORITHM)
         self._keys.prefetch(os.cpu_count() or 1)
 
     @cached_property
