@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from bootstrap.config.durations import format_go_duration, parse_go_duration
 from bootstrap.config.keyalgorithms import DEFAULT_ENCRYPTION_ALGORITHM
+from bootstrap.config.tokens import TOKEN_GROUP
 
 KUBEADM_API_VERSION: Final = "kubeadm.k8s.io/v1beta4"
 
@@ -43,7 +44,7 @@ DEFAULT_CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 DEFAULT_IMAGE_PULL_POLICY = "IfNotPresent"
 DEFAULT_TOKEN_TTL = timedelta(hours=24)
 DEFAULT_TOKEN_USAGES = ("signing", "authentication")
-DEFAULT_TOKEN_GROUPS = ("system:bootstrappers:kubeadm:default-node-token",)
+DEFAULT_TOKEN_GROUPS = (TOKEN_GROUP,)
 FALLBACK_ADVERTISE_ADDRESS = "127.0.0.1"
 
 # Fields kube-bootstrap acts on (``*`` = every sub-field). Everything else is in WARNED_FIELDS.

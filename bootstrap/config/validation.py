@@ -27,14 +27,13 @@ from bootstrap.config.model import (
     HostPathMount,
     InitConfiguration,
 )
+from bootstrap.config.tokens import TOKEN_GROUP_RE, TOKEN_RE
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
 _WILDCARD_SUBDOMAIN = re.compile(rf"^\*\.{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
-_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
-_TOKEN_GROUP = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
 _VERSION = re.compile(r"^v?([0-9]+)\.([0-9]+)\.([0-9]+)(-[0-9A-Za-z.-]+)?$")
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 _IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
@@ -362,7 +361,7 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
 
     for i, token in enumerate(init.bootstrap_tokens):
         path = f"bootstrapTokens[{i}]"
-        if token.token is not None and not _TOKEN.fullmatch(token.token):
+        if token.token is not None and not TOKEN_RE.fullmatch(token.token):
             # The value is a credential (a typo of a real token still is one): never echo its secret half.
             shown = q(token.token.split(".", 1)[0] + ".<redacted>") if "." in token.token else "the value"
             r.error(f"{path}.token", f"{shown} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}")
@@ -374,8 +373,8 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
             if usage not in TOKEN_USAGES:
                 r.error(f"{path}.usages[{j}]", f"{q(usage)} is not one of {', '.join(sorted(TOKEN_USAGES))}")
         for j, group in enumerate(token.groups):
-            if not _TOKEN_GROUP.fullmatch(group):
-                r.error(f"{path}.groups[{j}]", f"{q(group)} must match {_TOKEN_GROUP.pattern}")
+            if not TOKEN_GROUP_RE.fullmatch(group):
+                r.error(f"{path}.groups[{j}]", f"{q(group)} must match {TOKEN_GROUP_RE.pattern}")
 
     if init.certificate_key and not _HEX_KEY.fullmatch(init.certificate_key):
         r.error("certificateKey", "must be a hex-encoded 32-byte key (64 hex characters)")

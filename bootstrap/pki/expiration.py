@@ -22,21 +22,19 @@ from bootstrap.errors import PkiError
 from bootstrap.host.fs import write_atomic
 from bootstrap.pki.issue import CertificateAuthority, cert_pem, new_signed_cert
 from bootstrap.pki.keys import KeySource, PrivateKey, algorithm_of, generate_key, private_key_pem
+from bootstrap.pki.kubeconfig_files import KUBECONFIG_MODE, KUBECONFIG_SPECS
 from bootstrap.pki.settings import CERT_BACKDATE
 from bootstrap.pki.specs import CA_NAMES, LEAF_NAMES, CertSpec, get_spec
 from bootstrap.pki.store import DIR_MODE, cert_ekus, load_ca, read_cert, write_key_and_cert
 from bootstrap.results import RESULT_API_VERSION, Outcome, host_path, rootfs_field
 
-KUBECONFIG_MODE = 0o600
-# Kubeconfig rows of the table; all carry a client certificate signed by "ca".
-KUBECONFIG_NAMES: tuple[str, ...] = (
-    "admin.conf",
-    "controller-manager.conf",
-    "scheduler.conf",
-    "super-admin.conf",
+# Kubeconfig rows of the table (file names); all carry a client certificate signed by "ca". Not
+# kubelet.conf: like kubeadm, its client certificate is the kubelet's to rotate.
+RENEWABLE_KUBECONFIGS: tuple[str, ...] = tuple(
+    sorted(spec.file for spec in KUBECONFIG_SPECS.values() if spec.name != "kubelet")
 )
 # The leaf rows, sorted like kubeadm's table.
-RENEWABLE_NAMES: tuple[str, ...] = tuple(sorted((*LEAF_NAMES, *KUBECONFIG_NAMES)))
+RENEWABLE_NAMES: tuple[str, ...] = tuple(sorted((*LEAF_NAMES, *RENEWABLE_KUBECONFIGS)))
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ def _ca_externally_managed(pki_dir: Path, ca_name: str) -> bool:
 
 
 def _row_source(name: str, pki_dir: Path, kubeconfig_dir: Path) -> tuple[Path, str]:
-    if name in KUBECONFIG_NAMES:
+    if name in RENEWABLE_KUBECONFIGS:
         return kubeconfig_dir / name, "ca"
     spec = get_spec(name)
     assert spec.ca is not None
@@ -159,7 +157,7 @@ def check_expiration(
         path, ca_name = _row_source(name, pki_dir, kubeconfig_dir)
         cert: x509.Certificate | None = None
         if path.exists():
-            cert = _embedded_cert(path) if name in KUBECONFIG_NAMES else read_cert(path)
+            cert = _embedded_cert(path) if name in RENEWABLE_KUBECONFIGS else read_cert(path)
         expires = cert.not_valid_after_utc if cert is not None else None
         residual = residual_time(expires - now) if expires is not None else ""
         rows.append(
@@ -409,7 +407,7 @@ def renew(
                 raise PkiError(f"{path}: missing, nothing to renew")
             outcomes.append(Outcome(False, f"{path} is missing, skipping renewal of {row}"))
             continue
-        if row in KUBECONFIG_NAMES:
+        if row in RENEWABLE_KUBECONFIGS:
             outcomes.append(
                 _renew_kubeconfig(row, path, pki_dir, settings_now, validity, keys, if_expiring_within)
             )
