@@ -29,7 +29,8 @@ import pytest
 import yaml
 from tools import tool
 
-from bootstrap.components.versions import ETCD_TAGS, etcd_version_of, minor_of
+from bootstrap.components.versions import ETCD_TAGS, etcd_version_of
+from bootstrap.config.kubeversion import minor_of
 from tests.conftest import CLUSTER_PHASES, CliRunner
 
 NODE = "cp1"

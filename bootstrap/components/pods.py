@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bootstrap.components import flags as F
-from bootstrap.components.versions import Features, minor_of
+from bootstrap.components.versions import Features
 from bootstrap.config import Config
+from bootstrap.config.kubeversion import minor_of
 from bootstrap.config.model import EnvVar, HostPathMount, LocalEtcd
 
 # kubeadm mounts these into the apiserver and controller-manager when they exist on the host.

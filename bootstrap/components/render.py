@@ -11,8 +11,9 @@ import yaml
 
 from bootstrap.components.pods import BUILDERS, HostView, PodInputs, startup_failure_threshold
 from bootstrap.components.templates import templates_dir
-from bootstrap.components.versions import Features, minor_of
+from bootstrap.components.versions import Features
 from bootstrap.config import Config
+from bootstrap.config.kubeversion import minor_of
 from bootstrap.errors import PhaseError
 
 

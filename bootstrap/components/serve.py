@@ -14,14 +14,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bootstrap.config.hostport import split_host_port
 from bootstrap.errors import BootstrapError, UsageError
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    try:
+        host, port = split_host_port(value)
+    except ValueError:
+        host, port = "", None
+    # Port 0 is allowed here: the system picks a free one.
+    if port is None or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen: {value!r} is not HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    return host or "127.0.0.1", int(port)
 
 
 class PodListSource:

@@ -19,10 +19,6 @@ from dataclasses import dataclass
 ETCD_TAGS = {31: "3.5.15-0", 32: "3.5.16-0", 33: "3.5.21-0", 34: "3.6.4-0", 35: "3.6.6-0"}
 
 
-def minor_of(kubernetes_version: str) -> int:
-    return int(kubernetes_version.lstrip("v").split(".")[1])
-
-
 def etcd_version_of(tag: str) -> tuple[int, int]:
     """``3.6.4-0`` -> (3, 6); an unparseable custom tag is treated as the newest etcd."""
     match = re.match(r"v?(\d+)\.(\d+)", tag)

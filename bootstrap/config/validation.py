@@ -18,7 +18,9 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from bootstrap.config.hostport import is_ip, parse_port, split_host_port
 from bootstrap.config.keyalgorithms import ENCRYPTION_ALGORITHMS
+from bootstrap.config.kubeversion import major_minor
 from bootstrap.config.model import (
     SUPPORTED_MINORS,
     Arg,
@@ -37,7 +39,6 @@ _WILDCARD_SUBDOMAIN = re.compile(rf"^\*\.{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$"
 _VERSION = re.compile(r"^v?([0-9]+)\.([0-9]+)\.([0-9]+)(-[0-9A-Za-z.-]+)?$")
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 _IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
-_PORT = re.compile(r"[0-9]{1,5}")
 _HOST_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _REPO_HOST = rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9a-fA-F:]+\])"
 _REPO_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -131,17 +132,6 @@ class Report:
 
 
 # ---- small predicates, public because other modules (certs, SANs) need the same rules ----
-def is_ip(text: str) -> bool:
-    """True for a literal IPv4 or IPv6 address, as Go's ``net.ParseIP`` reads it (no ``%zone``)."""
-    if "%" in text or not text.isascii():
-        return False
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def is_dns1123_subdomain(text: str) -> bool:
     """True for an RFC 1123 subdomain (lower case, at most 253 characters)."""
     return len(text) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(text) is not None
@@ -154,38 +144,6 @@ def is_valid_san(text: str) -> bool:
         or is_dns1123_subdomain(text)
         or (len(text) <= 253 and _WILDCARD_SUBDOMAIN.fullmatch(text) is not None)
     )
-
-
-def parse_port(text: str) -> int | None:
-    """The port number in ``text`` if it is ASCII decimal 1-65535 (full-width digits are not), else None."""
-    if not _PORT.fullmatch(text):
-        return None
-    port = int(text)
-    return port if 1 <= port <= 65535 else None
-
-
-def split_host_port(endpoint: str) -> tuple[str, str | None]:
-    """Split ``host[:port]`` / ``[v6][:port]`` / bare IPv6; the port is returned unparsed.
-
-    Raises ValueError for an unclosed or misplaced bracket, or a bracketed host that is not IPv6.
-    """
-    if endpoint.startswith("["):
-        host, closed, rest = endpoint[1:].partition("]")
-        if not closed:
-            raise ValueError("missing ']' after the IPv6 address")
-        if ":" not in host or not is_ip(host):
-            raise ValueError("only an IPv6 address may be written in brackets")
-        if not rest:
-            return host, None
-        if not rest.startswith(":"):
-            raise ValueError("unexpected text after the bracketed address")
-        return host, rest[1:]
-    if "[" in endpoint or "]" in endpoint:
-        raise ValueError("misplaced bracket")
-    if endpoint.count(":") > 1:
-        return endpoint, None  # a bare IPv6 address
-    host, sep, port = endpoint.partition(":")
-    return host, (port if sep else None)
 
 
 def host_port_problem(endpoint: str, *, port_required: bool = False) -> str | None:
@@ -452,7 +410,7 @@ def _validate_version(version: str, r: Report) -> None:
     if normal is None:
         r.error("kubernetesVersion", f"{q(version)} is not a version (expected vX.Y.Z)")
         return
-    major, minor = (int(x) for x in normal[1:].split(".")[:2])
+    major, minor = major_minor(normal)
     if major != 1 or minor not in SUPPORTED_MINORS:
         first, last = SUPPORTED_MINORS[0], SUPPORTED_MINORS[-1]
         r.error("kubernetesVersion", f"{q(version)} is not supported (supported: v1.{first} to v1.{last})")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 
+from bootstrap.config.kubeversion import minor_of
 from bootstrap.config.model import DEFAULT_KUBERNETES_VERSION, SUPPORTED_MINORS
 
 # The newest patch release each supported minor is known to have; .0 where no later one is pinned.
 NEWEST_PATCH = {minor: f"v1.{minor}.0" for minor in SUPPORTED_MINORS} | {
-    int(DEFAULT_KUBERNETES_VERSION.split(".")[1]): DEFAULT_KUBERNETES_VERSION
+    minor_of(DEFAULT_KUBERNETES_VERSION): DEFAULT_KUBERNETES_VERSION
 }
 NEWEST_SUPPORTED = NEWEST_PATCH[max(SUPPORTED_MINORS)]
 

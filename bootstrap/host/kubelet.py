@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bootstrap.config.kubeversion import minor_of
 from bootstrap.errors import PhaseError
 
 if TYPE_CHECKING:
@@ -69,8 +70,8 @@ def healthz_endpoint(kubelet_config: Mapping[str, Any] | None) -> tuple[str, int
 def flags_env(cfg: Config, hostname: str) -> str:
     """The ``kubeadm-flags.env`` content: per-node kubelet flags."""
     flags: dict[str, str] = {}
-    minor = int(cfg.kubernetes_version.lstrip("v").split(".")[1])
-    if minor < 34:  # from v1.34 (NodeLocalCRISocket) the endpoint lives in the config file instead
+    # From v1.34 (NodeLocalCRISocket) the endpoint lives in the config file instead.
+    if minor_of(cfg.kubernetes_version) < 34:
         flags["container-runtime-endpoint"] = cfg.init.node_registration.cri_socket
     if cfg.node_name != hostname.lower():
         flags["hostname-override"] = cfg.node_name

@@ -17,6 +17,7 @@ def _run(rd: RunData) -> list[Outcome]:
     import yaml
 
     from bootstrap.components.render import render_template
+    from bootstrap.config.kubeversion import minor_of
     from bootstrap.host import kubelet
     from bootstrap.host.fs import write_atomic
 
@@ -37,7 +38,7 @@ def _run(rd: RunData) -> list[Outcome]:
     if merged.get("rotateCertificates") is False:
         rd.reporter.warn("KubeletConfiguration.rotateCertificates: forced to true, as kubeadm does")
     merged["rotateCertificates"] = True
-    if int(cfg.kubernetes_version.split(".")[1]) >= 34:
+    if minor_of(cfg.kubernetes_version) >= 34:
         merged.setdefault("containerRuntimeEndpoint", cfg.init.node_registration.cri_socket)
     outcomes = []
     for host_path, text in (

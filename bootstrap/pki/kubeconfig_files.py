@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bootstrap.config.hostport import split_host_port
+from bootstrap.config.kubeversion import minor_of
 from bootstrap.errors import PkiError
 from bootstrap.results import Outcome
 
@@ -45,8 +47,7 @@ class KubeconfigSpec:
 
 def _kubelet_server(endpoints: Endpoints, version: str) -> str:
     # ControlPlaneKubeletLocalMode is on by default from v1.33: the kubelet talks to its local API server.
-    minor = int(version.lstrip("v").split(".")[1])
-    return endpoints.local if minor >= 33 else endpoints.cluster
+    return endpoints.local if minor_of(version) >= 33 else endpoints.cluster
 
 
 KUBECONFIG_SPECS: dict[str, KubeconfigSpec] = {
@@ -97,19 +98,8 @@ def endpoints_for(advertise_address: str, bind_port: int, control_plane_endpoint
     local = https_url(advertise_address, bind_port)
     if not control_plane_endpoint:
         return Endpoints(local, local)
-    host, port = split_host_port(control_plane_endpoint, bind_port)
-    return Endpoints(local, https_url(host, port))
-
-
-def split_host_port(endpoint: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
-    if endpoint.startswith("["):
-        host, _, rest = endpoint[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if endpoint.count(":") == 1:
-        host, port = endpoint.split(":")
-        return host, int(port)
-    return endpoint, default_port
+    host, port = split_host_port(control_plane_endpoint)  # validated: well formed
+    return Endpoints(local, https_url(host, bind_port if port is None else int(port)))
 
 
 def _b64(data: bytes) -> str:

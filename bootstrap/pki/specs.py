@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from bootstrap.config.hostport import split_host_port
 from bootstrap.errors import PkiError
 from bootstrap.pki.settings import PkiSettings
 
@@ -68,14 +69,10 @@ def parse_ip(text: str, what: str) -> IPAddress:
 
 def endpoint_host(endpoint: str) -> str:
     """The host part of ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
-    if endpoint.startswith("["):
-        end = endpoint.find("]")
-        if end < 0:
-            raise PkiError(f"controlPlaneEndpoint {endpoint!r}: missing ']'")
-        return endpoint[1:end]
-    if endpoint.count(":") == 1:
-        return endpoint.split(":", 1)[0]
-    return endpoint
+    try:
+        return split_host_port(endpoint)[0]
+    except ValueError as exc:
+        raise PkiError(f"controlPlaneEndpoint {endpoint!r}: {exc}") from None
 
 
 def first_service_ip(service_subnet: str) -> IPAddress:
