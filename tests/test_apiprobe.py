@@ -108,3 +108,14 @@ def test_a_listening_port_is_reachable_and_a_closed_one_is_not() -> None:
         closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
         assert listening(server.getsockname()) is True
         assert listening(closed.getsockname()) is False
+
+
+def test_without_a_current_context_the_probe_dials_what_the_client_would(tmp_path: Path) -> None:
+    path = kubeconfig(
+        tmp_path, "a", {"a": {"server": "https://10.0.0.1:6443"}, "b": {"server": "https://b:1"}}
+    )
+    document = yaml.safe_load(path.read_text())
+    del document["current-context"]
+    path.write_text(yaml.safe_dump(document))
+    # The client takes the first context then; so does the probe (one resolution, cluster/client.py).
+    assert server_address(path) == ("10.0.0.1", 6443)

@@ -19,11 +19,13 @@ import click
 from click.core import ParameterSource
 
 from bootstrap.errors import UsageError
+from bootstrap.output import DOCUMENT_FORMATS
 
 if TYPE_CHECKING:
     from bootstrap.output import Reporter
 
-OUTPUT_FORMATS = ("text", "json", "yaml")
+# Text for people; the document formats are the output module's.
+OUTPUT_FORMATS = ("text", *DOCUMENT_FORMATS)
 
 
 @dataclass

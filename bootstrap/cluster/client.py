@@ -25,7 +25,17 @@ from typing import Any, ClassVar, TypeVar
 
 from bootstrap.cluster.apierror import ApiError, Gone, Reason, kubeconfig_error, tls_failure
 
-__all__ = ["ApiError", "Backoff", "Credentials", "Gone", "KubeApi", "Reason", "admin_api", "read_kubeconfig"]
+__all__ = [
+    "ApiError",
+    "Backoff",
+    "Credentials",
+    "Gone",
+    "KubeApi",
+    "Reason",
+    "admin_api",
+    "current_cluster",
+    "read_kubeconfig",
+]
 
 T = TypeVar("T")
 
@@ -122,6 +132,12 @@ def read_kubeconfig(path: Path) -> Credentials:
         client_cert_pem=_data(path, user, "client-certificate"),
         client_key_pem=_data(path, user, "client-key"),
     )
+
+
+def current_cluster(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """The cluster entry of the kubeconfig ``doc`` (read from ``path``) that the client would use; a
+    typed :class:`ApiError` naming the file when its contexts do not lead to one."""
+    return _entry(path, doc, "clusters", "cluster", _current_context(path, doc).get("cluster"))
 
 
 def _current_context(path: Path, doc: dict[str, Any]) -> dict[str, Any]:

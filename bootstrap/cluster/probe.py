@@ -14,22 +14,15 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
+
+from bootstrap.cluster.apierror import ApiError
+from bootstrap.cluster.client import current_cluster
 
 # Short next to the client's own connect timeout: a connect on the node or its network answers in
 # milliseconds; only a black-holed address waits this long, and then the API is not usable anyway.
 PROBE_TIMEOUT = 0.5
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-
-
-def _named(entries: Any, name: Any, key: str) -> dict[str, Any] | None:
-    """The ``key`` body of the entry called ``name`` in a kubeconfig list (clusters, contexts)."""
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and entry.get("name") == name:
-            body = entry.get(key)
-            return body if isinstance(body, dict) else None
-    return None
 
 
 def _environment_proxies() -> dict[str, str]:
@@ -88,9 +81,11 @@ def server_address(kubeconfig: Path) -> tuple[str, int] | None:
         return None
     if not isinstance(data, dict):
         return None
-    context = _named(data.get("contexts"), data.get("current-context"), "context")
-    cluster = _named(data.get("clusters"), context.get("cluster") if context else None, "cluster")
-    if cluster is None or cluster.get("proxy-url"):  # through a proxy, the endpoint is not ours to dial
+    try:  # the cluster the client would pick, by the client's own rules
+        cluster = current_cluster(kubeconfig, data)
+    except ApiError:
+        return None
+    if cluster.get("proxy-url"):  # through a proxy, the endpoint is not ours to dial
         return None
     server = cluster.get("server")
     if not isinstance(server, str):
