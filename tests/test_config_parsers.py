@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from bootstrap.components.serve import parse_listen
 from bootstrap.config.hostport import split_host_port
+from bootstrap.config.keyalgorithms import DEFAULT_ENCRYPTION_ALGORITHM, ENCRYPTION_ALGORITHMS
 from bootstrap.config.kubeadm_flags import FLAG_FIELDS, KUBEADM_FLAGS
 from bootstrap.config.kubeversion import major_minor, minor_of
 from bootstrap.errors import PkiError, UsageError
 from bootstrap.pki.kubeconfig_files import endpoints_for
 from bootstrap.pki.specs import endpoint_host
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -73,3 +79,10 @@ def test_every_spelling_of_a_kubeadm_flag_sets_the_same_field() -> None:
         assert {FLAG_FIELDS[name] for name in flag.names} == {(flag.document, flag.field)}
     assert FLAG_FIELDS["advertise-address"] == ("InitConfiguration", "localAPIEndpoint.advertiseAddress")
     assert len(FLAG_FIELDS) == sum(len(flag.names) for flag in KUBEADM_FLAGS)
+
+
+def test_the_ansible_role_offers_exactly_the_key_algorithms_the_config_accepts() -> None:
+    specs = yaml.safe_load((ROOT / "ansible/roles/kube_bootstrap/meta/argument_specs.yml").read_text())
+    option = specs["argument_specs"]["main"]["options"]["kube_bootstrap_encryption_algorithm"]
+    assert option["choices"] == list(ENCRYPTION_ALGORITHMS)
+    assert option["default"] == DEFAULT_ENCRYPTION_ALGORITHM
