@@ -40,9 +40,5 @@ class Features:
         return self.minor >= 34
 
     @property
-    def scheduler_livez(self) -> bool:
-        return self.minor >= 32
-
-    @property
     def default_etcd_tag(self) -> str:
         return ETCD_TAGS[self.minor]
