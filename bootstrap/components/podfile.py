@@ -34,7 +34,7 @@ def load_pod(path: Path) -> dict[str, Any] | None:
 
     try:
         document = read_document(path)
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: e.g. a timestamp that is no date
         return None
     return document if isinstance(document, dict) else None
 
