@@ -90,11 +90,26 @@ def test_one_row_per_component_with_kubeadms_ports_and_kubeconfigs() -> None:
         assert row.port(row.health.port) in row.ports, row.name
 
 
+def paths(probes: spec.Probes) -> tuple[str, str | None, str]:
+    readiness = probes.readiness.path if probes.readiness else None
+    return probes.liveness.path, readiness, probes.startup.path
+
+
 def test_scheduler_probes_change_at_v1_32() -> None:
     scheduler = spec.SPECS["kube-scheduler"]
-    assert scheduler.probe_paths(31) == spec.ProbePaths("/healthz", None, "/healthz")
-    assert scheduler.probe_paths(32) == spec.ProbePaths("/livez", "/readyz", "/livez")
-    assert spec.SPECS["kube-controller-manager"].probe_paths(35).readiness is None
+    assert paths(scheduler.probes_for(31)) == ("/healthz", None, "/healthz")
+    assert paths(scheduler.probes_for(32)) == ("/livez", "/readyz", "/livez")
+    assert spec.SPECS["kube-controller-manager"].probes_for(35).readiness is None
+    assert paths(spec.SPECS["etcd"].probes_for(35)) == ("/livez", "/readyz", "/readyz")
+
+
+def test_every_component_probes_with_kubeadms_timings() -> None:
+    for row in spec.SPECS.values():
+        probes = row.probes_for(35)
+        assert probes.liveness.timings == spec.Timings(initial_delay=10, timeout=15, failure=8, period=10)
+        if probes.readiness is not None:
+            assert probes.readiness.timings == spec.Timings(initial_delay=0, timeout=15, failure=3, period=1)
+        assert probes.startup.timings == spec.Timings(initial_delay=10, timeout=15, failure=None, period=10)
 
 
 def test_health_address_takes_the_flags_the_table_names() -> None:
@@ -131,27 +146,22 @@ def test_our_pod_is_named_and_labelled_after_its_component() -> None:
 def test_rendered_probes_are_the_tables(version: str) -> None:
     cfg = load(version)
     minor = int(version.split(".")[1])
-    timings = {
-        "livenessProbe": spec.LIVENESS_TIMINGS,
-        "readinessProbe": spec.READINESS_TIMINGS,
-        "startupProbe": spec.STARTUP_TIMINGS,
-    }
+    threshold = 24  # the default 4m health-check timeout over the startup probe's 10s period
     for component, manifest in rendered(cfg).items():
         container = manifest.pod["spec"]["containers"][0]
-        paths = spec.SPECS[component].probe_paths(minor)
-        expected = {"livenessProbe": paths.liveness, "readinessProbe": paths.readiness}
-        expected["startupProbe"] = paths.startup
-        for kind, path in expected.items():
-            if path is None:
+        probes = spec.SPECS[component].probes_for(minor)
+        expected = {"livenessProbe": probes.liveness, "readinessProbe": probes.readiness}
+        expected["startupProbe"] = probes.startup
+        for kind, check in expected.items():
+            if check is None:
                 assert kind not in container, component
                 continue
             probe = container[kind]
-            assert probe["httpGet"]["path"] == path, (component, kind)
-            assert probe["periodSeconds"] == timings[kind].period
-            assert probe["timeoutSeconds"] == timings[kind].timeout
-            assert probe.get("initialDelaySeconds", 0) == timings[kind].initial_delay
-            if timings[kind].failure is not None:
-                assert probe["failureThreshold"] == timings[kind].failure
+            assert probe["httpGet"]["path"] == check.path, (component, kind)
+            assert probe["periodSeconds"] == check.timings.period
+            assert probe["timeoutSeconds"] == check.timings.timeout
+            assert probe.get("initialDelaySeconds", 0) == check.timings.initial_delay
+            assert probe["failureThreshold"] == (check.timings.failure or threshold)
         named = container["livenessProbe"]["httpGet"]["port"] == spec.PROBE_PORT_NAME
         assert named == (minor >= 34), component
         labels = manifest.pod["metadata"]["labels"]

@@ -13,14 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bootstrap.components import flags as F
-from bootstrap.components.spec import (
-    LIVENESS_TIMINGS,
-    PROBE_PORT_NAME,
-    READINESS_TIMINGS,
-    SPECS,
-    STARTUP_TIMINGS,
-    Timings,
-)
+from bootstrap.components.spec import PROBE_PORT_NAME, SPECS, STARTUP_TIMINGS, ProbeCheck
 from bootstrap.components.versions import Features, minor_of
 from bootstrap.config import Config
 from bootstrap.config.model import EnvVar, HostPathMount, LocalEtcd
@@ -48,25 +41,18 @@ class Volume:
 
 
 @dataclass(frozen=True)
-class Check:
-    """One of the kubelet's probes: the path it asks and its timings (``failure`` always set)."""
-
-    path: str
-    timings: Timings
-
-
-@dataclass(frozen=True)
 class Probe:
     """Where the kubelet probes a component (no host: the pod IP), named ``port_name`` when set,
-    and its liveness, readiness (or None) and startup checks."""
+    and its liveness, readiness (or None) and startup checks (the startup one's failure threshold
+    computed from the config)."""
 
     host: str
     port: int
     scheme: str
     port_name: str | None
-    liveness: Check
-    readiness: Check | None
-    startup: Check
+    liveness: ProbeCheck
+    readiness: ProbeCheck | None
+    startup: ProbeCheck
 
 
 @dataclass
@@ -148,8 +134,8 @@ def probe_for(
     flags; ``host`` and ``port`` fill in what the flags leave out), paths and timings."""
     spec = SPECS[component]
     flag_host, flag_port, scheme = spec.health_address(dict(flags))
-    paths = spec.probe_paths(minor_of(cfg.kubernetes_version))
-    startup = replace(STARTUP_TIMINGS, failure=startup_failure_threshold(cfg))
+    probes = spec.probes_for(minor_of(cfg.kubernetes_version))
+    startup = replace(probes.startup.timings, failure=startup_failure_threshold(cfg))
     if flag_port is None:
         flag_port = port if port is not None else spec.port(spec.health.port).default
     return Probe(
@@ -157,9 +143,9 @@ def probe_for(
         flag_port,
         scheme.upper(),
         PROBE_PORT_NAME if Features(minor_of(cfg.kubernetes_version)).named_probe_port else None,
-        Check(paths.liveness, LIVENESS_TIMINGS),
-        Check(paths.readiness, READINESS_TIMINGS) if paths.readiness else None,
-        Check(paths.startup, startup),
+        probes.liveness,
+        probes.readiness,
+        replace(probes.startup, timings=startup),
     )
 
 

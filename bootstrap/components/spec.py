@@ -1,9 +1,9 @@
 """The component spec table: one row per control-plane component, each fact about it stated once.
 
 A row gives the component's name, the ports it binds and the flag that moves each, where its health
-endpoint is served (scheme, the flag naming the host, the port, the path), its kubeconfig, and the
-paths its kubelet probes check. The probe timings are the same for every component, so they are
-rows of their own. What makes a pod "ours" is :func:`is_our_pod`.
+endpoint is served (scheme, the flag naming the host, the port, the path), its kubeconfig, and its
+kubelet probes (paths and timings; where they are served comes from its health row and its flags).
+What makes a pod "ours" is :func:`is_our_pod`.
 
 Flags are looked up in a ``Mapping[str, str]`` (``dict(flags)``, so the last value of a repeated
 flag wins, as in the components' own flag parsers); this keeps the table free of imports.
@@ -57,15 +57,6 @@ class Health:
 
 
 @dataclass(frozen=True)
-class ProbePaths:
-    """The paths of the kubelet's three probes of a component (no readiness probe: None)."""
-
-    liveness: str
-    readiness: str | None
-    startup: str
-
-
-@dataclass(frozen=True)
 class Timings:
     """One kind of probe's timings; ``failure`` None: computed from the config (the startup probe)."""
 
@@ -75,9 +66,35 @@ class Timings:
     period: int
 
 
+# The same for every component, as kubeadm renders them.
 LIVENESS_TIMINGS = Timings(initial_delay=10, timeout=15, failure=8, period=10)
 READINESS_TIMINGS = Timings(initial_delay=0, timeout=15, failure=3, period=1)
 STARTUP_TIMINGS = Timings(initial_delay=10, timeout=15, failure=None, period=10)
+
+
+@dataclass(frozen=True)
+class ProbeCheck:
+    """One of the kubelet's probes of a component: the path it asks, and its timings."""
+
+    path: str
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The kubelet's three probes of a component (no readiness probe: None)."""
+
+    liveness: ProbeCheck
+    readiness: ProbeCheck | None
+    startup: ProbeCheck
+
+
+def _probes(liveness: str, readiness: str | None, startup: str) -> Probes:
+    return Probes(
+        ProbeCheck(liveness, LIVENESS_TIMINGS),
+        ProbeCheck(readiness, READINESS_TIMINGS) if readiness else None,
+        ProbeCheck(startup, STARTUP_TIMINGS),
+    )
 
 
 @dataclass(frozen=True)
@@ -88,9 +105,9 @@ class ComponentSpec:
     ports: tuple[Port, ...]
     health: Health
     kubeconfig: str | None
-    probes: ProbePaths
-    # Kubernetes minor versions before ``older_probes[0]`` probe ``older_probes[1]`` instead.
-    older_probes: tuple[int, ProbePaths] | None = None
+    probes: Probes
+    # Kubernetes minor versions before ``older_probes[0]`` have ``older_probes[1]`` instead.
+    older_probes: tuple[int, Probes] | None = None
 
     def kubeconfig_file(self) -> str:
         """The kubeconfig of a component that has one."""
@@ -100,7 +117,7 @@ class ComponentSpec:
     def port(self, role: str) -> Port:
         return next(p for p in self.ports if p.role == role)
 
-    def probe_paths(self, minor: int) -> ProbePaths:
+    def probes_for(self, minor: int) -> Probes:
         if self.older_probes is not None and minor < self.older_probes[0]:
             return self.older_probes[1]
         return self.probes
@@ -151,8 +168,8 @@ def _bind_host(host: str | None) -> str:
     return "127.0.0.1" if host == "localhost" else host.strip("[]")
 
 
-_SECURE_PROBES = ProbePaths(liveness=LIVEZ, readiness=READYZ, startup=LIVEZ)
-_HEALTHZ_PROBES = ProbePaths(liveness=HEALTHZ, readiness=None, startup=HEALTHZ)
+_SECURE_PROBES = _probes(liveness=LIVEZ, readiness=READYZ, startup=LIVEZ)
+_HEALTHZ_PROBES = _probes(liveness=HEALTHZ, readiness=None, startup=HEALTHZ)
 
 ETCD = ComponentSpec(
     name="etcd",
@@ -164,7 +181,7 @@ ETCD = ComponentSpec(
     ),
     health=Health(scheme="http", port="metrics", host_flag=None, path=READYZ, verify=False),
     kubeconfig=None,
-    probes=ProbePaths(liveness=LIVEZ, readiness=READYZ, startup=READYZ),
+    probes=_probes(liveness=LIVEZ, readiness=READYZ, startup=READYZ),
 )
 APISERVER = ComponentSpec(
     name="kube-apiserver",
