@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.components import spec
 from bootstrap.host import preflight_checks
 from tests.conftest import NODE, CliRunner
 from tests.standin.harness import (
@@ -427,13 +428,11 @@ def test_our_pod_needs_name_and_both_labels() -> None:
     def pod(name: str, **labels: str) -> dict[str, object]:
         return {"kind": "Pod", "metadata": {"name": name, "labels": labels}}
 
-    assert preflight_checks.is_our_pod("etcd", pod("etcd", component="etcd", tier="control-plane"))
-    assert not preflight_checks.is_our_pod("etcd", pod("etcd", component="etcd"))
-    assert not preflight_checks.is_our_pod("etcd", pod("etcd-x", component="etcd", tier="control-plane"))
-    assert not preflight_checks.is_our_pod(
-        "etcd", pod("etcd", component="kube-apiserver", tier="control-plane")
-    )
-    assert not preflight_checks.is_our_pod("etcd", None)
+    assert spec.is_our_pod("etcd", pod("etcd", component="etcd", tier="control-plane"))
+    assert not spec.is_our_pod("etcd", pod("etcd", component="etcd"))
+    assert not spec.is_our_pod("etcd", pod("etcd-x", component="etcd", tier="control-plane"))
+    assert not spec.is_our_pod("etcd", pod("etcd", component="kube-apiserver", tier="control-plane"))
+    assert not spec.is_our_pod("etcd", None)
 
 
 def test_cri_socket_check(tmp_path: Path) -> None:

@@ -1,4 +1,8 @@
-"""Static pod manifests for the control plane: flags, pod inputs, Jinja rendering, safe writing."""
+"""Static pod manifests for the control plane: the component spec table, flags, pod inputs, Jinja
+rendering, reading a static pod back, safe writing."""
 
-# Kept import-free: the phase tree (and so ``bootstrap --help``) needs only the names.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The spec table imports only the standard library: the phase tree (and so ``bootstrap phase --help``)
+# can take the names from it.
+from bootstrap.components.spec import SPECS
+
+COMPONENTS = tuple(SPECS)

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bootstrap.components.spec import CONTROLLER_MANAGER, ETCD, SCHEDULER
 from bootstrap.components.versions import etcd_version_of
 
 if TYPE_CHECKING:  # the helpers here are used at start-up (preflight, health); pydantic is not
@@ -53,8 +54,12 @@ def loopback_for(address: str) -> str:
     return "::1" if is_ipv6(address) else "127.0.0.1"
 
 
+def _etcd_port(role: str) -> int:
+    return ETCD.port(role).default
+
+
 def etcd_client_url(cfg: Config) -> str:
-    return f"https://{host_for_url(loopback_for(cfg.advertise_address))}:2379"
+    return f"https://{host_for_url(loopback_for(cfg.advertise_address))}:{_etcd_port('client')}"
 
 
 def apiserver(cfg: Config) -> list[Flag]:
@@ -113,7 +118,7 @@ def apiserver(cfg: Config) -> list[Flag]:
 def controller_manager(cfg: Config, external_ca: bool) -> list[Flag]:
     cluster = cfg.cluster
     pki = cfg.cert_dir
-    kubeconfig = "/etc/kubernetes/controller-manager.conf"
+    kubeconfig = CONTROLLER_MANAGER.kubeconfig_file()
     flags: list[Flag] = [
         ("authentication-kubeconfig", kubeconfig),
         ("authorization-kubeconfig", kubeconfig),
@@ -140,7 +145,7 @@ def controller_manager(cfg: Config, external_ca: bool) -> list[Flag]:
 
 
 def scheduler(cfg: Config) -> list[Flag]:
-    kubeconfig = "/etc/kubernetes/scheduler.conf"
+    kubeconfig = SCHEDULER.kubeconfig_file()
     flags: list[Flag] = [
         ("authentication-kubeconfig", kubeconfig),
         ("authorization-kubeconfig", kubeconfig),
@@ -157,17 +162,18 @@ def etcd(cfg: Config, image_tag: str) -> list[Flag]:
     pki = f"{cfg.cert_dir}/etcd"
     adv = host_for_url(cfg.advertise_address)
     loopback = host_for_url(loopback_for(cfg.advertise_address))
+    client, peer, metrics = _etcd_port("client"), _etcd_port("peer"), _etcd_port("metrics")
     flags: list[Flag] = [
-        ("advertise-client-urls", f"https://{adv}:2379"),
+        ("advertise-client-urls", f"https://{adv}:{client}"),
         ("cert-file", f"{pki}/server.crt"),
         ("client-cert-auth", "true"),
         ("data-dir", local.data_dir),
-        ("initial-advertise-peer-urls", f"https://{adv}:2380"),
-        ("initial-cluster", f"{cfg.node_name}=https://{adv}:2380"),
+        ("initial-advertise-peer-urls", f"https://{adv}:{peer}"),
+        ("initial-cluster", f"{cfg.node_name}=https://{adv}:{peer}"),
         ("key-file", f"{pki}/server.key"),
-        ("listen-client-urls", f"https://{loopback}:2379,https://{adv}:2379"),
-        ("listen-metrics-urls", f"http://{loopback}:2381"),
-        ("listen-peer-urls", f"https://{adv}:2380"),
+        ("listen-client-urls", f"https://{loopback}:{client},https://{adv}:{client}"),
+        ("listen-metrics-urls", f"http://{loopback}:{metrics}"),
+        ("listen-peer-urls", f"https://{adv}:{peer}"),
         ("name", cfg.node_name),
         ("peer-cert-file", f"{pki}/peer.crt"),
         ("peer-client-cert-auth", "true"),

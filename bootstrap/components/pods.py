@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from bootstrap.components import flags as F
+from bootstrap.components.spec import PROBE_PORT_NAME, SPECS, STARTUP_TIMINGS, ProbeCheck
 from bootstrap.components.versions import Features
 from bootstrap.config import Config
 from bootstrap.config.kubeversion import minor_of
@@ -30,7 +30,6 @@ OPTIONAL_CA_DIRS = (
 SYSTEM_CA_DIR = "/etc/ssl/certs"
 FLEXVOLUME_DIR = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
 PROXY_ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-PROBE_PERIOD_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,17 @@ class Volume:
 
 @dataclass(frozen=True)
 class Probe:
+    """Where the kubelet probes a component (no host: the pod IP), named ``port_name`` when set,
+    and its liveness, readiness (or None) and startup checks (the startup one's failure threshold
+    computed from the config)."""
+
     host: str
     port: int
     scheme: str
+    port_name: str | None
+    liveness: ProbeCheck
+    readiness: ProbeCheck | None
+    startup: ProbeCheck
 
 
 @dataclass
@@ -115,17 +122,31 @@ def _probe_host(address: str | None, default: str) -> str:
     return "" if address in ("0.0.0.0", "::") else address
 
 
-def _int_flag(flags: Sequence[F.Flag], name: str, default: int) -> int:
-    value = F.flag_value(flags, name)
-    return int(value) if value and value.isdigit() else default
-
-
-def _secure_probe(flags: Sequence[F.Flag], default_port: int) -> Probe:
-    """controller-manager and scheduler: HTTPS on --bind-address:--secure-port."""
+def probe_for(
+    cfg: Config,
+    component: str,
+    flags: Sequence[F.Flag],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    loopback: str = "127.0.0.1",
+) -> Probe:
+    """The kubelet's probes of ``component``: its health endpoint (from the spec table and its
+    flags; ``host`` and ``port`` fill in what the flags leave out), paths and timings."""
+    spec = SPECS[component]
+    flag_host, flag_port, scheme = spec.health_address(dict(flags))
+    probes = spec.probes_for(minor_of(cfg.kubernetes_version))
+    startup = replace(probes.startup.timings, failure=startup_failure_threshold(cfg))
+    if flag_port is None:
+        flag_port = port if port is not None else spec.port(spec.health.port).default
     return Probe(
-        _probe_host(F.flag_value(flags, "bind-address"), "127.0.0.1"),
-        _int_flag(flags, "secure-port", default_port),
-        "HTTPS",
+        _probe_host(flag_host or host, loopback),
+        flag_port,
+        scheme.upper(),
+        PROBE_PORT_NAME if Features(minor_of(cfg.kubernetes_version)).named_probe_port else None,
+        probes.liveness,
+        probes.readiness,
+        replace(probes.startup, timings=startup),
     )
 
 
@@ -147,7 +168,6 @@ def apiserver(cfg: Config, host: HostView) -> PodInputs:
     component = cfg.cluster.api_server
     flags = F.apiserver(cfg)
     advertise = F.flag_value(flags, "advertise-address") or cfg.advertise_address
-    probe_host = "" if advertise in ("0.0.0.0", "::") else (advertise or "127.0.0.1")
     volumes = [*_ca_volumes(host), _volume("k8s-certs", cfg.cert_dir, "DirectoryOrCreate")]
     external = cfg.cluster.etcd.external
     if external is not None:
@@ -161,7 +181,7 @@ def apiserver(cfg: Config, host: HostView) -> PodInputs:
         "kube-apiserver",
         image_for(cfg, "kube-apiserver"),
         flags,
-        Probe(probe_host, _int_flag(flags, "secure-port", cfg.bind_port), "HTTPS"),
+        probe_for(cfg, "kube-apiserver", flags, host=cfg.advertise_address, port=cfg.bind_port),
         _with_extra(volumes, component.extra_volumes),
         _env(host, component.extra_envs, with_proxy=True),
         {"advertise_endpoint": f"{F.host_for_url(advertise)}:{cfg.bind_port}"},
@@ -175,14 +195,14 @@ def controller_manager(cfg: Config, host: HostView) -> PodInputs:
     volumes = [
         *_ca_volumes(host),
         _volume("k8s-certs", cfg.cert_dir, "DirectoryOrCreate"),
-        _volume("kubeconfig", "/etc/kubernetes/controller-manager.conf", "FileOrCreate"),
+        _volume("kubeconfig", SPECS["kube-controller-manager"].kubeconfig_file(), "FileOrCreate"),
         _volume("flexvolume-dir", flex, "DirectoryOrCreate", read_only=False),
     ]
     return PodInputs(
         "kube-controller-manager",
         image_for(cfg, "kube-controller-manager"),
         flags,
-        _secure_probe(flags, 10257),
+        probe_for(cfg, "kube-controller-manager", flags),
         _with_extra(volumes, component.extra_volumes),
         _env(host, component.extra_envs, with_proxy=True),
     )
@@ -191,12 +211,12 @@ def controller_manager(cfg: Config, host: HostView) -> PodInputs:
 def scheduler(cfg: Config, host: HostView) -> PodInputs:
     component = cfg.cluster.scheduler
     flags = F.scheduler(cfg)
-    volumes = [_volume("kubeconfig", "/etc/kubernetes/scheduler.conf", "FileOrCreate")]
+    volumes = [_volume("kubeconfig", SPECS["kube-scheduler"].kubeconfig_file(), "FileOrCreate")]
     return PodInputs(
         "kube-scheduler",
         image_for(cfg, "kube-scheduler"),
         flags,
-        _secure_probe(flags, 10259),
+        probe_for(cfg, "kube-scheduler", flags),
         _with_extra(volumes, component.extra_volumes),
         _env(host, component.extra_envs, with_proxy=True),
     )
@@ -205,10 +225,7 @@ def scheduler(cfg: Config, host: HostView) -> PodInputs:
 def etcd(cfg: Config, host: HostView) -> PodInputs:
     local = cfg.cluster.etcd.local or LocalEtcd()
     flags = F.etcd(cfg, etcd_tag(cfg))
-    metrics = (F.flag_value(flags, "listen-metrics-urls") or "").split(",")[0]
-    url = urlsplit(metrics)
-    loopback = F.loopback_for(cfg.advertise_address)
-    probe = Probe(_probe_host(url.hostname, loopback), url.port or 2381, (url.scheme or "http").upper())
+    probe = probe_for(cfg, "etcd", flags, loopback=F.loopback_for(cfg.advertise_address))
     volumes = [
         _volume("etcd-data", local.data_dir, "DirectoryOrCreate", read_only=False),
         _volume("etcd-certs", f"{cfg.cert_dir}/etcd", "DirectoryOrCreate", read_only=False),
@@ -234,4 +251,4 @@ BUILDERS: dict[str, Callable[[Config, HostView], PodInputs]] = {
 
 def startup_failure_threshold(cfg: Config) -> int:
     timeout = cfg.init.timeouts.control_plane_component_health_check.total_seconds()
-    return max(1, math.ceil(timeout / PROBE_PERIOD_SECONDS))
+    return max(1, math.ceil(timeout / STARTUP_TIMINGS.period))

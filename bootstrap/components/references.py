@@ -1,37 +1,52 @@
-"""The cross-check: every file a manifest points at exists, with the mode we give such files."""
+"""The cross-check: every file a manifest points at exists, with the mode we give such files.
+
+The files are the file-valued flags and the ``File``/``FileOrCreate`` hostPath volumes: taken
+from the pod inputs of a manifest we render, or from a pod read back from disk.
+"""
 
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from bootstrap.components.flags import Flag
+from bootstrap.components.podfile import pod_flags
+from bootstrap.components.pods import PodInputs
+
 MODES_BY_SUFFIX = {".crt": 0o644, ".key": 0o600, ".pub": 0o600, ".conf": 0o600}
+FILE_VOLUME_TYPES = ("File", "FileOrCreate")
 
 
-def referenced_files(pod: dict[str, Any]) -> Iterator[str]:
-    """Host paths of files the pod needs: file-valued flags and File/FileOrCreate hostPath volumes."""
-    for container in pod.get("spec", {}).get("containers", []):
-        for arg in container.get("command", [])[1:]:
-            _, _, value = arg.partition("=")
-            for item in value.split(","):
-                if item.startswith("/") and Path(item).suffix in MODES_BY_SUFFIX:
-                    yield item
-    for volume in pod.get("spec", {}).get("volumes", []):
-        host_path = volume.get("hostPath") or {}
-        if host_path.get("type") in ("File", "FileOrCreate"):
-            yield host_path["path"]
+def _files(flags: Iterable[Flag], file_volumes: Iterable[str]) -> Iterator[str]:
+    for _, value in flags:
+        for item in value.split(","):
+            if item.startswith("/") and Path(item).suffix in MODES_BY_SUFFIX:
+                yield item
+    yield from file_volumes
 
 
-def check_references(
-    pod: dict[str, Any], locate: Callable[[str], Path], owned: Callable[[str], bool]
+def manifest_files(inputs: PodInputs) -> Iterator[str]:
+    """Host paths of the files a pod we render needs."""
+    volumes = [v.host_path for v in inputs.volumes if v.path_type in FILE_VOLUME_TYPES]
+    return _files(inputs.flags, volumes)
+
+
+def referenced_files(pod: Mapping[str, Any]) -> Iterator[str]:
+    """Host paths of the files a pod read back from disk needs."""
+    volumes = [v.get("hostPath") or {} for v in pod.get("spec", {}).get("volumes", [])]
+    return _files(pod_flags(pod), [h["path"] for h in volumes if h.get("type") in FILE_VOLUME_TYPES])
+
+
+def check_files(
+    host_paths: Iterable[str], locate: Callable[[str], Path], owned: Callable[[str], bool]
 ) -> tuple[list[str], list[str]]:
-    """Problems with the files ``pod`` references (``owned`` says which must have our modes), and
-    the host paths of the referenced files that do not exist."""
+    """Problems with the files at ``host_paths`` (``owned`` says which must have our modes), and
+    the ones that do not exist."""
     problems: list[str] = []
     missing: list[str] = []
-    for host_path in dict.fromkeys(referenced_files(pod)):
+    for host_path in dict.fromkeys(host_paths):
         path = locate(host_path)
         if not path.is_file():
             missing.append(host_path)
@@ -41,3 +56,10 @@ def check_references(
         if expected is not None and owned(host_path) and mode != expected:
             problems.append(f"{host_path} has mode {mode:04o}, expected {expected:04o}")
     return problems, missing
+
+
+def check_references(
+    pod: Mapping[str, Any], locate: Callable[[str], Path], owned: Callable[[str], bool]
+) -> tuple[list[str], list[str]]:
+    """:func:`check_files` for the files a pod read back from disk references."""
+    return check_files(referenced_files(pod), locate, owned)

@@ -9,21 +9,27 @@ from typing import Any
 import jinja2
 import yaml
 
-from bootstrap.components.pods import BUILDERS, HostView, PodInputs, startup_failure_threshold
+from bootstrap.components.flags import Flag
+from bootstrap.components.pods import BUILDERS, HostView, PodInputs
+from bootstrap.components.spec import CONTROL_PLANE_TIER
 from bootstrap.components.templates import templates_dir
-from bootstrap.components.versions import Features
 from bootstrap.config import Config
-from bootstrap.config.kubeversion import minor_of
 from bootstrap.errors import PhaseError
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """One rendered static pod: its component name, file name, YAML text and parsed object."""
+    """One rendered static pod: its component name, YAML text, parsed object, and the inputs it was
+    rendered from (its flags, probe and volumes), so nothing needs to parse the text back."""
 
     component: str
     text: str
     pod: dict[str, Any]
+    inputs: PodInputs
+
+    @property
+    def flags(self) -> list[Flag]:
+        return self.inputs.flags
 
     @property
     def filename(self) -> str:
@@ -56,15 +62,14 @@ def environment() -> jinja2.Environment:
 
 def context(cfg: Config, inputs: PodInputs) -> dict[str, Any]:
     return {
+        "component": inputs.component,
+        "tier": CONTROL_PLANE_TIER,
         "image": inputs.image,
         "command": inputs.command,
         "probe": inputs.probe,
-        "probe_port_named": Features(minor_of(cfg.kubernetes_version)).named_probe_port,
         "volumes": inputs.volumes,
         "env": inputs.env,
         "image_pull_policy": cfg.init.node_registration.image_pull_policy,
-        "startup_failure_threshold": startup_failure_threshold(cfg),
-        "minor": minor_of(cfg.kubernetes_version),
         **inputs.extra,
     }
 
@@ -76,8 +81,13 @@ def render_template(name: str, values: dict[str, Any]) -> str:
         raise PhaseError(f"template {name}: {exc}") from exc
 
 
+def pod_inputs(component: str, cfg: Config, host: HostView) -> PodInputs:
+    """What ``component``'s manifest is rendered from (its flags, probe, volumes), without rendering."""
+    return BUILDERS[component](cfg, host)
+
+
 def render(component: str, cfg: Config, host: HostView) -> Manifest:
-    inputs = BUILDERS[component](cfg, host)
+    inputs = pod_inputs(component, cfg, host)
     text = render_template(f"{component}.yaml.j2", context(cfg, inputs)).rstrip("\n") + "\n"
     try:
         pod = yaml.load(text, Loader=_LOADER)
@@ -85,7 +95,7 @@ def render(component: str, cfg: Config, host: HostView) -> Manifest:
         raise PhaseError(f"template {component}.yaml.j2 rendered invalid YAML: {exc}") from exc
     if not isinstance(pod, dict) or pod.get("kind") != "Pod":
         raise PhaseError(f"template {component}.yaml.j2 did not render a Pod")
-    return Manifest(component, text, pod)
+    return Manifest(component, text, pod, inputs)
 
 
 def components_for(cfg: Config) -> list[str]:

@@ -8,14 +8,12 @@ names, is an error unless the user asks to quarantine them.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from bootstrap.components.podfile import declared_pod_name
 from bootstrap.errors import PhaseError
 from bootstrap.host.fs import ensure_dir
 
@@ -50,20 +48,6 @@ def kubelet_visible_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.is_file())
-
-
-def declared_pod_name(path: Path) -> str | None:
-    """The name of the pod a file declares, when it parses as one (YAML or JSON)."""
-    try:
-        text = path.read_text(errors="replace")
-        document = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-    if isinstance(document, dict) and document.get("kind") == "Pod":
-        metadata = document.get("metadata")
-        if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
-            return str(metadata["name"])
-    return None
 
 
 def find_strays(directory: Path, our_files: Collection[str], our_pods: Collection[str]) -> list[Stray]:

@@ -2,10 +2,10 @@
 
 Differences between the supported versions (v1.31 to v1.35), as kubeadm renders them:
 
-| version | etcd image | etcd flags | scheduler probes | probe port |
+| version | etcd image | etcd flags | scheduler probes (``components/spec.py``) | probe port |
 |---|---|---|---|---|
-| v1.31 | 3.5.15-0 | ``--experimental-*`` (3.5) | ``/healthz`` liveness+startup, no readiness | numeric |
-| v1.32 | 3.5.16-0 | 3.5 | ``/livez`` liveness+startup, ``/readyz`` readiness | numeric |
+| v1.31 | 3.5.15-0 | ``--experimental-*`` (3.5) | its ``older_probes``: no readiness | numeric |
+| v1.32 | 3.5.16-0 | 3.5 | its ``probes``: liveness, readiness, startup | numeric |
 | v1.33 | 3.5.21-0 | 3.5 | as v1.32 | numeric |
 | v1.34 | 3.6.4-0 | 3.6 (``--feature-gates=InitialCorruptCheck=true``) | as v1.32 | named ``probe-port`` |
 | v1.35 | 3.6.6-0 | 3.6 | as v1.32 | named ``probe-port`` |

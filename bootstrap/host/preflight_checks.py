@@ -18,18 +18,20 @@ import socket
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bootstrap.components.flags import flag_value, is_ipv6
+from bootstrap.components.flags import Flag, is_ipv6
+from bootstrap.components.podfile import our_manifest, pod_flags
+from bootstrap.components.spec import CONTROL_PLANE_TIER, SPECS
 from bootstrap.errors import PreflightError, UsageError
 
 MIN_CPUS = 2
 MIN_MEMORY_MB = 1700
 KUBELET_PORT = 10250
 KUBELET_BINARIES = ("/usr/bin/kubelet", "/usr/local/bin/kubelet")
-CONTROL_PLANE_TIER = "control-plane"
 
 
 @dataclass(frozen=True)
@@ -168,101 +170,79 @@ def cri_socket(endpoint: str, resolve: Callable[[str], Path]) -> str | None:
 # --- our static pods ---------------------------------------------------------------------------
 
 
-def load_pod(path: Path) -> dict[str, Any] | None:
-    """The document in ``path`` when it is a readable mapping (YAML or JSON), else None."""
-    try:
-        import yaml  # here, not at the top: the phase tree is imported at start-up
-
-        document = yaml.safe_load(path.read_text(errors="replace"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return document if isinstance(document, dict) else None
+def listeners(component: str, pod: Mapping[str, Any]) -> dict[int, list[str]]:
+    """port -> addresses the component of a pod on disk binds (component defaults for absent flags)."""
+    return SPECS[component].listeners(dict(pod_flags(pod)))
 
 
-def is_our_pod(component: str, pod: Mapping[str, Any] | None) -> bool:
-    """A static pod we wrote: a Pod named after ``component``, labelled as our control-plane tier."""
-    if pod is None or pod.get("kind") != "Pod":
-        return False
-    metadata = pod.get("metadata")
-    if not isinstance(metadata, dict) or metadata.get("name") != component:
-        return False
-    labels = metadata.get("labels")
+def planned_listeners(
+    flags_by_component: Mapping[str, Sequence[Flag]],
+) -> dict[int, tuple[list[str], list[str]]]:
+    """port -> (the addresses it will be bound on, the components binding it), for the control
+    plane these flags describe."""
+    planned: dict[int, tuple[list[str], list[str]]] = {}
+    for component, flags in flags_by_component.items():
+        for port, bound in SPECS[component].listeners(dict(flags)).items():
+            addresses, owners = planned.setdefault(port, ([], []))
+            addresses.extend(bound)
+            owners.append(component)
+    return planned
+
+
+def held_by_our_pod(components: Iterable[str], port: int, manifest: Callable[[str], Path]) -> bool:
+    """Our manifest of one of ``components`` (``manifest`` locates it) is in place and binds ``port``:
+    a re-run next to our own running control plane."""
+    for component in components:
+        pod = our_manifest(component, manifest(component))
+        if pod is not None and port in listeners(component, pod):
+            return True
+    return False
+
+
+def kubelet_listener(kubelet_config: Mapping[str, Any] | None) -> tuple[int, str]:
+    """The port and address the kubelet serves on, from its configuration (its defaults otherwise)."""
+    kubelet = kubelet_config or {}
+    port, address = kubelet.get("port"), kubelet.get("address")
     return (
-        isinstance(labels, dict)
-        and labels.get("component") == component
-        and labels.get("tier") == CONTROL_PLANE_TIER
+        port if isinstance(port, int) else KUBELET_PORT,
+        address if isinstance(address, str) else "0.0.0.0",
     )
 
 
-def our_manifest(component: str, path: Path) -> dict[str, Any] | None:
-    """The pod in ``path`` when the file exists and is ours, else None."""
-    if not path.is_file():
-        return None
-    pod = load_pod(path)
-    return pod if is_our_pod(component, pod) else None
+def port_checks(
+    flags_by_component: Mapping[str, Sequence[Flag]],
+    manifest: Callable[[str], Path],
+    kubelet_config: Mapping[str, Any] | None,
+    kubelet_configured: Callable[[], bool],
+) -> list[Check]:
+    """One ``Port-N`` check per port the control plane and the kubelet will bind. A port our own
+    manifest binds, or the kubelet's once we configured it, is expected to be taken on a re-run."""
+    checks = [
+        Check(
+            f"Port-{port}",
+            partial(port_available, port, addresses, partial(held_by_our_pod, owners, port, manifest)),
+        )
+        for port, (addresses, owners) in planned_listeners(flags_by_component).items()
+    ]
+    port, address = kubelet_listener(kubelet_config)
+    checks.append(Check(f"Port-{port}", partial(port_available, port, [address], kubelet_configured)))
+    return checks
 
 
-def pod_flags(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(name, value)`` of every ``--name=value`` of the pod's first container (command + args)."""
-    try:
-        container = pod["spec"]["containers"][0]
-        words = [*(container.get("command") or [])[1:], *(container.get("args") or [])]
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return []
-    flags = []
-    for word in words:
-        text = str(word)
-        if text.startswith("-"):
-            name, _, value = text.lstrip("-").partition("=")
-            flags.append((name, value))
-    return flags
+def etcd_owns_data_dir(manifest: Path, data_dir: str) -> bool:
+    """Our etcd manifest is at ``manifest`` and keeps its data in ``data_dir``."""
+    pod = our_manifest("etcd", manifest)
+    if pod is None:
+        return False
+    declared = dict(pod_flags(pod)).get("data-dir")
+    return declared is not None and posixpath.normpath(declared) == posixpath.normpath(data_dir)
 
 
-# component -> (port flag, its default) for the components that serve on one secure port
-SECURE_PORTS = {
-    "kube-apiserver": ("secure-port", 6443),
-    "kube-controller-manager": ("secure-port", 10257),
-    "kube-scheduler": ("secure-port", 10259),
-}
-# etcd's listeners and the component's own defaults
-ETCD_LISTENERS = {"listen-client-urls": "http://localhost:2379", "listen-peer-urls": "http://localhost:2380"}
+# --- ports -------------------------------------------------------------------------------------
 
 
 def _wildcard_for(address: str) -> str:
     return "::" if is_ipv6(address) else "0.0.0.0"
-
-
-def _bind_host(host: str | None) -> str:
-    """The address a listener binds: the wildcard when none is given."""
-    if not host:
-        return "0.0.0.0"
-    return "127.0.0.1" if host == "localhost" else host.strip("[]")
-
-
-def listeners(component: str, pod: Mapping[str, Any]) -> dict[int, list[str]]:
-    """port -> addresses the component binds, from its flags (component defaults for absent ones)."""
-    flags = pod_flags(pod)
-    found: dict[int, list[str]] = {}
-    if component == "etcd":
-        for flag, default in ETCD_LISTENERS.items():
-            for url in (flag_value(flags, flag) or default).split(","):
-                parts = urlsplit(url.strip())
-                try:
-                    port = parts.port
-                except ValueError:
-                    port = None
-                if port is not None:
-                    found.setdefault(port, []).append(_bind_host(parts.hostname))
-        return found
-    if component in SECURE_PORTS:
-        port_flag, default_port = SECURE_PORTS[component]
-        value = flag_value(flags, port_flag)
-        port = int(value) if value and value.isdigit() else default_port
-        found[port] = [_bind_host(flag_value(flags, "bind-address"))]
-    return found
-
-
-# --- ports -------------------------------------------------------------------------------------
 
 
 def try_bind(address: str, port: int) -> OSError | None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bootstrap.components.podfile import load_pod, pod_flags
+from bootstrap.components.spec import our_component
 from bootstrap.host.fs import Rootfs
 from bootstrap.host.ledger import LEDGER, LOCK, STATE_DIR, Ledger
 from bootstrap.output import Reporter
@@ -59,20 +59,6 @@ class ResetResult:
         }
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def _control_plane_pod(document: Any) -> str | None:
-    if not isinstance(document, dict) or document.get("kind") != "Pod":
-        return None
-    labels = (document.get("metadata") or {}).get("labels") or {}
-    return str(labels.get("component")) if labels.get("tier") == "control-plane" else None
-
-
 def plan_reset(fs: Rootfs) -> ResetPlan:
     plan = ResetPlan()
     entries = Ledger(fs).entries()
@@ -89,15 +75,16 @@ def plan_reset(fs: Rootfs) -> ResetPlan:
         if kind == "etcd-data":
             plan.etcd_data = host
             continue
-        document = _read_yaml(fs.path(host)) if host.endswith((".yaml", ".conf")) else None
-        component = _control_plane_pod(document)
-        if component:
+        document = load_pod(fs.path(host)) if host.endswith((".yaml", ".conf")) else None
+        component = our_component(document)
+        if component and document is not None:
             plan.manifests.append(host)
             plan.components.append(component)
-            if component == "etcd" and isinstance(document, dict) and plan.etcd_data is None:
-                plan.etcd_data = _data_dir(document)  # a ledger from before the data dir was recorded
+            if component == "etcd" and plan.etcd_data is None:
+                # a ledger from before the data dir was recorded
+                plan.etcd_data = dict(pod_flags(document)).get("data-dir")
         else:
-            if host.endswith("/kubelet.conf") and isinstance(document, dict):
+            if host.endswith("/kubelet.conf") and document is not None:
                 user = str((document.get("users") or [{}])[0].get("name", ""))
                 plan.node_name = (
                     user.removeprefix("system:node:") if user.startswith("system:node:") else None
@@ -118,13 +105,6 @@ def _inside(fs: Rootfs, host: str) -> bool:
     real = fs.path(host)
     resolved = real.parent.resolve() / real.name
     return resolved == root or root in resolved.parents
-
-
-def _data_dir(pod: dict[str, Any]) -> str | None:
-    for arg in pod["spec"]["containers"][0].get("command", []):
-        if str(arg).startswith("--data-dir="):
-            return str(arg).split("=", 1)[1]
-    return None
 
 
 def wait_for_mirror_pods_gone(admin_conf: Path, node: str, components: list[str], timeout: float) -> str:

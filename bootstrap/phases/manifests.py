@@ -52,7 +52,7 @@ def _guard_strays(rd: RunData, directory: Path) -> list[Outcome]:
 
 
 def _run(component: str, rd: RunData) -> list[Outcome]:
-    from bootstrap.components.references import check_references
+    from bootstrap.components.references import check_files, manifest_files
     from bootstrap.components.render import render
     from bootstrap.components.write import unified_diff, write_manifest
     from bootstrap.wait.status import Freshness
@@ -71,9 +71,8 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
         # etcd writes its data directory, not us, but reset must find it even after the manifest is gone.
         from bootstrap.components.flags import flag_value
         from bootstrap.host.fs import announce
-        from bootstrap.host.preflight_checks import pod_flags
 
-        data_dir = flag_value(pod_flags(manifest.pod), "data-dir")
+        data_dir = flag_value(manifest.flags, "data-dir")
         path = rd.host_path(data_dir) if data_dir else None
         if path is not None and (not path.exists() or not any(path.iterdir())):  # never claim existing data
             announce(path, "etcd-data")
@@ -86,8 +85,10 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
         written = write_manifest(directory, manifest)
     outcomes.append(written)
     cert_dir = rd.config.cert_dir
-    problems, missing = check_references(
-        manifest.pod, rd.host_path, lambda p: p.startswith(f"{cert_dir}/") or p.startswith(KUBERNETES_DIR)
+    problems, missing = check_files(
+        manifest_files(manifest.inputs),
+        rd.host_path,
+        lambda p: p.startswith(f"{cert_dir}/") or p.startswith(KUBERNETES_DIR),
     )
     for problem in problems:
         rd.reporter.warn(problem)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bootstrap.results import Outcome
 from bootstrap.workflow.tree import Phase
@@ -28,54 +28,17 @@ def _manifest(rd: RunData, component: str) -> Path:
     return rd.real_fs.path(posixpath.join(rd.static_pod_path, f"{component}.yaml"))
 
 
-def _held_by_our_pod(rd: RunData, components: list[str], port: int) -> bool:
-    """Our manifest of one of ``components`` is in the static pod directory and declares ``port``."""
-    from bootstrap.host import preflight_checks
-
-    for component in components:
-        pod = preflight_checks.our_manifest(component, _manifest(rd, component))
-        if pod is not None and port in preflight_checks.listeners(component, pod):
-            return True
-    return False
-
-
 def _port_checks(rd: RunData) -> list[preflight_checks.Check]:
-    from bootstrap.components.render import components_for, render
+    from bootstrap.components.render import components_for, pod_inputs
     from bootstrap.host import preflight_checks
     from bootstrap.phases.manifests import host_view
 
-    cfg = rd.config
-    view = host_view(rd)
-    addresses: dict[int, list[str]] = {}
-    owners: dict[int, list[str]] = {}
-    for component in components_for(cfg):
-        for port, bound in preflight_checks.listeners(component, render(component, cfg, view).pod).items():
-            addresses.setdefault(port, []).extend(bound)
-            owners.setdefault(port, []).append(component)
-    checks = [
-        preflight_checks.Check(
-            f"Port-{port}",
-            partial(
-                preflight_checks.port_available,
-                port,
-                addresses[port],
-                partial(_held_by_our_pod, rd, owners[port], port),
-            ),
-        )
-        for port in addresses
-    ]
-    kubelet: dict[str, Any] = cfg.kubelet or {}
-    kubelet_port = kubelet.get("port")
-    port = kubelet_port if isinstance(kubelet_port, int) else preflight_checks.KUBELET_PORT
-    address = kubelet.get("address") if isinstance(kubelet.get("address"), str) else "0.0.0.0"
-    # A kubelet we configured before is expected to be running on a re-run.
-    checks.append(
-        preflight_checks.Check(
-            f"Port-{port}",
-            partial(preflight_checks.port_available, port, [str(address)], rd.kubelet_config_path.exists),
-        )
+    cfg, view = rd.config, host_view(rd)
+    # The flags this run would write, so a user's extraArgs are respected.
+    flags = {c: pod_inputs(c, cfg, view).flags for c in components_for(cfg)}
+    return preflight_checks.port_checks(
+        flags, partial(_manifest, rd), cfg.kubelet, rd.kubelet_config_path.exists
     )
-    return checks
 
 
 def _file_checks(rd: RunData) -> list[preflight_checks.Check]:
@@ -94,25 +57,16 @@ def _file_checks(rd: RunData) -> list[preflight_checks.Check]:
 
 
 def _etcd_data_dir_check(rd: RunData) -> list[preflight_checks.Check]:
-    from bootstrap.components.flags import flag_value
     from bootstrap.host import preflight_checks
 
     local = rd.config.cluster.etcd.local
     if rd.config.external_etcd or local is None:
         return []
-    data_dir = local.data_dir
-
-    def ours() -> bool:
-        pod = preflight_checks.our_manifest("etcd", _manifest(rd, "etcd"))
-        if pod is None:
-            return False
-        declared = flag_value(preflight_checks.pod_flags(pod), "data-dir")
-        return declared is not None and posixpath.normpath(declared) == posixpath.normpath(data_dir)
-
+    owned = partial(preflight_checks.etcd_owns_data_dir, _manifest(rd, "etcd"), local.data_dir)
     return [
         preflight_checks.Check(
-            preflight_checks.path_check_name("DirAvailable", data_dir),
-            partial(preflight_checks.dir_available, rd.real_fs.path(data_dir), ours),
+            preflight_checks.path_check_name("DirAvailable", local.data_dir),
+            partial(preflight_checks.dir_available, rd.real_fs.path(local.data_dir), owned),
         )
     ]
 

@@ -1,8 +1,9 @@
 """Health endpoints of the control-plane components, derived from the manifests actually on disk.
 
-The probe of the manifest says where the kubelet checks the component; flags fill in what the probe
-leaves open (``--advertise-address``, ``--bind-address``, ``--secure-port``, ``--listen-metrics-urls``).
-So a user's overrides are respected. The kube-apiserver is checked with admin.conf's client
+The probe of the manifest says where the kubelet checks the component; the flags the component
+spec table names fill in what the probe leaves open (``--advertise-address``, ``--bind-address``,
+``--secure-port``, ``--listen-metrics-urls``), then the table's defaults. So a user's overrides are
+respected. The kube-apiserver is checked with admin.conf's client
 certificate and TLS verified against the cluster CA; kube-controller-manager and kube-scheduler
 serve self-signed certificates by default, which (like the kubelet's probes and kubeadm) we
 cannot verify; etcd's metrics endpoint is plain HTTP.
@@ -15,14 +16,13 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import yaml
 
 from bootstrap.cluster.apierror import kubeconfig_error, tls_failure
 from bootstrap.cluster.client import Credentials, read_kubeconfig
 from bootstrap.cluster.clientconfig import MemoryFile
-from bootstrap.components.flags import flag_value, host_for_url
+from bootstrap.components.flags import host_for_url
+from bootstrap.components.podfile import first_container, pod_flags, read_document
+from bootstrap.components.spec import SPECS
 
 HEALTH_TIMEOUT = 2.0
 
@@ -41,14 +41,6 @@ class Endpoint:
         return f"{self.scheme}://{host_for_url(self.host)}:{self.port}{self.path}"
 
 
-def _flags(container: dict[str, Any]) -> list[tuple[str, str]]:
-    flags = []
-    for arg in container.get("command", [])[1:] + container.get("args", []):
-        name, _, value = str(arg).lstrip("-").partition("=")
-        flags.append((name, value))
-    return flags
-
-
 def _probe_port(container: dict[str, Any], port: object) -> int | None:
     if isinstance(port, int):
         return port
@@ -59,43 +51,33 @@ def _probe_port(container: dict[str, Any], port: object) -> int | None:
 
 
 def _loopback(address: str | None) -> str:
+    """Where we connect to a component bound to ``address``: loopback for no or a wildcard address."""
     if not address or address in ("0.0.0.0",):
         return "127.0.0.1"
     return "::1" if address == "::" else address
 
 
-FLAG_DEFAULTS = {  # component -> (host flag, port flag, default port, scheme)
-    "kube-apiserver": ("advertise-address", "secure-port", 6443, "https"),
-    "kube-controller-manager": ("bind-address", "secure-port", 10257, "https"),
-    "kube-scheduler": ("bind-address", "secure-port", 10259, "https"),
-}
-
-
 def endpoint_from_pod(component: str, pod: dict[str, Any]) -> Endpoint:
-    """Where to check ``component``: its readiness probe (else liveness), completed from its flags."""
-    container = pod["spec"]["containers"][0]
-    flags = _flags(container)
+    """Where to check ``component``: its readiness probe (else liveness), completed from its flags
+    and the component spec table."""
+    spec = SPECS[component]
+    container = first_container(pod)
     probe = container.get("readinessProbe") or container.get("livenessProbe") or {}
     http_get = probe.get("httpGet") or {}
-    if component == "etcd":
-        metrics = (flag_value(flags, "listen-metrics-urls") or "http://127.0.0.1:2381").split(",")[0]
-        url = urlsplit(metrics)
-        host = http_get.get("host") or _loopback(url.hostname)
-        port = _probe_port(container, http_get.get("port")) or url.port or 2381
-        scheme = str(http_get.get("scheme") or url.scheme or "http").lower()
-        return Endpoint(component, scheme, host, port, http_get.get("path") or "/readyz", False)
-    host_flag, port_flag, default_port, default_scheme = FLAG_DEFAULTS[component]
-    host = http_get.get("host") or _loopback(flag_value(flags, host_flag))
-    flag_port = flag_value(flags, port_flag)
-    port = _probe_port(container, http_get.get("port")) or (int(flag_port) if flag_port else default_port)
-    scheme = str(http_get.get("scheme") or default_scheme).lower()
-    path = http_get.get("path") or ("/readyz" if component == "kube-apiserver" else "/healthz")
-    return Endpoint(component, scheme, host, port, path, component == "kube-apiserver")
+    flag_host, flag_port, scheme = spec.health_address(dict(pod_flags(pod)))
+    return Endpoint(
+        component,
+        str(http_get.get("scheme") or scheme).lower(),
+        http_get.get("host") or _loopback(flag_host),
+        _probe_port(container, http_get.get("port")) or flag_port or spec.port(spec.health.port).default,
+        http_get.get("path") or spec.health.path,
+        spec.health.verify,
+    )
 
 
 def endpoint_from_manifest(component: str, path: Path) -> Endpoint:
-    pod = yaml.safe_load(path.read_text())
-    return endpoint_from_pod(component, pod)
+    """The endpoint of the manifest on disk at ``path`` (ours, or edited since)."""
+    return endpoint_from_pod(component, read_document(path))
 
 
 class ClientTLS:
