@@ -42,7 +42,7 @@ def _held_by_our_pod(rd: RunData, components: list[str], port: int) -> bool:
 def _port_checks(rd: RunData) -> list[preflight_checks.Check]:
     from bootstrap.components.render import components_for, render
     from bootstrap.host import preflight_checks
-    from bootstrap.phases.manifests import host_view
+    from bootstrap.workflow.rundata import host_view
 
     cfg = rd.config
     view = host_view(rd)
