@@ -155,3 +155,14 @@ def test_a_mirror_pod_is_not_asked_for_where_nothing_listens(tmp_path: Path) -> 
         heard: list[str] = []
         assert mirror_pod_hash(admin, "etcd", "cp1", heard.append) is None
     assert heard == [f"mirror pod of etcd not observed: nothing listens at 127.0.0.1:{port}"]
+
+
+def test_a_temporary_dry_run_directory_is_removed_when_seeding_fails(
+    host: Rootfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(DRYRUN_DIR_ENV, raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    host.path("/etc/kubernetes/dangling").symlink_to("/nonexistent")  # links are followed: this one fails
+    with pytest.raises(OSError, match="dangling"):
+        prepare_directory(host, SEEDED, reporter()[0])
+    assert not list(tmp_path.glob("bootstrap-init-dryrun-*"))

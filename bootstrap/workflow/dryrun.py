@@ -72,8 +72,13 @@ def prepare_directory(
         # for a directory of their own to inspect.
         root = Path(tempfile.mkdtemp(prefix="bootstrap-init-dryrun-"))
         owned = True
-    for host_path in host_paths:
-        seed(real_fs, host_path, root)
+    try:
+        for host_path in host_paths:
+            seed(real_fs, host_path, root)
+    except BaseException:
+        if owned:  # copies of real keys must not outlive a run that could not finish seeding
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     if quiet:
         # The diffs are the whole answer; where the run scribbled to produce them is not news.
         reporter.debug(f"dry run: working in {root}")
