@@ -359,9 +359,8 @@ def serve_manifests(listen: str, check: bool, **params: Any) -> None:
     from bootstrap.components.render import components_for, render
     from bootstrap.components.serve import PodListSource, make_server, parse_listen
     from bootstrap.config import load_config
-    from bootstrap.phases.manifests import host_view
     from bootstrap.results import RESULT_API_VERSION as API_VERSION
-    from bootstrap.workflow.rundata import RunData
+    from bootstrap.workflow.rundata import RunData, host_view
 
     kind = "ServeManifestsCheck" if check else "ServeManifestsResult"
     options.expect_kind(kind)

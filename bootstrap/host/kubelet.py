@@ -1,13 +1,12 @@
 """The kubelet side: its config file, where it watches for static pods, its flags file, its service.
 
 kubeadm writes ``/var/lib/kubelet/config.yaml`` (a KubeletConfiguration) and
-``/var/lib/kubelet/kubeadm-flags.env``; we write the same files, merging a user's
-KubeletConfiguration document over kubeadm's defaults.
+``/var/lib/kubelet/kubeadm-flags.env``; we write the same files (the config's content comes from
+:mod:`bootstrap.host.kubelet_config`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -24,6 +23,8 @@ KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBELET_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
 DEFAULT_STATIC_POD_PATH = "/etc/kubernetes/manifests"
 DEFAULT_HEALTHZ = ("127.0.0.1", 10248)
+# From this minor version (NodeLocalCRISocket) the runtime endpoint lives in the config file, not a flag.
+CRI_IN_CONFIG_FROM_MINOR = 34
 
 
 def read_kubelet_config(path: Path) -> dict[str, Any] | None:
@@ -43,22 +44,6 @@ def read_kubelet_config(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def cluster_dns_ip(service_subnet: str) -> str:
-    """The 10th address of the (first) service CIDR, kubeadm's DNS service IP."""
-    network = ipaddress.ip_network(service_subnet.split(",")[0].strip(), strict=False)
-    return str(network[10])
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def healthz_endpoint(kubelet_config: Mapping[str, Any] | None) -> tuple[str, int]:
     config = kubelet_config or {}
     return (
@@ -71,7 +56,7 @@ def flags_env(cfg: Config, hostname: str) -> str:
     """The ``kubeadm-flags.env`` content: per-node kubelet flags."""
     flags: dict[str, str] = {}
     # From v1.34 (NodeLocalCRISocket) the endpoint lives in the config file instead.
-    if minor_of(cfg.kubernetes_version) < 34:
+    if minor_of(cfg.kubernetes_version) < CRI_IN_CONFIG_FROM_MINOR:
         flags["container-runtime-endpoint"] = cfg.init.node_registration.cri_socket
     if cfg.node_name != hostname.lower():
         flags["hostname-override"] = cfg.node_name

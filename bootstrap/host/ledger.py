@@ -14,12 +14,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
 from bootstrap.errors import BootstrapError
-from bootstrap.host.fs import Rootfs, remove_stale_temps
+from bootstrap.host.fs import Rootfs, journal, remove_stale_temps
 
 STATE_DIR = "/var/lib/kube-bootstrap"
 LEDGER = f"{STATE_DIR}/ledger.jsonl"
@@ -314,3 +314,14 @@ def run_lock(fs: Rootfs, warn: Callable[[str], None] | None = None) -> Iterator[
         os.ftruncate(fd, 0)
         _held.remove(fd)
         os.close(fd)
+
+
+@contextmanager
+def recorded_run(
+    lock_fs: Rootfs | None, ledger_fs: Rootfs, warn: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """One run that writes: hold ``lock_fs``'s run lock (None: take no lock, as a dry run, which
+    writes nothing real) and record every path created in ``ledger_fs``'s ledger, before it is created."""
+    lock: AbstractContextManager[None] = nullcontext() if lock_fs is None else run_lock(lock_fs, warn=warn)
+    with lock, journal(lambda path, kind: Ledger(ledger_fs).record(path, kind)):
+        yield

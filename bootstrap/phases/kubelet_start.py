@@ -16,33 +16,17 @@ def _run(rd: RunData) -> list[Outcome]:
 
     import yaml
 
-    from bootstrap.components.render import render_template
-    from bootstrap.config.kubeversion import minor_of
     from bootstrap.host import kubelet
     from bootstrap.host.fs import write_atomic
+    from bootstrap.host.kubelet_config import kubelet_settings
 
     cfg = rd.config
-    defaults = yaml.safe_load(
-        render_template(
-            "kubelet-config.yaml.j2",
-            {
-                "client_ca_file": f"{cfg.cert_dir}/ca.crt",
-                "cluster_dns": kubelet.cluster_dns_ip(cfg.cluster.networking.service_subnet),
-                "cluster_domain": cfg.cluster.networking.dns_domain,
-                "static_pod_path": rd.static_pod_path,
-            },
-        )
-    )
-    merged = kubelet.deep_merge(defaults, cfg.kubelet or {})
-    merged["staticPodPath"] = rd.static_pod_path
-    if merged.get("rotateCertificates") is False:
-        rd.reporter.warn("KubeletConfiguration.rotateCertificates: forced to true, as kubeadm does")
-    merged["rotateCertificates"] = True
-    if minor_of(cfg.kubernetes_version) >= 34:
-        merged.setdefault("containerRuntimeEndpoint", cfg.init.node_registration.cri_socket)
+    settings = kubelet_settings(cfg, rd.static_pod_path)
+    for warning in settings.warnings:
+        rd.reporter.warn(warning)
     outcomes = []
     for host_path, text in (
-        (kubelet.KUBELET_CONFIG, yaml.safe_dump(merged, sort_keys=True)),
+        (kubelet.KUBELET_CONFIG, yaml.safe_dump(settings.document, sort_keys=True)),
         (kubelet.KUBELET_FLAGS_ENV, kubelet.flags_env(cfg, socket.gethostname())),
     ):
         path = rd.host_path(host_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +11,6 @@ from bootstrap.results import Outcome
 from bootstrap.workflow.tree import Phase
 
 if TYPE_CHECKING:
-    from bootstrap.components.pods import HostView
     from bootstrap.workflow.rundata import RunData
 
 KUBERNETES_DIR = "/etc/kubernetes"
@@ -22,16 +20,6 @@ _HELP = {
     "kube-controller-manager": "Generate the kube-controller-manager static Pod manifest",
     "kube-scheduler": "Generate the kube-scheduler static Pod manifest",
 }
-
-
-def host_view(rd: RunData) -> HostView:
-    from bootstrap.components.pods import PROXY_ENV_NAMES, HostView
-
-    return HostView(
-        dir_exists=lambda p: rd.real_fs.path(p).is_dir(),
-        proxy_env={k: os.environ[k] for k in PROXY_ENV_NAMES if k in os.environ},
-        external_ca=rd.cert_dir.joinpath("ca.crt").exists() and not rd.cert_dir.joinpath("ca.key").exists(),
-    )
 
 
 def _guard_strays(rd: RunData, directory: Path) -> list[Outcome]:
@@ -56,6 +44,7 @@ def _run(component: str, rd: RunData) -> list[Outcome]:
     from bootstrap.components.render import render
     from bootstrap.components.write import unified_diff, write_manifest
     from bootstrap.wait.status import Freshness
+    from bootstrap.workflow.rundata import host_view
 
     manifest = render(component, rd.config, host_view(rd))
     directory = rd.manifest_dir

@@ -5,7 +5,6 @@ dry-run applier records instead), and are idempotent: create or update, never fa
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bootstrap.results import Outcome
@@ -39,19 +38,9 @@ def _upload_kubelet(rd: RunData) -> list[Outcome]:
 
 
 def _mark_control_plane(rd: RunData) -> list[Outcome]:
-    from bootstrap.cluster.objects import CONTROL_PLANE_LABELS, CONTROL_PLANE_TAINT
+    from bootstrap.cluster.objects import CONTROL_PLANE_LABELS, control_plane_taints
 
-    configured = rd.config.init.node_registration.taints
-    taints = (
-        [CONTROL_PLANE_TAINT]
-        if configured is None
-        else [
-            {"key": t.key, "value": t.value, "effect": t.effect}
-            if t.value
-            else {"key": t.key, "effect": t.effect}
-            for t in configured
-        ]
-    )
+    taints = control_plane_taints(rd.config.init.node_registration.taints)
     return [rd.applier.label_and_taint_node(rd.config.node_name, dict(CONTROL_PLANE_LABELS), taints)]
 
 
@@ -66,7 +55,8 @@ def _bootstrap_token(rd: RunData) -> list[Outcome]:
     outcomes = []
     # The config loader always yields at least one token spec (token None: generate one).
     for spec in cfg.init.bootstrap_tokens:
-        token, expiration = _choose_token(rd, spec.token)
+        existing = rd.applier.list_objects("Secret", "kube-system", objects.MANAGED_BY_SELECTOR)
+        token, expiration = objects.choose_token(existing, spec.token, rd.started, rd.bootstrap_tokens)
         if expiration is None:
             expiration = spec.expires or objects.expiration_for(spec.ttl, rd.started)
         description = spec.description or objects.TOKEN_DESCRIPTION
@@ -79,22 +69,6 @@ def _bootstrap_token(rd: RunData) -> list[Outcome]:
     ca_pem = load_ca(rd.cert_dir).cert.public_bytes(Encoding.PEM)
     outcomes += _apply_all(rd, objects.cluster_info(ca_pem, endpoints.cluster))
     return outcomes
-
-
-def _choose_token(rd: RunData, configured: str | None) -> tuple[str, datetime | None]:
-    """The configured token; else one of ours that is still valid (a re-run converges); else a new one.
-
-    Keeps an existing secret's expiration so that a re-run does not extend it (or report a change).
-    """
-    from bootstrap.cluster import objects
-
-    existing = rd.applier.list_objects("Secret", "kube-system", "app.kubernetes.io/managed-by=kube-bootstrap")
-    tokens = [t for t in (objects.token_of(s) for s in existing) if t is not None]
-    for token, expiration in tokens:
-        valid = expiration is None or expiration > rd.started
-        if valid and (configured is None or token == configured) and token not in rd.bootstrap_tokens:
-            return token, expiration
-    return configured or objects.generate_token(), None
 
 
 def _show_join_command(rd: RunData) -> list[Outcome]:

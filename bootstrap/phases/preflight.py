@@ -31,7 +31,7 @@ def _manifest(rd: RunData, component: str) -> Path:
 def _port_checks(rd: RunData) -> list[preflight_checks.Check]:
     from bootstrap.components.render import components_for, pod_inputs
     from bootstrap.host import preflight_checks
-    from bootstrap.phases.manifests import host_view
+    from bootstrap.workflow.rundata import host_view
 
     cfg, view = rd.config, host_view(rd)
     # The flags this run would write, so a user's extraArgs are respected.

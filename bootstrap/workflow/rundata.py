@@ -1,28 +1,23 @@
-"""The shared run data every phase sees, built lazily once per run.
+"""The shared run data every phase sees: options, config, paths and services, each built once, lazily.
 
 Dry-run lives here, not in the phases: in dry-run the filesystem root points at a temporary
-directory (seeded with the files that already exist, so the plan shows what would really change),
-and phases write there exactly as they would for real.
+directory (see :mod:`bootstrap.workflow.dryrun`), and phases write there exactly as they would for
+real. The logic behind each accessor lives in the domain packages; this module only wires it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import stat
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bootstrap.errors import UsageError
 from bootstrap.host.fs import Rootfs
 from bootstrap.host.kubelet import (
-    DEFAULT_STATIC_POD_PATH,
     KUBELET_CONFIG,
     KUBELET_FLAGS_ENV,
     NoServiceManager,
@@ -34,21 +29,13 @@ from bootstrap.output import Reporter
 
 if TYPE_CHECKING:
     from bootstrap.cluster.apply import Applier
+    from bootstrap.components.pods import HostView
     from bootstrap.config import Config
     from bootstrap.pki import KeySource, PkiSettings
     from bootstrap.wait.status import Freshness
     from bootstrap.wait.waiter import WaitPlan, WaitResult
 
 KUBERNETES_DIR = "/etc/kubernetes"
-DRYRUN_DIR_ENV = "BOOTSTRAP_DRYRUN_DIR"
-
-
-def _copy_private(source: str, target: str) -> str:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
-        shutil.copyfileobj(data, out)
-    os.chmod(target, stat.S_IMODE(os.stat(source).st_mode))
-    return target
 
 
 def _no_api(admin: Path) -> Any:
@@ -115,13 +102,6 @@ class RunData:
             [*self.options.ignore_preflight_errors, *registration.ignore_preflight_errors]
         )
 
-    def refuse_if_busy(self) -> None:
-        """Fail fast, creating nothing, when another run holds this host's lock (a dry run takes none)."""
-        from bootstrap.host.ledger import refuse_if_locked
-
-        if not self.dry_run:
-            refuse_if_locked(self.real_fs)
-
     def after_group(self, label: str, action: Callable[[], None]) -> None:
         """Run ``action`` once, when the run leaves the phases labelled ``label`` (or stops early):
         for one summary of what several phases found, instead of a line from each."""
@@ -165,49 +145,19 @@ class RunData:
 
     @cached_property
     def dry_run_dir(self) -> Path:
-        base = os.environ.get(DRYRUN_DIR_ENV)
-        if base:
-            root = Path(base)
-            if root.is_dir() and any(root.iterdir()):
-                # A previous run's files would pass for the host's and make the plan lie.
-                raise UsageError(f"{DRYRUN_DIR_ENV}={root}: the directory must be empty or absent")
-            root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if root.is_symlink() or root.stat().st_uid != os.geteuid():
-                raise UsageError(f"{DRYRUN_DIR_ENV}={root}: must be a directory of this user, not a link")
-            root.chmod(0o700)  # it receives copies of the real keys
-        else:
-            # It holds freshly generated keys: removed at the end of the run unless the user asked
-            # for a directory of their own to inspect.
-            root = Path(tempfile.mkdtemp(prefix="bootstrap-init-dryrun-"))
-            self._remove_dry_run_dir = True
-        for host_path in (
+        from bootstrap.workflow.dryrun import prepare_directory
+
+        seeded = (
             KUBERNETES_DIR,
             self.config.cert_dir,
             self.static_pod_path,
             KUBELET_CONFIG,
             KUBELET_FLAGS_ENV,
-        ):
-            self._seed(host_path, root)
-        if self.options.diff:
-            # The diffs are the whole answer; where the run scribbled to produce them is not news.
-            self.reporter.debug(f"dry run: working in {root}")
-        else:
-            self.reporter.info("dryrun", f"Writing files to {root} instead of the real paths")
+        )
+        root, self._remove_dry_run_dir = prepare_directory(
+            self.real_fs, seeded, self.reporter, quiet=self.options.diff
+        )
         return root
-
-    def _seed(self, host_path: str, root: Path) -> None:
-        """Copy what exists at ``host_path`` so dry-run sees existing files as existing."""
-        source = self.real_fs.path(host_path)
-        target = Rootfs(root).path(host_path)
-        if target.exists():
-            return
-        # Links are followed and their targets copied: a linked PKI directory must not let the dry
-        # run write through to the real one. Copies are created private, then given the original mode.
-        if source.is_dir():
-            shutil.copytree(source, target, symlinks=False, copy_function=_copy_private)
-        elif source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _copy_private(str(source), str(target))
 
     def host_path(self, host: str | Path) -> Path:
         """Where a host path lives for this run (rootfs and dry-run applied)."""
@@ -264,12 +214,11 @@ class RunData:
         An explicit ``--kubelet-config`` wins, then the user's KubeletConfiguration document, then
         the kubelet config already on disk, then kubeadm's default.
         """
+        from bootstrap.host.kubelet_config import static_pod_path
+
         existing = read_kubelet_config(self.kubelet_config_path)
         explicit = existing if self.options.kubelet_config else None
-        for source in (explicit, self.config.kubelet, existing):
-            if source and isinstance(source.get("staticPodPath"), str):
-                return str(source["staticPodPath"])
-        return DEFAULT_STATIC_POD_PATH
+        return static_pod_path(explicit, self.config.kubelet, existing)
 
     @property
     def manifest_dir(self) -> Path:
@@ -305,68 +254,27 @@ class RunData:
 
     def observe_mirror_hash(self, component: str) -> str | None:
         """The config.hash of ``component``'s mirror pod before we replace its manifest (None when
-        there is none or the API is not reachable). A dry run asks nothing; an endpoint no TCP connect
-        reaches is not asked through the client (see :mod:`bootstrap.cluster.probe`)."""
+        there is none or the API is not reachable); a dry run asks nothing."""
         if self.dry_run:
             return None
-        admin = self.kubernetes_dir / "admin.conf"
-        if not admin.exists():
-            return None
-        from bootstrap.cluster.probe import listening, server_address
+        from bootstrap.wait.observe import mirror_pod_hash
 
-        address = server_address(admin)
-        if address is not None and not listening(address):
-            # A fresh node: nothing to observe, and the client import would cost a second.
-            host, port = address
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            self.reporter.debug(f"mirror pod of {component} not observed: nothing listens at {where}")
-            return None
-        from bootstrap.cluster.client import ApiError, admin_api
-        from bootstrap.wait.status import HASH_ANNOTATION
-
-        try:
-            api = admin_api(self.kubernetes_dir)
-        except ApiError as exc:  # an unusable admin.conf or client must not stop the manifests phase
-            self.reporter.debug(f"cannot build an API client from {admin}: {exc}")
-            return None
-        try:
-            pod = api.get_pod("kube-system", f"{component}-{self.config.node_name.lower()}")
-        except ApiError as exc:
-            self.reporter.debug(f"mirror pod of {component} not observed before the write: {exc}")
-            return None
-        finally:
-            api.close()
-        annotations = (pod or {}).get("metadata", {}).get("annotations") or {}
-        value = annotations.get(HASH_ANNOTATION)
-        return str(value) if value else None
+        return mirror_pod_hash(
+            self.kubernetes_dir / "admin.conf", component, self.config.node_name, self.reporter.debug
+        )
 
     def control_plane_waiter(self, plan: WaitPlan) -> WaitResult | None:
         """Wait for the control plane; a dry run only says what it would wait for (None)."""
         if self.dry_run:
-            label = "wait-control-plane"
-            if plan.kubelet_healthz is not None:
-                self.reporter.info(label, f"Would wait for the kubelet at {plan.kubelet_healthz.url}")
-            for name, endpoint in plan.endpoints.items():
-                self.reporter.info(
-                    label, f"Would wait for mirror pod kube-system/{name}-{plan.node_name} and {endpoint.url}"
-                )
+            from bootstrap.workflow.dryrun import announce_wait
+
+            announce_wait(self.reporter, plan)
             return None
         from bootstrap.cluster.client import admin_api
         from bootstrap.wait.progress import progress_for
         from bootstrap.wait.waiter import ControlPlaneWaiter
 
         return ControlPlaneWaiter(plan, lambda: admin_api(plan.admin_conf.parent), progress_for()).run()
-
-    @contextmanager
-    def session(self) -> Iterator[None]:
-        """One run: hold the host's run lock (not needed by a dry run, which writes nothing real) and
-        record everything created in the ledger, before it is created."""
-        from bootstrap.host.fs import journal
-        from bootstrap.host.ledger import Ledger, run_lock
-
-        lock = nullcontext() if self.dry_run else run_lock(self.real_fs, warn=self.reporter.warn)
-        with lock, journal(lambda path, kind: Ledger(self.fs).record(path, kind)):
-            yield
 
     def close(self) -> None:
         if self._remove_dry_run_dir:
@@ -375,3 +283,15 @@ class RunData:
         if self._keys is not None:
             self._keys.close()
             self._keys = None
+
+
+def host_view(rd: RunData) -> HostView:
+    """What rendering a manifest needs to know about the host (read now: the certs phase may have
+    just created the CA key)."""
+    from bootstrap.components.pods import PROXY_ENV_NAMES, HostView
+
+    return HostView(
+        dir_exists=lambda p: rd.real_fs.path(p).is_dir(),
+        proxy_env={k: os.environ[k] for k in PROXY_ENV_NAMES if k in os.environ},
+        external_ca=rd.cert_dir.joinpath("ca.crt").exists() and not rd.cert_dir.joinpath("ca.key").exists(),
+    )

@@ -62,7 +62,10 @@ def _run_steps(rd: RunData, steps: Sequence[PlannedPhase], reports: list[PhaseRe
     check is left exactly as it was. The session (lock and ledger) starts with the first phase
     that may write, and only when one applies.
     """
-    rd.refuse_if_busy()
+    from bootstrap.host.ledger import recorded_run, refuse_if_locked
+
+    if not rd.dry_run:  # a dry run takes no lock: fail fast, creating nothing, when another run holds it
+        refuse_if_locked(rd.real_fs)
     applicable = [(i, s) for i, s in enumerate(steps) if _not_applicable(rd, s) is None]
     wanted = sum(s.phase.keys_needed(rd) for _, s in applicable if s.phase.keys_needed)
     if wanted > 1:
@@ -73,7 +76,9 @@ def _run_steps(rd: RunData, steps: Sequence[PlannedPhase], reports: list[PhaseRe
     try:
         for index in range(first_write):
             _run_step(rd, steps, index, reports[index])
-        with rd.session() if writes else nullcontext():
+        # A dry run writes nothing real, so it takes no lock; its ledger is in its directory, as its files.
+        lock_fs = None if rd.dry_run else rd.real_fs
+        with recorded_run(lock_fs, rd.fs, rd.reporter.warn) if writes else nullcontext():
             for index in range(first_write, len(steps)):
                 _run_step(rd, steps, index, reports[index])
     finally:
