@@ -36,10 +36,6 @@ from tests.standin.harness import ADDRESS, NODE, Ports, allocate_ports, kubelet_
 from tests.test_init_e2e import plant_host_tools
 from tests.tools import tool
 
-# One xdist worker runs the whole module: each worker would otherwise build its own venv and run the
-# first initialization itself (the module fixtures below), several minutes of work done twice.
-pytestmark = pytest.mark.xdist_group("ansible-role")
-
 REPO = Path(__file__).resolve().parent.parent
 ROLES = REPO / "ansible" / "roles"
 ROLE = ROLES / "kube_bootstrap"
