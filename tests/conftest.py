@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import json
+import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable
@@ -101,3 +104,25 @@ def files_under(root: Path) -> list[str]:
         for p in root.rglob("*")
         if p.is_file() and not str(p.relative_to(root)).startswith(STATE_DIR)
     )
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A directory that ``build`` fills once per test run, shared by every pytest-xdist worker.
+
+    Each xdist worker runs session and module fixtures on its own, with its own base temp dir; those
+    dirs share a parent. The first worker to get there builds under a lock, the others wait and reuse
+    the result. A build that fails leaves no mark, so a later worker tries again (and fails with its
+    own message) instead of reusing half a directory.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        base = base.parent
+    target, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if build raises
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            build(target)
+            done.touch()
+    return target

@@ -5,7 +5,7 @@ settings ``tests/standin/harness.init_config`` uses, passed through the role's v
 stand-in starts once kubelet-start has written its config and brings the API server up, as systemd
 would restart the real kubelet.
 
-The role installs the package the way an offline host does: from a wheelhouse built once per module
+The role installs the package the way an offline host does: from a wheelhouse built once per run
 (``pip wheel`` of the project with the test environment's versions of its dependencies) with
 ``--no-index --find-links``, into a venv that does not see the interpreter's own packages, and with
 this environment's pip settings removed, so nothing else can supply a dependency. One test lets the
@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from bootstrap import __version__
+from tests.conftest import built_once
 from tests.standin.harness import ADDRESS, NODE, Ports, allocate_ports, kubelet_once_configured
 from tests.test_init_e2e import plant_host_tools
 from tests.tools import tool
@@ -278,24 +279,27 @@ def base() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel and a wheel of every dependency, at the versions this environment has.
 
-    Built once per module with ``pip wheel`` (pip's cache keeps it quick); the dependencies come
-    from the index this environment was installed from, never from an interpreter's site-packages.
+    Built once per test run with ``pip wheel`` (pip's cache keeps it quick) and shared by the xdist
+    workers; the dependencies come from the index this environment was installed from, never from an
+    interpreter's site-packages.
     """
-    out = tmp_path_factory.mktemp("wheelhouse")
-    constraints = out.parent / "constraints.txt"
-    constraints.write_text("\n".join(environment_pins()) + "\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), "-c", str(constraints), str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out
+
+    def build(out: Path) -> None:
+        constraints = out.parent / f"{out.name}-constraints.txt"
+        constraints.write_text("\n".join(environment_pins()) + "\n")
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), "-c", str(constraints), str(REPO)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    return built_once(tmp_path_factory, "wheelhouse", build)
 
 
 @pytest.fixture(scope="module")

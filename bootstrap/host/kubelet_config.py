@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bootstrap.config.kubeversion import minor_of
 from bootstrap.host.kubelet import CRI_IN_CONFIG_FROM_MINOR, DEFAULT_STATIC_POD_PATH
 
 if TYPE_CHECKING:
@@ -79,6 +80,6 @@ def kubelet_settings(cfg: Config, pod_path: str) -> KubeletSettings:
     if merged.get("rotateCertificates") is False:
         warnings.append("KubeletConfiguration.rotateCertificates: forced to true, as kubeadm does")
     merged["rotateCertificates"] = True
-    if int(cfg.kubernetes_version.split(".")[1]) >= CRI_IN_CONFIG_FROM_MINOR:
+    if minor_of(cfg.kubernetes_version) >= CRI_IN_CONFIG_FROM_MINOR:
         merged.setdefault("containerRuntimeEndpoint", cfg.init.node_registration.cri_socket)
     return KubeletSettings(merged, warnings)
