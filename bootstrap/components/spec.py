@@ -151,7 +151,8 @@ class ComponentSpec:
                     if number is not None:
                         found.setdefault(number, []).append(_bind_host(parts.hostname))
                 continue
-            number = _port_number(flags.get(port.flag)) or port.default
+            number = _port_number(flags.get(port.flag))
+            number = port.default if number is None else number
             bound = flags.get(port.bind_flag) if port.bind_flag else None
             found.setdefault(number, []).append(_bind_host(bound))
         return found
