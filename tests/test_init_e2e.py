@@ -8,6 +8,7 @@ running the kube-apiserver manifest.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pwd
@@ -72,7 +73,10 @@ def plant_host_tools(rootfs: Path) -> list[str]:
     sock_path = rootfs / "var/run/containerd/containerd.sock"
     sock_path.parent.mkdir(parents=True)
     sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(sock_path))
+    # Bound by its name from its directory: a full path under pytest's temp dir (deeper under an xdist
+    # worker) can pass the 108 bytes AF_UNIX allows.
+    with contextlib.chdir(sock_path.parent):
+        sock.bind(sock_path.name)
     sock.listen()
     _SOCKETS.append(sock)
     return ["usr/bin/kubelet", "var/run/containerd/containerd.sock"]
