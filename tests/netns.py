@@ -155,7 +155,8 @@ def _kill_pid(pid: int) -> None:
 
 def _delete_namespace(name: str) -> None:
     for pid in _pids_in(name):
-        _kill_pid(pid)
+        if pid != os.getpid():  # (listed if our main thread were inside: never kill the test itself)
+            _kill_pid(pid)
     _ip("netns", "delete", name, check=False)
 
 
@@ -191,13 +192,13 @@ def _subnets_in_use() -> set[ipaddress.IPv4Network]:
         dst = route.get("dst", "")
         if dst and dst != "default" and route.get("type", "unicast") in ("unicast", "local"):
             with contextlib.suppress(ValueError):
-                used.add(ipaddress.ip_network(dst, strict=False))
+                used.add(ipaddress.IPv4Network(dst, strict=False))
     for name in _namespaces():
         if _NAME.match(name) and name.endswith("-sw"):
             shown = _ip("-n", name, "-j", "-4", "addr", "show", BRIDGE, check=False).stdout
             for link in json.loads(shown or "[]"):
                 for info in link.get("addr_info", []):
-                    used.add(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
+                    used.add(ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False))
     return used
 
 
@@ -205,7 +206,7 @@ def _pick_subnet() -> ipaddress.IPv4Network:
     used = _subnets_in_use()
     start = os.getpid() % 256
     for step in range(256):
-        candidate = ipaddress.ip_network(f"{SUBNET_BASE}.{(start + step) % 256}.0/24")
+        candidate = ipaddress.IPv4Network(f"{SUBNET_BASE}.{(start + step) % 256}.0/24")
         if not any(candidate.overlaps(u) for u in used):
             return candidate
     raise RuntimeError(f"no free /24 below {SUBNET_BASE}.0.0/16 for a test topology")
@@ -289,8 +290,8 @@ class Topology:
         assert self.subnet is not None
         prefix = self.subnet.prefixlen
         sw = f"{self.name}-sw"
+        self.switch = Host(sw, self._address(SWITCH_HOST), BRIDGE)  # known before it exists: down() finds it
         _ip("netns", "add", sw)
-        self.switch = Host(sw, self._address(SWITCH_HOST), BRIDGE)
         self._inodes.add(self.switch.inode)
         commands = [
             f"link add {BRIDGE} type bridge",
@@ -301,9 +302,9 @@ class Topology:
         _batch(sw, commands)
         for i in range(1, self.nodes + 1):
             ns = f"{self.name}-n{i}"
-            _ip("netns", "add", ns)
             host = Host(ns, self._address(FIRST_NODE_HOST - 1 + i), NODE_DEVICE)
             self.members.append(host)
+            _ip("netns", "add", ns)
             self._inodes.add(host.inode)
             # Both ends are created straight in their namespaces: nothing appears in the root one.
             _ip("link", "add", NODE_DEVICE, "netns", ns, "type", "veth", "peer", "name", f"v{i}", "netns", sw)

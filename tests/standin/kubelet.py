@@ -703,10 +703,7 @@ class KubeletStandin:
             )
             self._healthz_thread.start()
         self._workers = ThreadPoolExecutor(
-            max_workers=8,
-            thread_name_prefix="kubelet-pod-worker",
-            initializer=None if self.netns is None else enter_for_good,
-            initargs=() if self.netns is None else (self.netns,),
+            max_workers=8, thread_name_prefix="kubelet-pod-worker", initializer=self._worker_starts
         )
         self._thread = threading.Thread(target=self._run, name="kubelet-sync", daemon=True)
         self._thread.start()
@@ -781,11 +778,16 @@ class KubeletStandin:
                     pod.tick()
             self._sync_api()
 
+    def _worker_starts(self) -> None:
+        if self.netns is not None:
+            enter_for_good(self.netns)  # the worker's API calls leave from the node's namespace
+
     def _in_netns(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext() if self.netns is None else entered(self.netns)
 
     def process(self, container: str) -> ManifestProcess | None:
-        """The real process running ``container`` now (None when it is not a real one or not running)."""
+        """The real process of ``container``'s current run, alive or exited (None: not a real one, or
+        not started yet)."""
         with self._lock:
             for pod in self.pods.values():
                 if pod.cname == container and pod.process is not None:
