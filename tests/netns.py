@@ -14,6 +14,8 @@ off the machine. Before anything is sent to an address, :meth:`Topology.prove_ro
 this topology's bridge; only then is the (namespace, address) pair registered, and the audit hook in
 ``tests/conftest.py`` lets the test process connect to it, from that namespace only.
 
+:meth:`Topology.load_balancer` runs haproxy there (or in a node) in front of the nodes.
+
 Processes are started with ``ip netns exec`` (it execs, so the pid is the program's own) and killed by
 pid; teardown kills every process left in the namespaces, by pid, then deletes them, even when the test
 failed.
@@ -457,12 +459,108 @@ class Topology:
         self.processes.append(proc)
         return proc
 
+    def load_balancer(
+        self,
+        host: Host | str,
+        port: int,
+        backends: dict[str, tuple[str, int]],
+        workdir: Path,
+        *,
+        check_interval_ms: int = 100,
+    ) -> LoadBalancer:
+        """haproxy in ``host``'s namespace on its bridge address:``port``, TCP round robin over
+        ``backends`` (name → address, port) with a TCP health check every ``check_interval_ms``; a
+        connection that finds its server dead is sent to another (``option redispatch``)."""
+        from tests.tools import tool
+
+        where = self._host(host if isinstance(host, str) else host.netns)
+        workdir.mkdir(parents=True, exist_ok=True)
+        stats = workdir / "haproxy.sock"
+        config = workdir / "haproxy.cfg"
+        config.write_text(_haproxy_config(where.address, port, backends, stats, check_interval_ms))
+        checked = subprocess.run([tool("haproxy"), "-c", "-f", str(config)], capture_output=True, text=True)
+        if checked.returncode != 0:
+            raise RuntimeError(f"haproxy refuses {config}: {checked.stdout}{checked.stderr}")
+        process = self.spawn(
+            where,
+            [tool("haproxy"), "-db", "-f", str(config)],
+            to=[address for address, _ in backends.values()],
+            log=workdir / "haproxy.log",
+        )
+        return LoadBalancer(process, where.address, port, stats)
+
     def kill(self, proc: Process, sig: int = signal.SIGKILL) -> None:
         """Signal one process by its pid and reap it."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(timeout=10)
+
+
+LB_BACKEND = "control-plane"  # the haproxy backend (proxy) name
+
+
+def _haproxy_config(
+    address: str, port: int, backends: dict[str, tuple[str, int]], stats: Path, check_interval_ms: int
+) -> str:
+    servers = "".join(f"  server {name} {host}:{p} check\n" for name, (host, p) in backends.items())
+    return (
+        "global\n"
+        f"  stats socket {stats} mode 600 level admin\n"
+        "defaults\n"
+        "  mode tcp\n"
+        "  timeout connect 1s\n"
+        "  timeout client 1h\n"  # long watches through the balancer must not be cut
+        "  timeout server 1h\n"
+        "  retries 2\n"
+        "  option redispatch\n"
+        f"  default-server inter {check_interval_ms}ms fall 2 rise 1\n"
+        "frontend front\n"
+        f"  bind {address}:{port}\n"
+        f"  default_backend {LB_BACKEND}\n"
+        f"backend {LB_BACKEND}\n"
+        "  balance roundrobin\n"
+        f"{servers}"
+    )
+
+
+@dataclass
+class LoadBalancer:
+    """A running haproxy (see :meth:`Topology.load_balancer`)."""
+
+    process: Process
+    address: str
+    port: int
+    stats: Path
+
+    def states(self) -> dict[str, str]:
+        """Backend server name → haproxy's status for it (UP, DOWN, ...), from its stats socket."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(str(self.stats))
+            sock.sendall(b"show stat\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        lines = data.decode().splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {
+            row["svname"]: row["status"]
+            for row in rows
+            if row.get("pxname") == LB_BACKEND and row.get("svname") not in ("FRONTEND", "BACKEND")
+        }
+
+    def wait_for(self, wanted: dict[str, str], timeout: float = 10.0) -> None:
+        """Until haproxy's health checks report ``wanted`` (name → status prefix, e.g. UP or DOWN)."""
+
+        def reached() -> bool:
+            if not self.process.alive():
+                raise AssertionError(f"haproxy exited:\n{self.process.log_tail()}")
+            now = self.states()
+            return all(now.get(name, "").startswith(state) for name, state in wanted.items())
+
+        wait_until(reached, timeout, f"haproxy to report {wanted}")
 
 
 def _batch(netns: str, commands: Sequence[str]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests import netns
-from tests.netns import Host, RouteLeaves, Topology, wait_until
+from tests.netns import Host, LoadBalancer, RouteLeaves, Topology, wait_until
 from tests.standin.kubelet import KubeletStandin
 from tests.test_etcd_manifest import etcd_binary, etcd_version, kubernetes_version_for
 from tests.tools import tool
@@ -251,51 +251,8 @@ while True:
 """
 
 
-def haproxy_config(bind: str, backends: dict[str, str], stats: Path) -> str:
-    servers = "\n".join(
-        f"  server {name} {address}:{BACKEND_PORT} check" for name, address in backends.items()
-    )
-    return f"""\
-global
-  stats socket {stats} mode 600 level admin
-defaults
-  mode tcp
-  timeout connect 1s
-  timeout client 10s
-  timeout server 10s
-  retries 2
-  option redispatch
-  default-server inter 100ms fall 2 rise 1
-frontend control-plane
-  bind {bind}:{LB_PORT}
-  default_backend apiservers
-backend apiservers
-  balance roundrobin
-{servers}
-"""
-
-
-def haproxy_states(stats: Path) -> dict[str, str]:
-    """Server name → UP/DOWN/..., from haproxy's own stats socket."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(stats))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    lines = data.decode().splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-    return {
-        row["svname"]: row["status"]
-        for row in rows
-        if row.get("pxname") == "apiservers" and row.get("svname") not in ("FRONTEND", "BACKEND")
-    }
-
-
-def answer_through(topology: Topology, sender: Host, lb: str) -> str:
-    with topology.connect(sender, (lb, LB_PORT)) as conn:
+def answer_through(topology: Topology, sender: Host, lb: LoadBalancer) -> str:
+    with topology.connect(sender, (lb.address, lb.port)) as conn:
         conn.settimeout(3)
         data = b""
         while chunk := conn.recv(1024):
@@ -307,35 +264,28 @@ def test_haproxy_forwards_to_live_backends_and_fails_over_when_one_dies(
     topology: Topology, tmp_path: Path
 ) -> None:
     assert topology.switch is not None
-    lb = topology.switch.address
     names = {f"n{i}": node for i, node in enumerate(topology.members, start=1)}
     backends = {
         name: topology.spawn(node, [sys.executable, "-c", BACKEND, node.address, str(BACKEND_PORT), name])
         for name, node in names.items()
     }
-    stats = tmp_path / "haproxy.sock"
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(haproxy_config(lb, {n: node.address for n, node in names.items()}, stats))
-    check = subprocess.run([tool("haproxy"), "-c", "-f", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    haproxy = topology.spawn(
+    lb = topology.load_balancer(
         topology.switch,
-        [tool("haproxy"), "-db", "-f", str(config)],
-        to=[node.address for node in names.values()],
-        log=tmp_path / "haproxy.log",
+        LB_PORT,
+        {name: (node.address, BACKEND_PORT) for name, node in names.items()},
+        tmp_path,
     )
-    all_up = {name: "UP" for name in names}
-    wait_until(lambda: haproxy_states(stats) == all_up, 10, f"haproxy to see {all_up}")
+    lb.wait_for(dict.fromkeys(names, "UP"))
 
-    client = topology.node(1)
+    client = topology.node(1)  # a node reaching the control-plane endpoint across the bridge
     answers = [answer_through(topology, client, lb) for _ in range(6)]
     assert set(answers) == set(names), f"round robin over three live backends: {answers}"
 
     topology.kill(backends["n2"])
     after = [answer_through(topology, client, lb) for _ in range(6)]
     assert set(after) == {"n1", "n3"}, f"every connection after the kill reaches a live backend: {after}"
-    wait_until(lambda: haproxy_states(stats).get("n2", "").startswith("DOWN"), 5, "the health check")
-    assert haproxy.alive(), haproxy.log_tail()
+    lb.wait_for({"n2": "DOWN"}, timeout=5)  # and the health check noticed
+    assert lb.process.alive(), lb.process.log_tail()
 
 
 # ---- three real etcd members, one per node, run by the kubelet stand-in ------------------------------------
