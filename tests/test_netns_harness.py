@@ -586,3 +586,65 @@ def test_kubelet_healthz_and_etcd_metrics_are_on_the_nodes_own_loopback(etcd_clu
             # what the manifest probes (etcd >= 3.5.11 paths, answered for an older binary too)
             assert http_get(2381, "/livez") == http_get(2381, "/readyz") == b"ok"
             assert http_get(node.kubelet.healthz_port, "/healthz") == b"ok"
+
+
+# ---- a whole bootstrap init on one node, behind haproxy ---------------------------------------------------
+
+
+# No host checks (the node is a directory), a short settle: the components are stand-ins.
+INIT_FLAGS = ("--skip-phases", "preflight", "--settle", "1s", "-o", "json")
+
+
+def test_bootstrap_init_runs_on_a_node_behind_haproxy_and_another_node_reads_the_api_through_it(
+    topology: Topology, tmp_path: Path
+) -> None:
+    """The HA test's first step: init on node 1 with controlPlaneEndpoint = haproxy on the bridge,
+    its kubelet stand-in (real etcd) in node 1's namespace; node 2 then uses the API through haproxy."""
+    from kubernetes import client, config
+
+    assert topology.switch is not None
+    n1, n2, lb_host = topology.node(1), topology.node(2), topology.switch
+    lb = topology.load_balancer(lb_host, LB_PORT, {"cp1": (n1.address, LB_PORT)}, tmp_path / "lb")
+    rootfs = tmp_path / "cp1"
+    rootfs.mkdir()
+    kubeadm_config = tmp_path / "cp1.yaml"
+    version = kubernetes_version_for(etcd_version(etcd_binary("etcd")))
+    kubeadm_config.write_text(
+        node_config("cp1", n1.address, f"cp1=https://{n1.address}:{ETCD_PEER_PORT}", version)
+        + f'controlPlaneEndpoint: "{lb.address}:{lb.port}"\n'
+    )
+    topology.prove_mesh()
+    init = topology.spawn(
+        n1,
+        [tool("bootstrap"), "init", "--config", str(kubeadm_config), "--rootfs", str(rootfs), *INIT_FLAGS],
+        to=[n1.address, lb.address],
+        log=tmp_path / "init.json",
+    )
+    wait_until(
+        lambda: (rootfs / "var/lib/kubelet/config.yaml").exists() or not init.alive(), 120, "kubelet-start"
+    )
+    kubelet = KubeletStandin(
+        rootfs, netns=n1.netns, binaries={"etcd": etcd_binary("etcd")}, rescan_interval=0.1
+    )
+    kubelet.start()
+    try:
+        init.popen.wait(timeout=300)
+        assert init.popen.returncode == 0, init.log_tail(60)
+        assert kubelet.node_name == "cp1" and kubelet.node_uid is not None
+
+        admin = str(rootfs / "etc/kubernetes/admin.conf")
+        with topology.inside(n2, lb.address):
+            api = config.new_client_from_config(config_file=admin, persist_config=False)  # type: ignore[no-untyped-call]
+            try:
+                assert api.configuration.host == f"https://{lb.address}:{lb.port}"
+                core = client.CoreV1Api(api)
+                nodes = [n.metadata.name for n in core.list_node(_request_timeout=5).items]
+                pods = {
+                    p.metadata.name for p in core.list_namespaced_pod("kube-system", _request_timeout=5).items
+                }
+            finally:
+                api.close()
+        assert nodes == ["cp1"]
+        assert {"etcd-cp1", "kube-apiserver-cp1", "kube-controller-manager-cp1", "kube-scheduler-cp1"} <= pods
+    finally:
+        kubelet.stop()
