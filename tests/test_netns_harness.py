@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -638,10 +639,10 @@ def test_bootstrap_init_runs_on_a_node_behind_haproxy_and_another_node_reads_the
             try:
                 assert api.configuration.host == f"https://{lb.address}:{lb.port}"
                 core = client.CoreV1Api(api)
-                nodes = [n.metadata.name for n in core.list_node(_request_timeout=5).items]
-                pods = {
-                    p.metadata.name for p in core.list_namespaced_pod("kube-system", _request_timeout=5).items
-                }
+                node_items: list[Any] = core.list_node(_request_timeout=5).items
+                pod_items: list[Any] = core.list_namespaced_pod("kube-system", _request_timeout=5).items
+                nodes = [n.metadata.name for n in node_items]
+                pods = {p.metadata.name for p in pod_items}
             finally:
                 api.close()
         assert nodes == ["cp1"]
