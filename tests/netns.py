@@ -16,6 +16,16 @@ this topology's bridge; only then is the (namespace, address) pair registered, a
 
 :meth:`Topology.load_balancer` runs haproxy there (or in a node) in front of the nodes.
 
+A multi-node test reads like::
+
+    with Topology(4) as topo:                      # cp1..cp3 and a worker, plus the switch
+        topo.prove_mesh()                          # nodes and the switch may talk to each other
+        lb = topo.load_balancer(topo.switch, 6443, {"cp1": (topo.node(1).address, 6443)}, workdir)
+        kubelet = KubeletStandin(rootfs, netns=topo.node(1).netns, binaries={"etcd": etcd})
+        topo.run(topo.node(1), ["bootstrap", "init", ...], to=[lb.address])
+        with topo.inside(topo.node(2), lb.address):  # the test's own client, from node 2
+            ...
+
 Processes are started with ``ip netns exec`` (it execs, so the pid is the program's own) and killed by
 pid; teardown kills every process left in the namespaces, by pid, then deletes them, even when the test
 failed.
