@@ -92,6 +92,15 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
     Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",), True),
     Resource("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), True),
+    Resource(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        False,
+        ("csr",),
+        True,
+    ),
 )
 
 
