@@ -510,3 +510,21 @@ def test_a_missing_discovery_file_or_a_plain_http_url_is_a_config_error(tmp_path
         discover_file(str(tmp_path / "absent.conf"))
     with pytest.raises(ConfigError, match="only a file path or an https:// URL"):
         discover_file("http://127.0.0.1:1/join.conf")
+
+
+def test_a_server_that_never_answers_cannot_hold_discovery_past_its_timeout(pki: Pki) -> None:
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections (backlog) but never speaks TLS
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(DiscoveryError) as caught:
+            discover_token(
+                TokenDiscovery(f"127.0.0.1:{port}", TOKEN, (openssl_pin(pki.ca_pem),), timeout=1.5)
+            )
+        elapsed = time.monotonic() - started
+    assert caught.value.cause == "unreachable" and "timed out" in str(caught.value)
+    assert elapsed < 4  # one request alone may take 10 s; the deadline bounds it

@@ -293,7 +293,7 @@ class _NotSignedYet(Exception):
 
 
 def _retrying(
-    attempt: Callable[[], DiscoveredCluster],
+    attempt: Callable[[float], DiscoveredCluster],
     timeout: float,
     clock: _Clock,
     on_timeout: Callable[[BaseException], DiscoveryError],
@@ -307,7 +307,8 @@ def _retrying(
     last_said = ""
     while True:
         try:
-            return attempt()
+            # No request may outlast the discovery deadline by more than a moment.
+            return attempt(max(0.2, min(REQUEST_TIMEOUT, deadline - clock.now())))
         except _NotSignedYet as exc:
             last: BaseException = exc
         except ApiError as exc:
@@ -347,8 +348,8 @@ def discover_token(
     url = _url(host, port, CLUSTER_INFO_PATH)
     clock = _Clock(now, sleep)
 
-    def attempt() -> DiscoveredCluster:
-        body = _get(host, port, CLUSTER_INFO_PATH, _insecure_context(), REQUEST_TIMEOUT, "no verification")
+    def attempt(request_timeout: float) -> DiscoveredCluster:
+        body = _get(host, port, CLUSTER_INFO_PATH, _insecure_context(), request_timeout, "no verification")
         data = _cluster_info_data(body, url)
         kubeconfig = data["kubeconfig"]
         signature = data.get(f"{JWS_PREFIX}{token_id}")
@@ -381,7 +382,7 @@ def discover_token(
         # Second fetch: the endpoint typed must serve a certificate from the pinned CA, and the same bytes.
         trusted = f"the CA pinned by --discovery-token-ca-cert-hash, from cluster-info at {_url(host, port)}"
         try:
-            again = _get(host, port, CLUSTER_INFO_PATH, _verified_context(ca_pem), REQUEST_TIMEOUT, trusted)
+            again = _get(host, port, CLUSTER_INFO_PATH, _verified_context(ca_pem), request_timeout, trusted)
         except ApiError as exc:
             if exc.reason is not Reason.TLS:
                 raise
@@ -568,7 +569,7 @@ def discover_file(
     host, port = parts.hostname, parts.port or 443
     clock = _Clock(now, sleep)
 
-    def attempt() -> DiscoveredCluster:
+    def attempt(request_timeout: float) -> DiscoveredCluster:
         context = _verified_context(parsed.ca_pem)
         memory: list[MemoryFile] = []
         try:
@@ -580,7 +581,7 @@ def discover_file(
                 context.load_cert_chain(memory[0].path, memory[1].path)
             headers = {"Authorization": f"Bearer {parsed.token}"} if parsed.token else {}
             trusted = f"the CA of --discovery-file {source}" if parsed.ca_pem else "the system's CAs"
-            body = _get(host, port, CLUSTER_INFO_PATH, context, REQUEST_TIMEOUT, trusted, headers)
+            body = _get(host, port, CLUSTER_INFO_PATH, context, request_timeout, trusted, headers)
         except ApiError as exc:
             if exc.reason is not Reason.FORBIDDEN:
                 raise
