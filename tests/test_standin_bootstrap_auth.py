@@ -299,10 +299,15 @@ def test_anonymous_may_read_cluster_info_and_nothing_else(
         ("GET", "/api/v1/namespaces/kube-public/configmaps/other"),
         ("PUT", CLUSTER_INFO),
         ("POST", CSR_PATH),
+        ("GET", "/api"),
+        ("GET", "/api/v1"),
+        ("GET", "/apis"),
+        ("GET", "/apis/certificates.k8s.io/v1"),
     ]:
         code, status = anonymous.call(method, path, {} if method != "GET" else None)
         assert code == 403, (method, path)
-        assert 'User "system:anonymous"' in status["message"]
+        assert 'User "system:anonymous"' in status["message"], status
+    assert anonymous.call("GET", "/version")[0] == 200
 
 
 # -- bootstrap signer --------------------------------------------------------------------------------

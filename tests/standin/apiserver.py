@@ -738,7 +738,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/version":
             self._json(200, self.standin.version_info())
             return True
-        if self.user == ANONYMOUS and not path.startswith(("/api/", "/apis/")):
+        # Anonymous users get health and version (system:public-info-viewer) and, through the resource
+        # path, cluster-info; API discovery (system:discovery) is for authenticated users only.
+        depth = len(path.strip("/").split("/"))
+        discovery = path in ("/api", "/apis") or (path.startswith("/api/") and depth == 2)
+        discovery = discovery or (path.startswith("/apis/") and depth <= 3)
+        if self.user == ANONYMOUS and (discovery or not path.startswith(("/api/", "/apis/"))):
             raise ApiError(403, "Forbidden", f'forbidden: User "{ANONYMOUS}" cannot get path "{path}"')
         if path == "/api":
             host, port = self.standin.host, self.standin.port
