@@ -528,3 +528,17 @@ def test_a_server_that_never_answers_cannot_hold_discovery_past_its_timeout(pki:
         elapsed = time.monotonic() - started
     assert caught.value.cause == "unreachable" and "timed out" in str(caught.value)
     assert elapsed < 4  # one request alone may take 10 s; the deadline bounds it
+
+
+def test_a_discovery_file_whose_credentials_are_refused_says_so_at_once(
+    server: Server, pki: Pki, tmp_path: Path
+) -> None:
+    server.answer = lambda n, path: (401, {"message": "Unauthorized"})
+    path = tmp_path / "discovery.conf"
+    path.write_text(yaml.safe_dump(file_kubeconfig(server, pki.ca_pem, {"token": TOKEN})))
+    with pytest.raises(DiscoveryError) as caught:
+        discover_file(str(path))
+    assert caught.value.cause == "unauthorized"
+    assert f"refuses the credentials in --discovery-file {path}" in str(caught.value)
+    assert TOKEN_SECRET not in str(caught.value)
+    assert len(server.seen) == 1

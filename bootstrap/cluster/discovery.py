@@ -27,7 +27,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -444,8 +444,8 @@ def _check_pins(ca_pem: bytes, pins: list[str], host: str, port: int) -> None:
     if not set(presented) & set(pins):
         raise DiscoveryError(
             f"the cluster CA at {_url(host, port)} does not match --discovery-token-ca-cert-hash: the "
-            f"server presented {', '.join(presented)}; if that is your cluster's CA, pass that hash (a "
-            "control-plane node prints it with: bootstrap token create --print-join-command)",
+            f"server presented {', '.join(presented)}; get your cluster's hash on a control-plane node "
+            "with: bootstrap token create --print-join-command",
             "ca-mismatch",
         )
 
@@ -459,7 +459,6 @@ class _FileKubeconfig:
     client_cert: bytes | None = None
     client_key: bytes | None = None
     token: str | None = None
-    problems: list[str] = field(default_factory=list)
 
 
 def _load_source(source: str, timeout: float) -> tuple[bytes, Path | None]:
@@ -631,7 +630,13 @@ def discover_file(
 
     if timeout <= 0:
         raise ConfigError("timeouts.discovery: must be positive")
-    return _retrying(attempt, timeout, clock, on_timeout, progress)
+
+    def hint(error: ApiError) -> str:
+        if error.reason is Reason.UNAUTHORIZED:
+            return f"; the API server refuses the credentials in --discovery-file {source}"
+        return ""
+
+    return _retrying(attempt, timeout, clock, on_timeout, progress, hint)
 
 
 __all__ = [
