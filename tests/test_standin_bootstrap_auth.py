@@ -477,3 +477,36 @@ def test_a_csr_that_is_not_a_certificate_request_is_invalid(
     code, status = joiner.call("POST", CSR_PATH, body)
     assert (code, status["reason"]) == (422, "Invalid")
     assert "spec.request" in status["message"]
+
+
+def test_the_official_client_with_a_bootstrap_token_can_create_a_csr_and_watch_it_get_signed(
+    server: ApiServerStandin, cluster: tuple[Path, int]
+) -> None:
+    """What a kubelet's TLS bootstrap does: create the CSR with the token, then watch it by name."""
+    from kubernetes import client, watch
+
+    root, _ = cluster
+    _bootstrapped(server, root)
+    configuration = client.Configuration()
+    configuration.host = server.url
+    configuration.ssl_ca_cert = str(root / "etc/kubernetes/pki/ca.crt")
+    configuration.api_key = {"authorization": f"Bearer {TOKEN}"}
+    configuration.retries = False
+    with client.ApiClient(configuration) as api:
+        certificates = client.CertificatesV1Api(api)
+        body = csr_body(ec.generate_private_key(ec.SECP256R1()), "system:node:worker2")
+        created = certificates.create_certificate_signing_request(body)
+        name = created.metadata.name
+        assert created.spec.username == "system:bootstrap:abcdef"
+        signed = None
+        for event in watch.Watch().stream(
+            certificates.list_certificate_signing_request,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=10,
+        ):
+            if event["object"].status and event["object"].status.certificate:
+                signed = event["object"]
+                break
+    assert signed is not None, "no signed CSR seen on the watch"
+    cert = x509.load_pem_x509_certificate(base64.b64decode(signed.status.certificate))
+    assert cert.subject.rfc4514_string() == "CN=system:node:worker2,O=system:nodes"
