@@ -248,8 +248,9 @@ def test_a_bootstrap_token_authenticates_as_its_bootstrap_user_with_its_groups(
         (token_secret(usages=("signing",)), TOKEN),  # not for authentication
         (token_secret(expiration=datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)), TOKEN),
         (None, TOKEN),  # no such token
+        (token_secret(groups=f"{GROUP},system:masters"), TOKEN),  # a group a token may not grant
     ],
-    ids=["wrong-secret", "no-authentication-usage", "expired", "unknown"],
+    ids=["wrong-secret", "no-authentication-usage", "expired", "unknown", "group-outside-bootstrappers"],
 )
 def test_a_token_that_is_wrong_expired_unknown_or_not_for_authentication_is_401(
     server: ApiServerStandin, cluster: tuple[Path, int], secret: dict[str, Any] | None, presented: str

@@ -49,6 +49,7 @@ __all__ = ["HEALTH_PATHS", "ApiError", "ApiServerStandin", "Store"]
 HEALTH_PATHS = ("/livez", "/readyz", "/healthz", "/version")
 HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer")
 ANONYMOUS = "system:anonymous"
+BOOTSTRAP_GROUP_RE = re.compile(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]")
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -676,7 +677,9 @@ class _Handler(BaseHTTPRequestHandler):
             and data.get("usage-bootstrap-authentication") == "true"
         ):
             extra = [g.strip() for g in data.get("auth-extra-groups", "").split(",") if g.strip()]
-            return f"system:bootstrap:{m[1]}", ["system:bootstrappers", *extra, "system:authenticated"]
+            # A token naming a group outside system:bootstrappers:* is refused, not trimmed.
+            if all(BOOTSTRAP_GROUP_RE.fullmatch(g) for g in extra):
+                return f"system:bootstrap:{m[1]}", ["system:bootstrappers", *extra, "system:authenticated"]
         raise ApiError(401, "Unauthorized", "Unauthorized")
 
     # -- dispatch --------------------------------------------------------------------------------
