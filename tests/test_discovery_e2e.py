@@ -36,7 +36,8 @@ def _init_token(node: Node) -> str:
     secret = next(
         s
         for s in core.list_namespaced_secret("kube-system").items
-        if s.type == "bootstrap.kubernetes.io/token"
+        # init's token (the tests here add others)
+        if s.type == "bootstrap.kubernetes.io/token" and s.metadata.name != "bootstrap-token-newtok"
     )
     return ".".join(base64.b64decode(secret.data[k]).decode() for k in ("token-id", "token-secret"))
 

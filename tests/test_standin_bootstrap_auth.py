@@ -511,3 +511,17 @@ def test_the_official_client_with_a_bootstrap_token_can_create_a_csr_and_watch_i
     assert signed is not None, "no signed CSR seen on the watch"
     cert = x509.load_pem_x509_certificate(base64.b64decode(signed.status.certificate))
     assert cert.subject.rfc4514_string() == "CN=system:node:worker2,O=system:nodes"
+
+
+def test_string_data_is_folded_into_data_as_the_real_server_does(
+    server: ApiServerStandin, cluster: tuple[Path, int]
+) -> None:
+    root, _ = cluster
+    admin = _admin(server, root)
+    body = token_secret()
+    body["stringData"] = {"token-secret": "ffffffffffffffff", "description": "d"}
+    code, created = admin.call("POST", "/api/v1/namespaces/kube-system/secrets", body)
+    assert code == 201 and "stringData" not in created
+    assert base64.b64decode(created["data"]["token-secret"]) == b"ffffffffffffffff"
+    assert Client(server, root, f"{TOKEN_ID}.ffffffffffffffff").call("GET", CSR_PATH)[0] in (200, 403)
+    assert Client(server, root, TOKEN).call("GET", CSR_PATH)[0] == 401
