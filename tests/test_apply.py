@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bootstrap.cluster.apply import APPLY_ATTEMPTS, ApiApplier
+from bootstrap.cluster.apply import APPLY_ATTEMPTS, ApiApplier, covers, replacement
 from bootstrap.cluster.client import ApiError, KubeApi
 from bootstrap.cluster.objects import config_map
 from tests.scripted_api import Answer, ScriptedApi, serving
@@ -56,3 +57,21 @@ def test_an_object_deleted_before_the_replace_is_created_again(tmp_path: Path) -
         outcome = applier.apply(WANTED)
     assert outcome.changed and outcome.message.startswith("Created ConfigMap")
     assert [m for m, _ in api.requests] == ["GET", "PUT", "GET", "POST"]
+
+
+def _cluster_info(kubeconfig: str, **extra: str) -> dict[str, Any]:
+    obj = config_map("cluster-info", "kube-public", {"kubeconfig": kubeconfig, **extra})
+    obj["metadata"]["resourceVersion"] = "9"
+    return obj
+
+
+def test_the_bootstrap_signers_keys_in_cluster_info_are_neither_compared_nor_dropped() -> None:
+    desired = config_map("cluster-info", "kube-public", {"kubeconfig": "new\n"})
+    signed = _cluster_info("new\n", **{"jws-kubeconfig-abcdef": "sig"})
+    assert covers(signed, desired)  # a re-run with the same kubeconfig changes nothing
+    stale = _cluster_info("old\n", **{"jws-kubeconfig-abcdef": "sig", "extra": "x"})
+    assert not covers(stale, desired)
+    body = replacement(stale, desired)
+    # Ours replaced (an unknown key of ours goes), the signer's kept, the write guarded by the version.
+    assert body["data"] == {"kubeconfig": "new\n", "jws-kubeconfig-abcdef": "sig"}
+    assert body["metadata"]["resourceVersion"] == "9"

@@ -19,6 +19,16 @@ from bootstrap.results import Outcome
 APPLY_ATTEMPTS = 5
 # The parts of an object that carry its content (everything else is server-managed).
 CONTENT_FIELDS = ("data", "type", "rules", "roleRef", "subjects")
+# Data keys another writer adds to objects we create: kube-controller-manager's bootstrap signer puts
+# jws-kubeconfig-<token-id> into cluster-info, and a join in progress needs them. Neither compared nor
+# dropped, as kubeadm leaves an existing cluster-info alone.
+FOREIGN_DATA_PREFIXES = ("jws-kubeconfig-",)
+
+
+def _ours(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    return {k: v for k, v in data.items() if not k.startswith(FOREIGN_DATA_PREFIXES)}
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -29,7 +39,8 @@ def _name(obj: dict[str, Any]) -> str:
 def covers(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
     """True when ``existing`` already has every content field and label/annotation of ``desired``."""
     for field in CONTENT_FIELDS:
-        if field in desired and existing.get(field) != desired[field]:
+        have = _ours(existing.get(field)) if field == "data" else existing.get(field)
+        if field in desired and have != desired[field]:
             return False
     for meta in ("labels", "annotations"):
         wanted = desired["metadata"].get(meta) or {}
@@ -37,6 +48,21 @@ def covers(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
         if any(have.get(k) != v for k, v in wanted.items()):
             return False
     return True
+
+
+def replacement(existing: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """What replaces ``existing``: ``desired``, at ``existing``'s resourceVersion, keeping the data
+    keys other writers own."""
+    body = {
+        **desired,
+        "metadata": {**desired["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
+    }
+    foreign = {
+        k: v for k, v in (existing.get("data") or {}).items() if k not in (_ours(existing.get("data")) or {})
+    }
+    if foreign and isinstance(desired.get("data"), dict):
+        body["data"] = {**desired["data"], **foreign}
+    return body
 
 
 class Applier(Protocol):
@@ -84,8 +110,7 @@ class ApiApplier:
                     continue  # created meanwhile: read it and compare
             if covers(existing, obj):
                 return Outcome(False, f"{kind} {_name(obj)} is up to date")
-            version = existing["metadata"]["resourceVersion"]
-            body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
+            body = replacement(existing, obj)
             try:
                 self._retry(partial(self.api.replace, kind, namespace, name, body))
                 return Outcome(True, f"Updated {kind} {_name(obj)}")

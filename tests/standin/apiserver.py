@@ -1,7 +1,12 @@
 """A Kubernetes API server stand-in that speaks the real protocol, for the official client and kubectl.
 
 HTTPS with the cluster's serving certificate; client certificates verified against the cluster CA
-(identity = CN, groups = O); anonymous requests only for health, version and ``kube-public/cluster-info``.
+(identity = CN, groups = O); bootstrap tokens (``Authorization: Bearer <id>.<secret>``) checked against
+their Secrets, expiry included, as ``system:bootstrap:<id>``; anonymous requests only for health,
+version and ``kube-public/cluster-info``. Identities that are not privileged get what RBAC objects in
+the store grant them (:mod:`tests.standin.authorizer`). The controller-manager's bootstrap signer,
+token cleaner and CSR approver/signer run beside it (:mod:`tests.standin.controllers`), on a clock
+tests can move forward (:meth:`ApiServerStandin.advance_clock`).
 CRUD, ``/status``, selectors, merge/strategic/JSON patches, watch with replay and ``410 Gone``,
 pagination, discovery and ``Table`` output for ``kubectl get``. Objects live in a :class:`Store` that
 outlives :meth:`ApiServerStandin.stop` (like etcd), so ``start()`` again is a restart.
@@ -13,6 +18,7 @@ import base64
 import contextlib
 import copy
 import datetime
+import hmac
 import json
 import re
 import socket
@@ -25,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.standin.authorizer import allowed, resource_named
+from tests.standin.controllers import KUBELET_CLIENT_SIGNER, Controllers, valid_token
 from tests.standin.store import (
     RESOURCES,
     ApiError,
@@ -41,6 +49,7 @@ __all__ = ["HEALTH_PATHS", "ApiError", "ApiServerStandin", "Store"]
 HEALTH_PATHS = ("/livez", "/readyz", "/healthz", "/version")
 HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer")
 ANONYMOUS = "system:anonymous"
+BOOTSTRAP_GROUP_RE = re.compile(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]")
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -335,6 +344,16 @@ def _resource_list(group: str, version: str) -> Obj:
                     "name": f"{res.name}/status",
                     "singularName": "",
                     "namespaced": res.namespaced,
+                    "kind": res.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+        if res.name == "certificatesigningrequests":
+            resources.append(
+                {
+                    "name": "certificatesigningrequests/approval",
+                    "singularName": "",
+                    "namespaced": False,
                     "kind": res.kind,
                     "verbs": ["get", "patch", "update"],
                 }
@@ -643,16 +662,23 @@ class _Handler(BaseHTTPRequestHandler):
         return ANONYMOUS, ["system:unauthenticated"]
 
     def _token_identity(self, token: str) -> tuple[str, list[str]]:
-        """Bootstrap tokens (``<id>.<secret>`` against ``kube-system/bootstrap-token-<id>``); else 401."""
+        """Bootstrap tokens (``<id>.<secret>`` against ``kube-system/bootstrap-token-<id>``, unexpired,
+        with ``usage-bootstrap-authentication``); anything else is 401, as the real authenticator chain
+        ends when no authenticator accepts a bearer token."""
         m = re.fullmatch(r"([a-z0-9]{6})\.([a-z0-9]{16})", token)
         secret_res = resource_by_name("", "v1", "secrets")
         assert secret_res is not None
         secret = self.store.get_or_none(secret_res, "kube-system", f"bootstrap-token-{m[1]}") if m else None
-        if m and secret and secret.get("type") == "bootstrap.kubernetes.io/token":
-            data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-            data.update(secret.get("stringData") or {})
-            if data.get("token-secret") == m[2] and data.get("usage-bootstrap-authentication") == "true":
-                extra = [g for g in data.get("auth-extra-groups", "").split(",") if g]
+        data = valid_token(secret, m[1], self.standin.now()) if m else None
+        if (
+            m
+            and data is not None
+            and hmac.compare_digest(data["token-secret"].encode(), m[2].encode())
+            and data.get("usage-bootstrap-authentication") == "true"
+        ):
+            extra = [g.strip() for g in data.get("auth-extra-groups", "").split(",") if g.strip()]
+            # A token naming a group outside system:bootstrappers:* is refused, not trimmed.
+            if all(BOOTSTRAP_GROUP_RE.fullmatch(g) for g in extra):
                 return f"system:bootstrap:{m[1]}", ["system:bootstrappers", *extra, "system:authenticated"]
         raise ApiError(401, "Unauthorized", "Unauthorized")
 
@@ -715,7 +741,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/version":
             self._json(200, self.standin.version_info())
             return True
-        if self.user == ANONYMOUS and not path.startswith(("/api/", "/apis/")):
+        # Anonymous users get health and version (system:public-info-viewer) and, through the resource
+        # path, cluster-info; API discovery (system:discovery) is for authenticated users only.
+        depth = len(path.strip("/").split("/"))
+        discovery = path in ("/api", "/apis") or (path.startswith("/api/") and depth == 2)
+        discovery = discovery or (path.startswith("/apis/") and depth <= 3)
+        if self.user == ANONYMOUS and (discovery or not path.startswith(("/api/", "/apis/"))):
             raise ApiError(403, "Forbidden", f'forbidden: User "{ANONYMOUS}" cannot get path "{path}"')
         if path == "/api":
             host, port = self.standin.host, self.standin.port
@@ -778,7 +809,9 @@ class _Handler(BaseHTTPRequestHandler):
         name = rest[0] if rest else ""
         sub = rest[1] if len(rest) > 1 else ""
         if sub and not (
-            (sub == "status" and res.status_subresource) or (sub == "binding" and res.name == "pods")
+            (sub == "status" and res.status_subresource)
+            or (sub == "binding" and res.name == "pods")
+            or (sub == "approval" and res.name == "certificatesigningrequests")
         ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         watch = legacy_watch or self.query.get("watch") in ("true", "1")
@@ -806,13 +839,17 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 raise ApiError(400, "BadRequest", "the body of the request must be an object")
             self._check_kind(res, body)
+            if res.name == "certificatesigningrequests":
+                self._admit_csr(body)
             self._json(201, self.store.create(res, ns, body, dry_run=self._dry_run()))
         elif verb == "update":
             body = self._json_body()
             if not isinstance(body, dict):
                 raise ApiError(400, "BadRequest", "the body of the request must be an object")
             self._check_kind(res, body)
-            self._json(200, self.store.update(res, ns, name, body, subresource=sub, dry_run=self._dry_run()))
+            # /approval, like /status, changes only the status (the conditions).
+            sub_ = "status" if sub == "approval" else sub
+            self._json(200, self.store.update(res, ns, name, body, subresource=sub_, dry_run=self._dry_run()))
         elif verb == "patch":
             self._patch(res, ns, name, sub)
         elif verb == "delete":
@@ -837,6 +874,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorize(self, verb: str, res: Resource, namespace: str | None, name: str, sub: str) -> None:
         if self.user != ANONYMOUS:
             if self._is_privileged():
+                return
+            resource = resource_named(res, sub)
+            if allowed(self.store, self.user, self.groups, verb, res.group, resource, namespace, name):
                 return
             self._forbid(verb, res, namespace, name, sub, self.user)
         if (
@@ -890,6 +930,38 @@ class _Handler(BaseHTTPRequestHandler):
         if res.group:
             details["group"] = res.group
         raise ApiError(403, "Forbidden", message, details)
+
+    def _admit_csr(self, body: Obj) -> None:
+        """What the real API server does to a new CSR: the requester's identity goes into the spec
+        (whatever the client sent), and a request that is not a PEM CSR or names no signer is invalid."""
+        spec = body.get("spec")
+        if not isinstance(spec, dict):
+            raise ApiError(422, "Invalid", 'CertificateSigningRequest "" is invalid: spec: Required value')
+        name = str((body.get("metadata") or {}).get("name") or "")
+        problems = []
+        try:
+            from cryptography import x509
+
+            x509.load_pem_x509_csr(base64.b64decode(spec.get("request") or ""))
+        except (ValueError, TypeError):
+            problems.append(
+                "spec.request: Invalid value: []byte{...}: PEM block type must be CERTIFICATE REQUEST"
+            )
+        if not spec.get("signerName"):
+            problems.append("spec.signerName: Required value")
+        if spec.get("signerName") == KUBELET_CLIENT_SIGNER and "client auth" not in (
+            spec.get("usages") or []
+        ):
+            problems.append('spec.usages: Unsupported value: missing "client auth"')
+        if problems:
+            raise ApiError(
+                422, "Invalid", f'CertificateSigningRequest "{name}" is invalid: {", ".join(problems)}'
+            )
+        spec["username"] = self.user
+        spec["groups"] = list(self.groups)
+        spec.pop("uid", None)
+        spec.pop("extra", None)
+        body.pop("status", None)
 
     def _check_kind(self, res: Resource, body: Obj) -> None:
         kind, api_version = body.get("kind"), body.get("apiVersion")
@@ -1196,6 +1268,8 @@ class ApiServerStandin:
     """The stand-in server; ``start()``/``stop()`` may alternate (a restart keeps ``store``)."""
 
     bookmark_interval = 1.0  # seconds between BOOKMARK events on watches that allow them
+    # How long after a signing token appears its jws-kubeconfig-<id> key shows up in cluster-info.
+    signer_delay = 0.5
 
     def __init__(
         self,
@@ -1207,11 +1281,25 @@ class ApiServerStandin:
         client_ca: Path,
         store: Store | None = None,
         version: str = "v1.34.2",
+        signing_cert: Path | None = None,
+        signing_key: Path | None = None,
+        signer_delay: float | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.tls_cert, self.tls_key, self.client_ca = Path(tls_cert), Path(tls_key), Path(client_ca)
         self.store = store if store is not None else Store()
         self.version = version
+        self.clock_offset = datetime.timedelta(0)
+        # The controller-manager's CA (for CSR signing): beside the client CA, as kubeadm lays it out.
+        self.signing_cert = Path(signing_cert) if signing_cert else self.client_ca
+        self.signing_key = Path(signing_key) if signing_key else self.client_ca.with_suffix(".key")
+        self.controllers = Controllers(
+            self.store,
+            self.now,
+            signer_delay=self.signer_delay if signer_delay is None else signer_delay,
+            signing_cert=self.signing_cert,
+            signing_key=self.signing_key,
+        )
         self.request_log: list[tuple[str, str, str]] = []
         self._log_lock = threading.Lock()
         self._httpd: _Server | None = None
@@ -1234,6 +1322,7 @@ class ApiServerStandin:
         def host_path(flag: str) -> Path:
             return Path(rootfs) / flags[flag].lstrip("/")
 
+        signing = _controller_manager_signing(Path(rootfs), pod)
         return cls(
             host=flags.get("advertise-address", "127.0.0.1"),
             port=int(flags.get("secure-port", "6443")),
@@ -1242,7 +1331,18 @@ class ApiServerStandin:
             client_ca=host_path("client-ca-file"),
             store=store,
             version=version if re.fullmatch(r"v\d+\.\d+\.\d+.*", version) else "v1.34.2",
+            signing_cert=signing[0] if signing else None,
+            signing_key=signing[1] if signing else None,
         )
+
+    def now(self) -> datetime.datetime:
+        """The stand-in's wall clock (token expiry, certificate validity): real time plus the offset
+        :meth:`advance_clock` added."""
+        return datetime.datetime.now(datetime.UTC) + self.clock_offset
+
+    def advance_clock(self, by: datetime.timedelta) -> None:
+        """Move the stand-in's clock (and its controllers') forward: tokens expire, the cleaner runs."""
+        self.clock_offset += by
 
     @property
     def url(self) -> str:
@@ -1300,12 +1400,14 @@ class ApiServerStandin:
             daemon=True,
         )
         self._thread.start()
+        self.controllers.start()
 
     def stop(self) -> None:
         """Close the listening socket and every connection (watches included); the store stays."""
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self.controllers.stop()
         httpd.shutdown()
         httpd.server_close()
         self.drop_watches()
@@ -1350,3 +1452,34 @@ class ApiServerStandin:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _controller_manager_signing(rootfs: Path, apiserver_pod: dict[str, Any]) -> tuple[Path, Path] | None:
+    """``--cluster-signing-cert-file``/``--cluster-signing-key-file`` of the controller-manager manifest
+    next to the API server's (host paths under ``rootfs``); None when there is none to read."""
+    source = ((apiserver_pod.get("metadata") or {}).get("annotations") or {}).get(
+        "kubernetes.io/config.source"
+    )
+    candidates = [rootfs / "etc/kubernetes/manifests/kube-controller-manager.yaml"]
+    if source and source.startswith("/"):
+        candidates.insert(0, Path(source).parent / "kube-controller-manager.yaml")
+    import yaml
+
+    for path in candidates:
+        try:
+            pod = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        containers = ((pod or {}).get("spec") or {}).get("containers") or []
+        flags: dict[str, str] = {}
+        for container in containers:
+            for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
+                if isinstance(arg, str) and arg.startswith("--") and "=" in arg:
+                    key, value = arg[2:].split("=", 1)
+                    flags[key] = value
+        if "cluster-signing-cert-file" in flags and "cluster-signing-key-file" in flags:
+            return (
+                rootfs / flags["cluster-signing-cert-file"].lstrip("/"),
+                rootfs / flags["cluster-signing-key-file"].lstrip("/"),
+            )
+    return None

@@ -92,6 +92,15 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
     Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",), True),
     Resource("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), True),
+    Resource(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        False,
+        ("csr",),
+        True,
+    ),
 )
 
 
@@ -284,6 +293,8 @@ class Store:
                 if "generation" in current["metadata"] and new.get("spec") != current.get("spec"):
                     new["metadata"]["generation"] = current["metadata"]["generation"] + 1
             new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            if res.name == "secrets":
+                _fold_string_data(new)
             if new == current and not dry_run:
                 return current  # a no-op update does not bump the revision (as etcd/apiserver)
             if dry_run:
@@ -404,5 +415,18 @@ def apply_defaults(res: Resource, obj: Obj) -> None:
         obj["metadata"].setdefault("generation", 1)
     elif res.name == "secrets":
         obj.setdefault("type", "Opaque")
+        _fold_string_data(obj)
     elif res.name in ("deployments", "daemonsets"):
         obj["metadata"].setdefault("generation", 1)
+
+
+def _fold_string_data(secret: Obj) -> None:
+    """``stringData`` is write-only, as in the real API server: merged into ``data`` (base64), winning
+    over a ``data`` key of the same name, and never stored."""
+    import base64
+
+    string_data = secret.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = dict(secret.get("data") or {})
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+        secret["data"] = data
