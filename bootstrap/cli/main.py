@@ -10,6 +10,7 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,7 @@ from bootstrap import __version__
 from bootstrap.cli import options
 from bootstrap.cli.cert_commands import certs
 from bootstrap.cli.config_commands import config
+from bootstrap.cli.token_commands import token
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
 
 if TYPE_CHECKING:
@@ -67,6 +69,10 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag(("token-ttl",), "How long the bootstrap token is valid (24h0m0s; 0 never expires)."),
     ConfigFlag(("cri-socket",), "The CRI socket (unix:///var/run/containerd/containerd.sock)."),
     ConfigFlag(("image-repository",), "Registry to pull the control-plane images from (registry.k8s.io)."),
+    ConfigFlag(
+        ("certificate-key",),
+        "Key (64 hex characters) that encrypts the certificates upload-certs uploads (default: generated).",
+    ),
 )
 
 
@@ -135,6 +141,23 @@ def run_options(func: F) -> F:
             help="Print the join command with the bootstrap token withheld.",
         ),
         click.option(
+            "--upload-certs",
+            is_flag=True,
+            help="Upload the control-plane certificates, encrypted, to the kubeadm-certs Secret.",
+        ),
+        click.option(
+            "--certificate-key-ttl",
+            default="2h",
+            metavar="DURATION",
+            show_default=True,
+            help="How long the uploaded certificates live before they are deleted.",
+        ),
+        click.option(
+            "--skip-certificate-key-print",
+            is_flag=True,
+            help="Never print the certificate key (it is still in -o json's show-join-command details).",
+        ),
+        click.option(
             "--patches",
             default=None,
             metavar="DIR",
@@ -192,7 +215,17 @@ def options_from(params: dict[str, Any]) -> RunOptions:
         timeout=options.seconds("--timeout", params.get("timeout")),
         settle=options.seconds("--settle", params.get("settle")) or 0.0,
         skip_token_print=bool(params.get("skip_token_print")),
+        upload_certs=bool(params.get("upload_certs")),
+        certificate_key_ttl=_certificate_key_ttl(params.get("certificate_key_ttl") or "2h"),
+        skip_certificate_key_print=bool(params.get("skip_certificate_key_print")),
     )
+
+
+def _certificate_key_ttl(value: str) -> timedelta:
+    ttl = options.duration("--certificate-key-ttl", value)
+    if ttl <= timedelta(0):
+        raise UsageError(f"--certificate-key-ttl: {value!r} must be positive (the certificates must expire)")
+    return ttl
 
 
 def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
@@ -504,6 +537,7 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
 cli.add_command(phase)
 cli.add_command(config)
 cli.add_command(certs)
+cli.add_command(token)
 
 
 def _output_in(args: Sequence[str]) -> str:

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from bootstrap.cluster.client import ApiError, KubeApi
+from bootstrap.cluster.objects import owns_only_its_keys
 from bootstrap.results import Outcome
 
 # How often one object is read and written again when it appears or disappears under us.
@@ -29,6 +30,11 @@ def _name(obj: dict[str, Any]) -> str:
 def covers(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
     """True when ``existing`` already has every content field and label/annotation of ``desired``."""
     for field in CONTENT_FIELDS:
+        if field == "data" and owns_only_its_keys(desired):
+            have = existing.get("data") or {}
+            if any(have.get(k) != v for k, v in desired.get("data", {}).items()):
+                return False
+            continue
         if field in desired and existing.get(field) != desired[field]:
             return False
     for meta in ("labels", "annotations"):
@@ -86,6 +92,8 @@ class ApiApplier:
                 return Outcome(False, f"{kind} {_name(obj)} is up to date")
             version = existing["metadata"]["resourceVersion"]
             body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
+            if owns_only_its_keys(obj):
+                body["data"] = {**(existing.get("data") or {}), **obj.get("data", {})}
             try:
                 self._retry(partial(self.api.replace, kind, namespace, name, body))
                 return Outcome(True, f"Updated {kind} {_name(obj)}")

@@ -55,6 +55,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "token-ttl": ("InitConfiguration", "bootstrapTokens[0].ttl"),
     "cri-socket": ("InitConfiguration", "nodeRegistration.criSocket"),
     "image-repository": ("ClusterConfiguration", "imageRepository"),
+    "certificate-key": ("InitConfiguration", "certificateKey"),
 }
 
 _KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")

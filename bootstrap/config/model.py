@@ -62,6 +62,7 @@ ACTED_FIELDS: tuple[str, ...] = (
     "InitConfiguration.dryRun",
     "InitConfiguration.timeouts.*",
     "InitConfiguration.bootstrapTokens",
+    "InitConfiguration.certificateKey",
     "ClusterConfiguration.controlPlaneEndpoint",
     "ClusterConfiguration.kubernetesVersion",
     "ClusterConfiguration.clusterName",
@@ -80,7 +81,6 @@ ACTED_FIELDS: tuple[str, ...] = (
 
 # Accepted but not acted on: (kind, dotted path, neutral values). A value outside the neutral set warns.
 WARNED_FIELDS: tuple[tuple[str, str, tuple[object, ...]], ...] = (
-    ("InitConfiguration", "certificateKey", (None, "")),
     ("InitConfiguration", "patches", (None,)),
     ("InitConfiguration", "nodeRegistration.imagePullSerial", (None, True)),
     ("ClusterConfiguration", "featureGates", (None,)),
