@@ -185,7 +185,7 @@ def test_join_command_hash_matches_openssl(initialized: tuple[Node, dict[str, An
     assert "<redacted>" in details["joinCommand"]
 
 
-def test_output_never_carries_the_token_secret(
+def test_output_carries_the_token_secret_only_as_show_join_command_details(
     initialized: tuple[Node, dict[str, Any], dict[str, Any]],
 ) -> None:
     node, doc, _ = initialized
@@ -195,8 +195,15 @@ def test_output_never_carries_the_token_secret(
         for s in core.list_namespaced_secret("kube-system").items
         if s.type == "bootstrap.kubernetes.io/token"
     )
+    token_id = base64.b64decode(token.data["token-id"]).decode()
     secret_part = base64.b64decode(token.data["token-secret"]).decode()
-    assert secret_part not in json.dumps(doc)
+    show = next(p for p in doc["phases"] if p["path"] == "show-join-command")
+    # A credential, in the one field a script asking for -o json looks for (see the README).
+    assert show["details"]["token"] == f"{token_id}.{secret_part}"
+    others = {**doc, "phases": [p for p in doc["phases"] if p is not show]}
+    assert secret_part not in json.dumps(others)
+    assert secret_part not in json.dumps({k: v for k, v in show.items() if k != "details"})
+    assert show["details"]["certificateKey"] is None  # no --upload-certs
 
 
 def test_second_init_converges_with_nothing_changed(
