@@ -119,7 +119,8 @@ HASH = "sha256:" + "ab" * 32
 def test_with_uploaded_certs_both_commands_carry_what_they_need() -> None:
     join = JoinCommand("lb.example:6443", "abcdef.0123456789abcdef", HASH, KEY)
     text, shown = join.text(withhold_token=False, withhold_key=False)
-    worker = f"bootstrap join lb.example:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash {HASH}"
+    token = "abcdef.0123456789abcdef"
+    worker = f"bootstrap join lb.example:6443 --token {token} --discovery-token-ca-cert-hash {HASH}"
     assert f"  {worker} --control-plane --certificate-key {KEY}\n" in text
     assert f"  {worker}\n" in text and shown
     assert join.control_plane_redacted("abcdef.<redacted>") == (
