@@ -41,7 +41,7 @@ class JoinCommand:
     def text(self, withhold_token: bool, withhold_key: bool) -> tuple[str, bool]:
         """Both commands for a person, and whether the text carries the certificate key."""
         token = WITHHELD if withhold_token else self.token
-        worker = f"Then join worker nodes by running on each, as root:\n\n  {self.worker(token)}\n"
+        worker = f"Join worker nodes by running on each, as root:\n\n  {self.worker(token)}\n"
         if not self.control_plane_possible:
             return (
                 "Control-plane nodes cannot join this cluster: it has no controlPlaneEndpoint (a stable "
@@ -63,6 +63,6 @@ class JoinCommand:
             f"  {self.control_plane(token, key)}\n\n"
             "The certificate key decrypts the cluster's CA keys: keep it secret. The uploaded "
             "certificates are deleted when their lifetime (--certificate-key-ttl, 2h by default) ends; "
-            f'then run "{UPLOAD_COMMAND}" on this node for a new key.\n\n' + worker,
+            f'then run "{UPLOAD_COMMAND}" on a control-plane node for a new key.\n\n' + worker,
             not withhold_key,
         )
