@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from bootstrap.cluster.apply import APPLY_ATTEMPTS, ApiApplier, covers, replacement
+from bootstrap.cluster.apply import APPLY_ATTEMPTS, ApiApplier, covers
 from bootstrap.cluster.client import ApiError, KubeApi
 from bootstrap.cluster.objects import config_map
 from tests.scripted_api import Answer, ScriptedApi, serving
@@ -59,19 +60,49 @@ def test_an_object_deleted_before_the_replace_is_created_again(tmp_path: Path) -
     assert [m for m, _ in api.requests] == ["GET", "PUT", "GET", "POST"]
 
 
-def _cluster_info(kubeconfig: str, **extra: str) -> dict[str, Any]:
-    obj = config_map("cluster-info", "kube-public", {"kubeconfig": kubeconfig, **extra})
-    obj["metadata"]["resourceVersion"] = "9"
-    return obj
+class _OneObjectApi:
+    """Holds one object in memory and records what replaces it (the applier's calls, nothing more)."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.replaced: list[dict[str, Any]] = []
+
+    def call_with_retry(self, func: Callable[[], Any], deadline: float) -> Any:
+        return func()
+
+    def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        return self.obj
+
+    def replace(self, kind: str, namespace: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.replaced.append(body)
+        self.obj = body
+        return body
 
 
-def test_the_bootstrap_signers_keys_in_cluster_info_are_neither_compared_nor_dropped() -> None:
-    desired = config_map("cluster-info", "kube-public", {"kubeconfig": "new\n"})
-    signed = _cluster_info("new\n", **{"jws-kubeconfig-abcdef": "sig"})
-    assert covers(signed, desired)  # a re-run with the same kubeconfig changes nothing
-    stale = _cluster_info("old\n", **{"jws-kubeconfig-abcdef": "sig", "extra": "x"})
-    assert not covers(stale, desired)
-    body = replacement(stale, desired)
-    # Ours replaced (an unknown key of ours goes), the signer's kept, the write guarded by the version.
-    assert body["data"] == {"kubeconfig": "new\n", "jws-kubeconfig-abcdef": "sig"}
-    assert body["metadata"]["resourceVersion"] == "9"
+def _cluster_info(data: dict[str, str]) -> dict[str, Any]:
+    stored = config_map("cluster-info", "kube-public", data)
+    stored["metadata"]["resourceVersion"] = "5"
+    return stored
+
+
+def test_cluster_info_update_writes_our_key_and_keeps_the_signers() -> None:
+    api = _OneObjectApi(_cluster_info({"kubeconfig": "old", "jws-kubeconfig-abcdef": "sig"}))
+    applier = ApiApplier(cast(KubeApi, api), deadline_seconds=5)
+    outcome = applier.apply(config_map("cluster-info", "kube-public", {"kubeconfig": "new"}))
+    assert outcome.changed
+    assert [body["data"] for body in api.replaced] == [{"kubeconfig": "new", "jws-kubeconfig-abcdef": "sig"}]
+
+
+def test_cluster_info_with_only_foreign_keys_added_is_up_to_date() -> None:
+    api = _OneObjectApi(_cluster_info({"kubeconfig": "same", "jws-kubeconfig-abcdef": "sig"}))
+    applier = ApiApplier(cast(KubeApi, api), deadline_seconds=5)
+    outcome = applier.apply(config_map("cluster-info", "kube-public", {"kubeconfig": "same"}))
+    assert not outcome.changed and api.replaced == []
+
+
+def test_other_config_maps_are_still_compared_whole() -> None:
+    stored = config_map("kubeadm-config", "kube-system", {"ClusterConfiguration": "x", "stray": "y"})
+    assert not covers(stored, config_map("kubeadm-config", "kube-system", {"ClusterConfiguration": "x"}))
+    shared = _cluster_info({"kubeconfig": "x", "jws-kubeconfig-abcdef": "sig"})
+    assert covers(shared, config_map("cluster-info", "kube-public", {"kubeconfig": "x"}))
+    assert not covers(shared, config_map("cluster-info", "kube-public", {"kubeconfig": "y"}))

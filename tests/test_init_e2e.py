@@ -108,7 +108,10 @@ def test_full_init_changes_every_writing_phase_and_configures_the_cluster(
     initialized: tuple[Node, dict[str, Any], dict[str, Any]],
 ) -> None:
     node, doc, _ = initialized
-    for path, (status, changed) in statuses(doc).items():
+    ran = statuses(doc)
+    # Only asked for with --upload-certs (tests/test_upload_certs.py), as kubeadm's.
+    assert ran.pop("upload-certs") == ("skipped", False)
+    for path, (status, changed) in ran.items():
         assert status == "ran", path
         assert changed is (path.split("/")[0] not in PHASES_WITHOUT_CHANGES), path
     core = CoreV1Api(admin_client(node.rootfs))
@@ -189,7 +192,7 @@ def test_join_command_hash_matches_openssl(initialized: tuple[Node, dict[str, An
     assert "<redacted>" in details["joinCommand"]
 
 
-def test_output_never_carries_the_token_secret(
+def test_output_carries_the_token_secret_only_as_show_join_command_details(
     initialized: tuple[Node, dict[str, Any], dict[str, Any]],
 ) -> None:
     node, doc, _ = initialized
@@ -199,8 +202,15 @@ def test_output_never_carries_the_token_secret(
         for s in core.list_namespaced_secret("kube-system").items
         if s.type == "bootstrap.kubernetes.io/token"
     )
+    token_id = base64.b64decode(token.data["token-id"]).decode()
     secret_part = base64.b64decode(token.data["token-secret"]).decode()
-    assert secret_part not in json.dumps(doc)
+    show = next(p for p in doc["phases"] if p["path"] == "show-join-command")
+    # A credential, in the one field a script asking for -o json looks for (see the README).
+    assert show["details"]["token"] == f"{token_id}.{secret_part}"
+    others = {**doc, "phases": [p for p in doc["phases"] if p is not show]}
+    assert secret_part not in json.dumps(others)
+    assert secret_part not in json.dumps({k: v for k, v in show.items() if k != "details"})
+    assert show["details"]["certificateKey"] is None  # no --upload-certs
 
 
 def test_second_init_converges_with_nothing_changed(

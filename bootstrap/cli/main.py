@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +21,7 @@ from bootstrap import __version__
 from bootstrap.cli import options
 from bootstrap.cli.cert_commands import certs
 from bootstrap.cli.config_commands import config
+from bootstrap.cli.token_commands import token
 from bootstrap.config.kubeadm_flags import KUBEADM_FLAGS
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
 
@@ -97,6 +99,23 @@ def run_options(func: F) -> F:
             help="Print the join command with the bootstrap token withheld.",
         ),
         click.option(
+            "--upload-certs",
+            is_flag=True,
+            help="Upload the control-plane certificates, encrypted, to the kubeadm-certs Secret.",
+        ),
+        click.option(
+            "--certificate-key-ttl",
+            default="2h",
+            metavar="DURATION",
+            show_default=True,
+            help="How long the uploaded certificates live before they are deleted.",
+        ),
+        click.option(
+            "--skip-certificate-key-print",
+            is_flag=True,
+            help="Never print the certificate key (it is still in -o json's show-join-command details).",
+        ),
+        click.option(
             "--patches",
             default=None,
             metavar="DIR",
@@ -154,7 +173,17 @@ def options_from(params: dict[str, Any]) -> RunOptions:
         timeout=options.seconds("--timeout", params.get("timeout")),
         settle=options.seconds("--settle", params.get("settle")) or 0.0,
         skip_token_print=bool(params.get("skip_token_print")),
+        upload_certs=bool(params.get("upload_certs")),
+        certificate_key_ttl=_certificate_key_ttl(params.get("certificate_key_ttl") or "2h"),
+        skip_certificate_key_print=bool(params.get("skip_certificate_key_print")),
     )
+
+
+def _certificate_key_ttl(value: str) -> timedelta:
+    ttl = options.duration("--certificate-key-ttl", value)
+    if ttl <= timedelta(0):
+        raise UsageError(f"--certificate-key-ttl: {value!r} must be positive (the certificates must expire)")
+    return ttl
 
 
 def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
@@ -465,6 +494,7 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
 cli.add_command(phase)
 cli.add_command(config)
 cli.add_command(certs)
+cli.add_command(token)
 
 
 def _output_in(args: Sequence[str]) -> str:

@@ -13,22 +13,13 @@ from functools import partial
 from typing import Any, Protocol
 
 from bootstrap.cluster.client import ApiError, KubeApi
+from bootstrap.cluster.objects import owns_only_its_keys
 from bootstrap.results import Outcome
 
 # How often one object is read and written again when it appears or disappears under us.
 APPLY_ATTEMPTS = 5
 # The parts of an object that carry its content (everything else is server-managed).
 CONTENT_FIELDS = ("data", "type", "rules", "roleRef", "subjects")
-# Data keys another writer adds to objects we create: kube-controller-manager's bootstrap signer puts
-# jws-kubeconfig-<token-id> into cluster-info, and a join in progress needs them. Neither compared nor
-# dropped, as kubeadm leaves an existing cluster-info alone.
-FOREIGN_DATA_PREFIXES = ("jws-kubeconfig-",)
-
-
-def _ours(data: Any) -> Any:
-    if not isinstance(data, dict):
-        return data
-    return {k: v for k, v in data.items() if not k.startswith(FOREIGN_DATA_PREFIXES)}
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -39,8 +30,12 @@ def _name(obj: dict[str, Any]) -> str:
 def covers(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
     """True when ``existing`` already has every content field and label/annotation of ``desired``."""
     for field in CONTENT_FIELDS:
-        have = _ours(existing.get(field)) if field == "data" else existing.get(field)
-        if field in desired and have != desired[field]:
+        if field == "data" and owns_only_its_keys(desired):
+            have = existing.get("data") or {}
+            if any(have.get(k) != v for k, v in desired.get("data", {}).items()):
+                return False
+            continue
+        if field in desired and existing.get(field) != desired[field]:
             return False
     for meta in ("labels", "annotations"):
         wanted = desired["metadata"].get(meta) or {}
@@ -48,21 +43,6 @@ def covers(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
         if any(have.get(k) != v for k, v in wanted.items()):
             return False
     return True
-
-
-def replacement(existing: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """What replaces ``existing``: ``desired``, at ``existing``'s resourceVersion, keeping the data
-    keys other writers own."""
-    body = {
-        **desired,
-        "metadata": {**desired["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
-    }
-    foreign = {
-        k: v for k, v in (existing.get("data") or {}).items() if k not in (_ours(existing.get("data")) or {})
-    }
-    if foreign and isinstance(desired.get("data"), dict):
-        body["data"] = {**desired["data"], **foreign}
-    return body
 
 
 class Applier(Protocol):
@@ -110,7 +90,10 @@ class ApiApplier:
                     continue  # created meanwhile: read it and compare
             if covers(existing, obj):
                 return Outcome(False, f"{kind} {_name(obj)} is up to date")
-            body = replacement(existing, obj)
+            version = existing["metadata"]["resourceVersion"]
+            body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
+            if owns_only_its_keys(obj):
+                body["data"] = {**(existing.get("data") or {}), **obj.get("data", {})}
             try:
                 self._retry(partial(self.api.replace, kind, namespace, name, body))
                 return Outcome(True, f"Updated {kind} {_name(obj)}")

@@ -370,6 +370,17 @@ class KubeApi:
         method, namespaced = self._method("replace", kind)
         return _json(self._call(method, name, *((namespace,) if namespaced else ()), body))
 
+    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete one object; False when it was not there."""
+        method, namespaced = self._method("delete", kind)
+        try:
+            self._call(method, name, *((namespace,) if namespaced else ()))
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def list_objects(
         self, kind: str, namespace: str, label_selector: str | None = None
     ) -> list[dict[str, Any]]:

@@ -34,11 +34,11 @@ from urllib.parse import urlsplit
 
 from bootstrap.cluster.apierror import ApiError, Reason, tls_failure
 from bootstrap.cluster.clientconfig import MemoryFile
+from bootstrap.config.tokens import TOKEN_RE
 from bootstrap.errors import ConfigError, PhaseError
 
 CLUSTER_INFO_PATH = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 JWS_PREFIX = "jws-kubeconfig-"
-TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 PIN_RE = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 DEFAULT_TIMEOUT = 300.0  # JoinConfiguration.timeouts.discovery
 # kubeadm polls every 5 s; we start faster because the signer normally lags by well under a second.

@@ -24,6 +24,16 @@ CONTROL_PLANE_LABELS = {
     "node.kubernetes.io/exclude-from-external-load-balancers": "",
 }
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+# ConfigMaps others add keys to: we compare and write only the keys we set, and keep the rest.
+# cluster-info gets a jws-kubeconfig-<token-id> signature per signing token from the bootstrap signer;
+# dropping them would break a join running at that moment.
+SHARED_CONFIG_MAPS = frozenset({("kube-public", "cluster-info")})
+
+
+def owns_only_its_keys(obj: dict[str, Any]) -> bool:
+    """True for an object whose ``data`` we share with others (see :data:`SHARED_CONFIG_MAPS`)."""
+    meta = obj.get("metadata") or {}
+    return obj.get("kind") == "ConfigMap" and (meta.get("namespace"), meta.get("name")) in SHARED_CONFIG_MAPS
 
 
 class TaintSpec(Protocol):

@@ -102,6 +102,12 @@ KUBEADM_FLAGS: tuple[KubeadmFlag, ...] = (
         "imageRepository",
         "Registry to pull the control-plane images from (registry.k8s.io).",
     ),
+    KubeadmFlag(
+        ("certificate-key",),
+        _INIT,
+        "certificateKey",
+        "Key (64 hex characters) that encrypts the certificates upload-certs uploads (default: generated).",
+    ),
 )
 
 # Flag name (any spelling) -> (document kind, camelCase field path): what load_config's overrides take.

@@ -61,6 +61,7 @@ ACTED_FIELDS: tuple[str, ...] = (
     "InitConfiguration.dryRun",
     "InitConfiguration.timeouts.*",
     "InitConfiguration.bootstrapTokens",
+    "InitConfiguration.certificateKey",
     "ClusterConfiguration.controlPlaneEndpoint",
     "ClusterConfiguration.kubernetesVersion",
     "ClusterConfiguration.clusterName",
@@ -79,7 +80,6 @@ ACTED_FIELDS: tuple[str, ...] = (
 
 # Accepted but not acted on: (kind, dotted path, neutral values). A value outside the neutral set warns.
 WARNED_FIELDS: tuple[tuple[str, str, tuple[object, ...]], ...] = (
-    ("InitConfiguration", "certificateKey", (None, "")),
     ("InitConfiguration", "patches", (None,)),
     ("InitConfiguration", "nodeRegistration.imagePullSerial", (None, True)),
     ("ClusterConfiguration", "featureGates", (None,)),

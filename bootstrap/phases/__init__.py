@@ -8,6 +8,7 @@ from bootstrap.phases.kubelet_start import KUBELET_START
 from bootstrap.phases.manifests import MANIFESTS
 from bootstrap.phases.postinit import BOOTSTRAP_TOKEN, MARK_CONTROL_PLANE, SHOW_JOIN_COMMAND, UPLOAD_CONFIG
 from bootstrap.phases.preflight import PREFLIGHT
+from bootstrap.phases.upload_certs import UPLOAD_CERTS
 from bootstrap.phases.wait_control_plane import WAIT_CONTROL_PLANE
 from bootstrap.workflow.tree import Phase
 
@@ -19,6 +20,7 @@ PHASES: tuple[Phase, ...] = (
     KUBELET_START,
     WAIT_CONTROL_PLANE,
     UPLOAD_CONFIG,
+    UPLOAD_CERTS,
     MARK_CONTROL_PLANE,
     BOOTSTRAP_TOKEN,
     SHOW_JOIN_COMMAND,

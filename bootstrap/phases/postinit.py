@@ -75,6 +75,7 @@ def _show_join_command(rd: RunData) -> list[Outcome]:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from bootstrap.cluster import objects
+    from bootstrap.cluster.join_command import JoinCommand
     from bootstrap.pki import load_ca
     from bootstrap.pki.kubeconfig_files import endpoints_for
 
@@ -89,27 +90,30 @@ def _show_join_command(rd: RunData) -> list[Outcome]:
     token = tokens[0] if tokens else "<token>"
     if not tokens:
         rd.reporter.warn('no bootstrap token known to this run: run "bootstrap phase bootstrap-token" first')
-    command = f"bootstrap join {target} --token {{}} --discovery-token-ca-cert-hash {ca_hash}"
-    # The token is a credential: it goes to the terminal for the person who asked, never into the
-    # JSON document or the progress log.
+    join = JoinCommand(target, token, ca_hash, rd.certificate_key, bool(cfg.cluster.control_plane_endpoint))
+    # The token and the certificate key are credentials: they go to the terminal for the person who
+    # asked, and into the JSON document only as the explicit fields below; never into a message.
     if rd.reveal_join_token:
-        shown = "<value withheld>" if rd.options.skip_token_print else token
+        text, rd.certificate_key_shown = join.text(
+            rd.options.skip_token_print, rd.options.skip_certificate_key_print
+        )
         rd.reporter.text(
             "Your Kubernetes control plane has initialized successfully!\n\n"
             "To use the cluster as an administrator:\n"
-            f"  export KUBECONFIG={rd.kubernetes_dir / 'admin.conf'}\n\n"
-            "Then join worker nodes by running on each, as root:\n\n"
-            f"  {command.format(shown)}\n"
+            f"  export KUBECONFIG={rd.kubernetes_dir / 'admin.conf'}\n\n{text}"
         )
-    redacted = command.format(objects.redact(token))
-    return [
-        Outcome(
-            False,
-            f"Join command: {redacted}",
-            [],
-            {"joinCommand": redacted, "caCertHash": ca_hash, "endpoint": target},
-        )
-    ]
+    redacted = join.worker(objects.redact(token))
+    real = not rd.dry_run and bool(tokens)
+    details = {
+        "joinCommand": redacted,
+        "controlPlaneJoinCommand": join.control_plane_redacted(objects.redact(token)),
+        "caCertHash": ca_hash,
+        "caCertHashes": [ca_hash],
+        "endpoint": target,
+        "token": token if real and not rd.options.skip_token_print else None,
+        "certificateKey": None if rd.options.skip_certificate_key_print else rd.certificate_key,
+    }
+    return [Outcome(False, f"Join command: {redacted}", [], details)]
 
 
 UPLOAD_CONFIG = Phase(
@@ -133,5 +137,7 @@ BOOTSTRAP_TOKEN = Phase(
     run=_bootstrap_token,
 )
 SHOW_JOIN_COMMAND = Phase(
-    name="show-join-command", help="Show the join command for worker nodes", run=_show_join_command
+    name="show-join-command",
+    help="Show the join commands for worker and control-plane nodes",
+    run=_show_join_command,
 )

@@ -11,7 +11,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,9 @@ class RunOptions:
     )
     settle: float = 5.0  # seconds a component must stay healthy
     skip_token_print: bool = False  # show the join command with the token withheld
+    upload_certs: bool = False  # run upload-certs (kubeadm's --upload-certs)
+    certificate_key_ttl: timedelta = timedelta(hours=2)  # how long kubeadm-certs lives
+    skip_certificate_key_print: bool = False  # never print the certificate key
 
 
 class RunData:
@@ -78,6 +81,9 @@ class RunData:
         # Manifests this run wrote: component -> what the mirror pod looked like before the write.
         self.manifest_writes: dict[str, Freshness] = {}
         self.bootstrap_tokens: list[str] = []  # tokens this run created or reused (never printed whole)
+        # The key kubeadm-certs was sealed with in this run (a credential: see phases/upload_certs.py).
+        self.certificate_key: str | None = None
+        self.certificate_key_shown = False
         self.dry_run_summary: dict[str, Any] | None = None
         # Host paths the manifests refer to that do not exist: component names by path.
         self.missing_references: dict[str, list[str]] = {}
