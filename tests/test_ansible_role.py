@@ -16,6 +16,7 @@ install tasks built once, so the install is skipped.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -500,3 +501,21 @@ def test_ansible_lint_passes_on_the_role_with_the_default_profile(tmp_path: Path
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_module_result_carries_no_join_credentials() -> None:
+    # show-join-command's details hold the token and certificate key (for `-o json` users who asked);
+    # a task result is printed with -v and registered, so the module replaces them.
+    path = Path(__file__).parent.parent / "ansible/roles/kube_bootstrap/library/kube_bootstrap_cli.py"
+    spec = importlib.util.spec_from_file_location("kube_bootstrap_cli", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    token, key = "abcdef.0123456789abcdef", "ab" * 32
+    details = {"token": token, "certificateKey": key, "caCertHashes": ["sha256:" + "0" * 64]}
+    doc = {"ok": True, "phases": [{"path": "show-join-command", "details": details}, {"path": "certs"}]}
+    redacted = module.redact_credentials(doc)
+    assert token not in json.dumps(redacted) and key not in json.dumps(redacted)
+    assert redacted["phases"][0]["details"]["caCertHashes"] == details["caCertHashes"]
+    assert redacted["phases"][1] == {"path": "certs"}
+    assert doc["phases"][0]["details"]["token"] == token  # the caller's document is not modified

@@ -119,6 +119,24 @@ def plan_changes(doc):
     return [p["phase"] for p in plan if p.get("wouldChange") and p.get("files")]
 
 
+
+# Fields of a phase's details that are credentials (show-join-command's token and certificate key):
+# a task result is printed with -v and kept in registered variables, so they never reach it.
+CREDENTIAL_FIELDS = ("token", "certificateKey")
+
+
+def redact_credentials(doc: dict) -> dict:
+    """``doc`` with every phase's credential details replaced by a marker (the document is copied)."""
+    phases = []
+    for phase in doc.get("phases") or []:
+        details = phase.get("details")
+        if isinstance(details, dict) and any(details.get(f) for f in CREDENTIAL_FIELDS):
+            details = {k: ("<redacted>" if k in CREDENTIAL_FIELDS and v else v) for k, v in details.items()}
+            phase = {**phase, "details": details}
+        phases.append(phase)
+    return {**doc, "phases": phases} if "phases" in doc else dict(doc)
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -158,6 +176,7 @@ def main():
         module.fail_json(
             msg=f"bootstrap {params['command']} exited {rc} without a JSON result: {said}", **result
         )
+    doc = redact_credentials(doc)
     result["result"] = doc
     for warning in doc.get("warnings", []):  # e.g. preflight errors ignored by name
         module.warn(warning)
