@@ -46,7 +46,7 @@ def test_installed_wheel_finds_its_templates_outside_the_source_tree(wheel: Path
     )
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import bootstrap, bootstrap.components.templates as t;"
+        "import bootstrap, bootstrap.components.template_dir as t;"
         "assert bootstrap.__file__.startswith(sys.argv[1]), bootstrap.__file__;"
         "print(t.templates_dir())"
     )

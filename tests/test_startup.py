@@ -181,3 +181,21 @@ def test_init_with_a_config_file_starts_keys_only_once_the_config_names_the_algo
     result = init_prefetches(rootfs, "--config", str(config))
     assert result["code"] == 0
     assert result["calls"] == [[True, "ECDSA-P256", 16]]
+
+
+def test_init_with_a_config_file_that_cannot_choose_the_algorithm_starts_keys_before_reading_it(
+    rootfs: Path,
+) -> None:
+    # The file never names encryptionAlgorithm: the default holds, so keys start as without a file.
+    config = rootfs.parent / "plain.yaml"
+    config.write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+        f"nodeRegistration:\n  name: {NODE}\nlocalAPIEndpoint:\n  advertiseAddress: 127.0.0.1\n"
+    )
+    result = init_prefetches(rootfs, "--config", str(config))
+    assert result["code"] == 0
+    calls = result["calls"]
+    assert isinstance(calls, list) and len(calls) == 2
+    (early_loaded, early_algorithm, early), (late_loaded, _, late) = calls
+    assert (early_loaded, early_algorithm, early) == (False, "RSA-2048", os.cpu_count() or 1)
+    assert late_loaded is True and early + late == 16

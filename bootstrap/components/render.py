@@ -12,7 +12,7 @@ import yaml
 from bootstrap.components.flags import Flag
 from bootstrap.components.pods import BUILDERS, HostView, PodInputs
 from bootstrap.components.spec import CONTROL_PLANE_TIER
-from bootstrap.components.templates import templates_dir
+from bootstrap.components.template_dir import templates_dir
 from bootstrap.config import Config
 from bootstrap.errors import PhaseError
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from bootstrap.config.hostport import APISERVER_PORT
+
 # The labels of every static pod we write; a pod with its component's name and these labels is ours.
 CONTROL_PLANE_TIER = "control-plane"
 # From v1.34 the probes name their port; this is the name.
@@ -186,7 +188,7 @@ ETCD = ComponentSpec(
 )
 APISERVER = ComponentSpec(
     name="kube-apiserver",
-    ports=(Port("secure", 6443, "secure-port", bind_flag="bind-address"),),
+    ports=(Port("secure", APISERVER_PORT, "secure-port", bind_flag="bind-address"),),
     health=Health(scheme="https", port="secure", host_flag="advertise-address", path=READYZ, verify=True),
     kubeconfig=None,
     probes=_SECURE_PROBES,

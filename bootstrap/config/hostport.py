@@ -11,6 +11,10 @@ import re
 
 _PORT = re.compile(r"[0-9]{1,5}")
 
+# kubeadm's default for localAPIEndpoint.bindPort and a controlPlaneEndpoint without a port; the
+# component table (kube-apiserver's --secure-port) reads it from here.
+APISERVER_PORT = 6443
+
 
 def is_ip(text: str) -> bool:
     """True for a literal IPv4 or IPv6 address, as Go's ``net.ParseIP`` reads it (no ``%zone``)."""

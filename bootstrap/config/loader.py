@@ -32,13 +32,10 @@ from bootstrap.config.model import (
     LocalEtcd,
 )
 from bootstrap.config.netdefaults import HostFacts
+from bootstrap.config.peek import MAX_CONFIG_BYTES
 from bootstrap.config.strict_yaml import YamlError, load_documents
 from bootstrap.config.versionlabels import resolve_label
 from bootstrap.errors import ConfigError
-
-# A real config is a few kilobytes; reading stops here so /dev/zero or a huge file cannot exhaust memory.
-MAX_CONFIG_BYTES = 1 << 20
-
 
 _KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
 _KUBE_PROXY = ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from pydantic.alias_generators import to_camel
 
 from bootstrap.config.durations import format_go_duration, parse_go_duration
+from bootstrap.config.hostport import APISERVER_PORT
 from bootstrap.config.keyalgorithms import DEFAULT_ENCRYPTION_ALGORITHM
 from bootstrap.config.tokens import TOKEN_GROUP
 
@@ -39,7 +40,7 @@ DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
 DEFAULT_ETCD_DATA_DIR = "/var/lib/etcd"
 DEFAULT_CERTIFICATE_VALIDITY = timedelta(hours=8760)
 DEFAULT_CA_CERTIFICATE_VALIDITY = timedelta(hours=87600)
-DEFAULT_BIND_PORT = 6443
+DEFAULT_BIND_PORT = APISERVER_PORT
 DEFAULT_CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 DEFAULT_IMAGE_PULL_POLICY = "IfNotPresent"
 DEFAULT_TOKEN_TTL = timedelta(hours=24)

@@ -197,10 +197,14 @@ class RunData:
 
     def start_keys_ahead(self) -> None:
         """Start one key per core while the config is still being read, when it cannot change their
-        algorithm: without a config file it is the default (no flag sets it). The plan's prefetch then
-        tops up; a run that needs fewer keys (a re-run) wastes at most these few, and none is written.
-        Should the guess ever be wrong, :attr:`keys` replaces the source (the algorithm is checked)."""
-        if self.options.config_file is not None or self._keys is not None:
+        algorithm: without a config file, or with one that never names encryptionAlgorithm, it is the
+        default (no flag sets it). The plan's prefetch then tops up; a run that needs fewer keys (a
+        re-run) wastes at most these few, and none is written. Should the guess ever be wrong,
+        :attr:`keys` replaces the source (the algorithm is checked)."""
+        from bootstrap.config.peek import may_choose_key_algorithm
+
+        config_file = self.options.config_file
+        if self._keys is not None or (config_file is not None and may_choose_key_algorithm(config_file)):
             return
         from bootstrap.config.keyalgorithms import DEFAULT_ENCRYPTION_ALGORITHM
         from bootstrap.pki.keys import KeySource
