@@ -17,7 +17,7 @@ from bootstrap.cli import options
 from bootstrap.errors import UsageError
 
 if TYPE_CHECKING:
-    from bootstrap.cluster.tokens import TokenApi
+    from bootstrap.cluster.bootstrap_tokens import TokenApi
     from bootstrap.output import Reporter
 
 DEFAULT_KUBECONFIG = "/etc/kubernetes/admin.conf"
@@ -51,8 +51,8 @@ def _kubeconfig(rootfs: Path | None, kubeconfig: str) -> Path:
 
 
 def _token_api(rootfs: Path | None, kubeconfig: str) -> TokenApi:
+    from bootstrap.cluster.bootstrap_tokens import TokenApi
     from bootstrap.cluster.client import KubeApi
-    from bootstrap.cluster.tokens import TokenApi
 
     return TokenApi(KubeApi(_kubeconfig(rootfs, kubeconfig)))
 
@@ -134,7 +134,8 @@ def create(
     """Create a bootstrap token (TOKEN, or a new random one) and print it."""
     import re
 
-    from bootstrap.cluster import objects, tokens
+    from bootstrap.cluster import bootstrap_tokens as tokens
+    from bootstrap.cluster import objects
 
     options.expect_kind("TokenCreateResult")
     lifetime = options.duration("--ttl", ttl)
@@ -183,9 +184,9 @@ def create(
 
 def _join_command(rootfs: Path | None, kubeconfig: str, value: str, certificate_key: str | None) -> str:
     """kubeadm's: the endpoint and CA come from the kubeconfig's current cluster."""
+    from bootstrap.cluster.bootstrap_tokens import ca_hash_of
     from bootstrap.cluster.client import read_kubeconfig
     from bootstrap.cluster.join_command import JoinCommand
-    from bootstrap.cluster.tokens import ca_hash_of
     from bootstrap.errors import PhaseError
 
     path = _kubeconfig(rootfs, kubeconfig)
@@ -240,7 +241,7 @@ def delete(
     tokens_: tuple[str, ...], kubeconfig: str, rootfs: Path | None, dry_run: bool, output: str, verbose: bool
 ) -> None:
     """Delete bootstrap tokens, each given by its id or as a whole token."""
-    from bootstrap.cluster.tokens import token_id_of
+    from bootstrap.cluster.bootstrap_tokens import token_id_of
     from bootstrap.errors import PhaseError
 
     options.expect_kind("TokenDeleteResult")
