@@ -72,6 +72,8 @@ def test_what_kubeadm_seals_opens_with_ours() -> None:
         (cert_upload.encrypt(b"secret", bytes.fromhex(KEY))[:-1] + b"\0", bytes.fromhex(KEY)),  # tampered
         (b"short", bytes.fromhex(KEY)),
     ],
+    # Named: the values are random, and parallel workers must collect the same test ids.
+    ids=["another-key", "tampered", "short"],
 )
 def test_a_wrong_key_or_damaged_value_is_refused_without_quoting_the_key(blob: bytes, key: bytes) -> None:
     with pytest.raises(cert_upload.CertificateKeyError) as caught:
