@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -243,10 +244,16 @@ def test_a_rerun_with_the_same_key_changes_nothing_and_keeps_signer_keys(
     node, _, _ = cluster
     core = CoreV1Api(admin_client(node.rootfs))
     before = secret(node, "kubeadm-certs")
-    info = core.read_namespaced_config_map("cluster-info", "kube-public")
-    # What the bootstrap signer does: a detached JWS per signing token, next to our kubeconfig.
-    info.data["jws-kubeconfig-abcdef"] = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImFiY2RlZiJ9..c2lnbmF0dXJl"
-    core.replace_namespaced_config_map("cluster-info", "kube-public", info)
+    # The stand-in's bootstrap signer (as kube-controller-manager's) adds a detached JWS per signing
+    # token next to our kubeconfig, a little after init: wait for it.
+    deadline = time.monotonic() + 20
+    while True:
+        info = core.read_namespaced_config_map("cluster-info", "kube-public")
+        signatures = {k: v for k, v in info.data.items() if k.startswith("jws-kubeconfig-")}
+        if signatures or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert signatures, "the bootstrap signer never signed cluster-info"
 
     code, doc, _, stderr = run(node, "--upload-certs", "--certificate-key-ttl", "90m")
     assert code == 0, stderr
@@ -255,7 +262,7 @@ def test_a_rerun_with_the_same_key_changes_nothing_and_keeps_signer_keys(
     after = secret(node, "kubeadm-certs")
     assert after.metadata.resource_version == before.metadata.resource_version
     kept = core.read_namespaced_config_map("cluster-info", "kube-public").data
-    assert kept["jws-kubeconfig-abcdef"] == info.data["jws-kubeconfig-abcdef"]
+    assert {k: v for k, v in kept.items() if k.startswith("jws-kubeconfig-")} == signatures
     assert kept["kubeconfig"] == info.data["kubeconfig"]
     assert any("cluster-info is up to date" in m for m in phase(doc, "bootstrap-token")["messages"])
 
