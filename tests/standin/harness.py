@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
+import os
+import random
 import socket
 import subprocess
 import threading
@@ -38,18 +41,35 @@ class Ports:
     kubelet_healthz: int
 
 
+# Test ports come from below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+# default): a port the kernel handed out and the test released can be taken by any outgoing
+# connection on the machine before the component binds it, which parallel workers made likely
+# (preflight then fails "Port ... is in use"). Each xdist worker draws from its own block.
+_PORT_BLOCK = 2000
+_FIRST_PORT = 10000
+_port_cursor = itertools.count(random.randrange(_PORT_BLOCK))
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker[2:].isdigit() else 0
+
+
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports the kernel just handed out (all held open together, so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((ADDRESS, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """``n`` distinct ports that were free just now, from this worker's block (each bound to check)."""
+    base = _FIRST_PORT + _worker_index() * _PORT_BLOCK
+    ports: list[int] = []
+    for _ in range(_PORT_BLOCK):
+        port = base + next(_port_cursor) % _PORT_BLOCK
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((ADDRESS, port))
+            except OSError:
+                continue  # in use: take the next
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports in {base}-{base + _PORT_BLOCK - 1}")
 
 
 def allocate_ports() -> Ports:
