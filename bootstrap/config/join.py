@@ -184,10 +184,12 @@ def _apply_overrides(
             discovery.pop("bootstrapToken", None)
         elif token_flags and "discovery-file" not in given:
             discovery.pop("file", None)
+    typed = {flag: flag for flag in given}  # the flag a message names: the one the user typed
     if "token" in given:
         # --token stands for whichever of the two specific token flags is not given.
-        given.setdefault("discovery-token", given["token"])
-        given.setdefault("tls-bootstrap-token", given["token"])
+        for specific in ("discovery-token", "tls-bootstrap-token"):
+            if specific not in given:
+                given[specific], typed[specific] = given["token"], "token"
         del given["token"]
     if given.get("control-plane") is True:
         if not isinstance(raw.get("controlPlane"), dict):
@@ -215,7 +217,7 @@ def _apply_overrides(
                 else value
             )
         _set(raw, dotted, value)
-        flag_paths[dotted] = flag
+        flag_paths[dotted] = typed[flag]
     return flag_paths
 
 
