@@ -312,6 +312,24 @@ def test_certificate_key_is_never_echoed(tmp_path: Path) -> None:
     assert key not in message
 
 
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        (TOKEN_DISCOVERY.replace(TOKEN, "123456.7890123456"), "discovery.bootstrapToken.token"),
+        (TOKEN_DISCOVERY + "  tlsBootstrapToken: 123456.7890123456\n", "discovery.tlsBootstrapToken"),
+        (
+            TOKEN_DISCOVERY + "controlPlane:\n  certificateKey: 123456.7890123456\n",
+            "controlPlane.certificateKey",
+        ),
+    ],
+)
+def test_a_credential_of_the_wrong_type_is_named_not_quoted(tmp_path: Path, text: str, path: str) -> None:
+    message = problems_of(tmp_path, text)
+    assert f"{path}: expected a string" in message
+    assert "7890123456" not in message
+    assert message.count(path) == 1
+
+
 # ---- flags ----
 def test_flags_alone_make_a_token_join() -> None:
     cfg = load_join_config(

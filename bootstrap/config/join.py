@@ -42,6 +42,11 @@ _IGNORED_KINDS = {
 }
 # kubeadm's public-key pin: "<format>:<hex>", sha256 the only format (the format name in any case).
 _CA_CERT_HASH = re.compile(r"^sha256:[0-9a-fA-F]{64}$", re.IGNORECASE)
+_SECRET_FIELDS = (
+    "discovery.bootstrapToken.token",
+    "discovery.tlsBootstrapToken",
+    "controlPlane.certificateKey",
+)
 # Flags that only mean something for a control-plane join.
 _CONTROL_PLANE_FLAGS = ("certificate-key", "apiserver-advertise-address", "apiserver-bind-port")
 
@@ -76,6 +81,9 @@ def load_join_config(
     problems += [f"{where}: contains a NUL character" for where in sorted(nul_fields)]
 
     flag_paths = _apply_overrides(overrides or {}, api_server_endpoint, raw, warnings)
+    for where in _drop_unquotable_secrets(raw):
+        nul_fields.add(where)  # reported here; the later rules would only repeat it
+        problems.append(_format(where, "expected a string", flag_paths))
     join = _parse(JoinConfiguration, raw, flag_paths, problems) or JoinConfiguration()
     warnings += _warn_unacted(join)
     warnings += _apply_defaults(join, host)
@@ -144,6 +152,20 @@ def _split_documents(
             "InitConfiguration; keep init's and join's documents in separate files"
         )
     return join, kubelet
+
+
+def _drop_unquotable_secrets(raw: dict[str, Any]) -> list[str]:
+    """Remove credentials of a non-string type (a YAML number, say) so no type error quotes them."""
+    dropped: list[str] = []
+    for dotted in _SECRET_FIELDS:
+        *parents, leaf = dotted.split(".")
+        node: object = raw
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and not isinstance(node[leaf], str):
+            del node[leaf]
+            dropped.append(dotted)
+    return dropped
 
 
 def _set(node: dict[str, Any], dotted: str, value: object) -> None:
