@@ -14,10 +14,11 @@ class KubeadmFlag:
     """One flag: its names, the document field it sets, and its help text."""
 
     names: tuple[str, ...]  # kubeadm's spelling first (the override key), then our older aliases
-    document: str  # InitConfiguration or ClusterConfiguration
+    document: str  # InitConfiguration, ClusterConfiguration or JoinConfiguration
     field: str  # camelCase path inside that document; ``[0]`` addresses (and creates) a list's first item
     help: str
-    value_type: type = str
+    value_type: type = str  # ``bool``: a switch that takes no value
+    repeatable: bool = False  # given more than once, the values make a list
 
     @property
     def param(self) -> str:
@@ -27,6 +28,7 @@ class KubeadmFlag:
 
 _INIT = "InitConfiguration"
 _CLUSTER = "ClusterConfiguration"
+_JOIN = "JoinConfiguration"
 
 KUBEADM_FLAGS: tuple[KubeadmFlag, ...] = (
     KubeadmFlag(
@@ -114,3 +116,78 @@ KUBEADM_FLAGS: tuple[KubeadmFlag, ...] = (
 FLAG_FIELDS: dict[str, tuple[str, str]] = {
     name: (flag.document, flag.field) for flag in KUBEADM_FLAGS for name in flag.names
 }
+
+# `join`'s flags: a table of their own, so that init's options (built from KUBEADM_FLAGS) never grow them.
+# Names shared with init (--token, --node-name, --certificate-key, --apiserver-*) set join's own fields.
+JOIN_FLAGS: tuple[KubeadmFlag, ...] = (
+    KubeadmFlag(
+        ("token",),
+        _JOIN,
+        "discovery.bootstrapToken.token",
+        "The token for both discovery and TLS bootstrap, unless the more specific flags are given.",
+    ),
+    KubeadmFlag(
+        ("discovery-token",),
+        _JOIN,
+        "discovery.bootstrapToken.token",
+        "The bootstrap token that validates the cluster information fetched from the API server.",
+    ),
+    KubeadmFlag(
+        ("tls-bootstrap-token",),
+        _JOIN,
+        "discovery.tlsBootstrapToken",
+        "The bootstrap token the kubelet authenticates with for its TLS bootstrap.",
+    ),
+    KubeadmFlag(
+        ("discovery-token-ca-cert-hash",),
+        _JOIN,
+        "discovery.bootstrapToken.caCertHashes",
+        "sha256:<hex> of the cluster CA's public key (SubjectPublicKeyInfo) to pin; repeatable.",
+        repeatable=True,
+    ),
+    KubeadmFlag(
+        ("discovery-token-unsafe-skip-ca-verification",),
+        _JOIN,
+        "discovery.bootstrapToken.unsafeSkipCAVerification",
+        "Trust the cluster CA without a --discovery-token-ca-cert-hash pin.",
+        bool,
+    ),
+    KubeadmFlag(
+        ("discovery-file",),
+        _JOIN,
+        "discovery.file.kubeConfigPath",
+        "A kubeconfig file (absolute path or https URL) that names the cluster and its CA.",
+    ),
+    KubeadmFlag(
+        ("control-plane",),
+        _JOIN,
+        "controlPlane",
+        "Join as a control-plane node: run a local API server (and etcd member).",
+        bool,
+    ),
+    KubeadmFlag(
+        ("certificate-key",),
+        _JOIN,
+        "controlPlane.certificateKey",
+        "Key (64 hex characters) that decrypts the certificates init's upload-certs uploaded.",
+    ),
+    KubeadmFlag(
+        ("apiserver-advertise-address",),
+        _JOIN,
+        "controlPlane.localAPIEndpoint.advertiseAddress",
+        "The IP address this node's API server advertises (default: the default-route address).",
+    ),
+    KubeadmFlag(
+        ("apiserver-bind-port",),
+        _JOIN,
+        "controlPlane.localAPIEndpoint.bindPort",
+        "Port for this node's API server to bind to (6443).",
+        int,
+    ),
+    KubeadmFlag(
+        ("node-name",), _JOIN, "nodeRegistration.name", "The node name (default: the hostname, lower-cased)."
+    ),
+)
+
+# join's flag name -> camelCase field path in JoinConfiguration: what load_join_config's overrides take.
+JOIN_FLAG_FIELDS: dict[str, str] = {name: flag.field for flag in JOIN_FLAGS for name in flag.names}

@@ -28,6 +28,8 @@ from bootstrap.config.model import (
     EnvVar,
     HostPathMount,
     InitConfiguration,
+    NodeRegistrationOptions,
+    Timeouts,
 )
 from bootstrap.config.tokens import TOKEN_GROUP_RE, TOKEN_RE
 
@@ -135,6 +137,11 @@ class Report:
 def is_dns1123_subdomain(text: str) -> bool:
     """True for an RFC 1123 subdomain (lower case, at most 253 characters)."""
     return len(text) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(text) is not None
+
+
+def is_certificate_key(text: str) -> bool:
+    """True for a hex-encoded 32-byte key (what upload-certs encrypts with)."""
+    return _HEX_KEY.fullmatch(text) is not None
 
 
 def is_valid_san(text: str) -> bool:
@@ -271,7 +278,43 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
     if not 1 <= ep.bind_port <= 65535:
         r.error("localAPIEndpoint.bindPort", f"{ep.bind_port} is not a valid port (1-65535)")
 
-    nr = init.node_registration
+    validate_node_registration(init.node_registration, r)
+
+    for i, token in enumerate(init.bootstrap_tokens):
+        path = f"bootstrapTokens[{i}]"
+        if token.token is not None and not TOKEN_RE.fullmatch(token.token):
+            # The value is a credential (a typo of a real token still is one): never echo its secret half.
+            shown = q(token.token.split(".", 1)[0] + ".<redacted>") if "." in token.token else "the value"
+            r.error(f"{path}.token", f"{shown} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}")
+        if token.ttl is not None and token.expires is not None:
+            r.error(path, "ttl and expires are mutually exclusive")
+        if token.ttl is not None and token.ttl < timedelta(0):
+            r.error(f"{path}.ttl", "must not be negative")
+        for j, usage in enumerate(token.usages):
+            if usage not in TOKEN_USAGES:
+                r.error(f"{path}.usages[{j}]", f"{q(usage)} is not one of {', '.join(sorted(TOKEN_USAGES))}")
+        for j, group in enumerate(token.groups):
+            if not TOKEN_GROUP_RE.fullmatch(group):
+                r.error(f"{path}.groups[{j}]", f"{q(group)} must match {TOKEN_GROUP_RE.pattern}")
+
+    if init.certificate_key and not _HEX_KEY.fullmatch(init.certificate_key):
+        r.error("certificateKey", "must be a hex-encoded 32-byte key (64 hex characters)")
+
+    validate_timeouts(init.timeouts, r)
+
+
+def validate_timeouts(timeouts: Timeouts, r: Report) -> None:
+    """Every ``timeouts.*`` is positive and at most a year (shared by init and join)."""
+    for name, value in timeouts:
+        alias = type(timeouts).model_fields[name].alias or name
+        if value <= timedelta(0):
+            r.error(f"timeouts.{alias}", "must be a positive duration")
+        elif value > MAX_TIMEOUT:
+            r.error(f"timeouts.{alias}", "must be at most 8760h (one year)")
+
+
+def validate_node_registration(nr: NodeRegistrationOptions, r: Report) -> None:
+    """The ``nodeRegistration`` rules, shared by init and join (the name is already defaulted)."""
     if not nr.name:
         r.error("nodeRegistration.name", "is required")
     elif not is_dns1123_subdomain(nr.name):
@@ -316,33 +359,6 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
             "nodeRegistration.ignorePreflightErrors",
             "'all' cannot be combined with specific check names",
         )
-
-    for i, token in enumerate(init.bootstrap_tokens):
-        path = f"bootstrapTokens[{i}]"
-        if token.token is not None and not TOKEN_RE.fullmatch(token.token):
-            # The value is a credential (a typo of a real token still is one): never echo its secret half.
-            shown = q(token.token.split(".", 1)[0] + ".<redacted>") if "." in token.token else "the value"
-            r.error(f"{path}.token", f"{shown} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}")
-        if token.ttl is not None and token.expires is not None:
-            r.error(path, "ttl and expires are mutually exclusive")
-        if token.ttl is not None and token.ttl < timedelta(0):
-            r.error(f"{path}.ttl", "must not be negative")
-        for j, usage in enumerate(token.usages):
-            if usage not in TOKEN_USAGES:
-                r.error(f"{path}.usages[{j}]", f"{q(usage)} is not one of {', '.join(sorted(TOKEN_USAGES))}")
-        for j, group in enumerate(token.groups):
-            if not TOKEN_GROUP_RE.fullmatch(group):
-                r.error(f"{path}.groups[{j}]", f"{q(group)} must match {TOKEN_GROUP_RE.pattern}")
-
-    if init.certificate_key and not _HEX_KEY.fullmatch(init.certificate_key):
-        r.error("certificateKey", "must be a hex-encoded 32-byte key (64 hex characters)")
-
-    for name, value in init.timeouts:
-        alias = type(init.timeouts).model_fields[name].alias or name
-        if value <= timedelta(0):
-            r.error(f"timeouts.{alias}", "must be a positive duration")
-        elif value > MAX_TIMEOUT:
-            r.error(f"timeouts.{alias}", "must be at most 8760h (one year)")
 
 
 def _validate_cri_socket(socket_url: str, r: Report) -> None:
