@@ -120,10 +120,31 @@ def test_the_kubelet_bootstraps_its_client_certificate_with_inits_token(
     node, api, token = cluster
     name = "tls-worker-1"
     rootfs = worker_rootfs(tmp_path, node, api, name, token)
+    manifests = rootfs / "etc/kubernetes/manifests"
+    manifests.mkdir(parents=True)
+    (manifests / "hello.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: hello, namespace: kube-system}\n"
+        "spec: {containers: [{name: hello, image: registry.k8s.io/pause:3.10}]}\n"
+    )
     with KubeletStandin(rootfs, rescan_interval=0.1) as kubelet:
         wait_for(lambda: (rootfs / "etc/kubernetes/kubelet.conf").exists(), timeout=30, what="kubelet.conf")
         admin_core = CoreV1Api(admin_client(node.rootfs))
         wait_for(lambda: admin_core.read_node(name), timeout=30, what=f"Node {name}")
+        mirror = wait_for(
+            lambda: admin_core.read_namespaced_pod(f"hello-{name}", "kube-system"),
+            timeout=30,
+            what="mirror pod",
+        )
+        assert mirror.spec.node_name == name
+        # Its status is written by the node itself (the creating POST names no pod, so it is not used).
+        mirror_path = f"/api/v1/namespaces/kube-system/pods/hello-{name}"
+        wait_for(
+            lambda: any(r[0] != "GET" and r[1].startswith(mirror_path) for r in api.request_log),
+            timeout=15,
+            what="a mirror pod status write",
+        )
+        writers = {r[2] for r in api.request_log if r[0] != "GET" and r[1].startswith(mirror_path)}
+        assert writers == {f"system:node:{name}"}
         assert kubelet.bootstrap_error is None
 
         # The files, as the real kubelet leaves them: a dated PEM (0600) and an absolute link to it.
