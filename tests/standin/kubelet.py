@@ -12,7 +12,12 @@ What it does, like the real kubelet (pkg/kubelet/config/file.go, kubelet_pods.go
   the host, port and scheme their probes declare; the per-component :class:`Scenario` decides what the
   "container" does (slow start, crash loop, image pull failure, ...);
 * talks to the API with the official client and ``/etc/kubernetes/kubelet.conf`` (its node name is the
-  client certificate's ``system:node:<name>``): registers its Node, keeps one mirror pod per static pod
+  client certificate's ``system:node:<name>``; without one, ``--hostname-override`` from
+  ``kubeadm-flags.env``, else the host name). When ``kubelet.conf`` is missing and
+  ``/etc/kubernetes/bootstrap-kubelet.conf`` exists it first performs the TLS bootstrap, as the real
+  kubelet does (:mod:`tests.standin.tls_bootstrap`: its CSR, its ``kubelet-client-current.pem``
+  whose absolute link resolves inside the rootfs, then ``kubelet.conf``); a refused token or a denied
+  CSR is logged once per cause, one line, and retried: registers its Node, keeps one mirror pod per static pod
   (``<pod>-<node>``, ``kubernetes.io/config.*`` annotations, owned by the Node), posts the pod status
   through ``/status`` and kubelet-like Events; recreates a mirror pod deleted through the API; replaces
   it (new hash) when the file changes; deletes it when the file goes away. While the API is unreachable
@@ -63,6 +68,13 @@ from tests.standin.components import (
     legacy_etcd_health,
     runnable_command,
 )
+from tests.standin.tls_bootstrap import (
+    FILE_KEYS,
+    BootstrapFailed,
+    TlsBootstrap,
+    map_file_refs,
+    resolve_in_rootfs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +93,7 @@ CRASH_PERIOD = 0.4  # seconds between two restarts of a crash-looping container 
 TERMINATED_SHARE = 0.4  # part of each crash period the exited container shows as terminated
 PULL_BACKOFF_AFTER = 0.3  # ErrImagePull this long, then ImagePullBackOff
 API_TIMEOUT = (1.0, 3.0)  # connect, read
+BOOTSTRAP_RETRY = 1.0  # seconds between two TLS bootstrap attempts after a failure
 NODE_STATUS_PERIOD = 2.0  # node status heartbeat (nodeStatusUpdateFrequency is 10s in the real kubelet)
 
 
@@ -664,6 +677,9 @@ class KubeletStandin:
         self._reported_errors: set[tuple[Path, str]] = set()
         self._node_events: list[_Event] = []  # bad files, reported on the Node once the API answers
         self._workers: ThreadPoolExecutor | None = None  # per-pod API sync, while running
+        self._bootstrap: TlsBootstrap | None = None  # while a TLS bootstrap is under way
+        self._bootstrap_retry_at = 0.0
+        self.bootstrap_error: str | None = None  # why the last TLS bootstrap attempt failed
 
     # ---- identity ----
 
@@ -867,7 +883,7 @@ class KubeletStandin:
     def _api_client(self) -> Any:
         if self._client is not None:
             return self._client
-        if not self.kubeconfig.exists():
+        if not self.kubeconfig.exists() and not self._tls_bootstrap():
             return None
         from kubernetes import client, config
 
@@ -875,7 +891,7 @@ class KubeletStandin:
         cfg.retries = False  # the kubelet retries on its own schedule, quietly
         data = yaml.safe_load(self.kubeconfig.read_text())
         if _has_file_refs(data):
-            _map_file_refs(data, self.rootfs)
+            map_file_refs(data, self.rootfs)
             self._client = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
                 data, client_configuration=cfg, persist_config=False
             )
@@ -884,6 +900,26 @@ class KubeletStandin:
                 config_file=str(self.kubeconfig), client_configuration=cfg, persist_config=False
             )
         return self._client
+
+    def _tls_bootstrap(self) -> bool:
+        """One step of the TLS bootstrap; True once it has written ``kubelet.conf``."""
+        if self._bootstrap is None:
+            self._bootstrap = TlsBootstrap(self.rootfs, self.node_name)
+        if not self._bootstrap.bootstrap_kubeconfig.exists() or time.monotonic() < self._bootstrap_retry_at:
+            return False
+        try:
+            done = self._bootstrap.step()
+        except BootstrapFailed as exc:
+            self._bootstrap_retry_at = time.monotonic() + BOOTSTRAP_RETRY
+            if str(exc) != self.bootstrap_error:
+                log.warning("kubelet stand-in %s: TLS bootstrap failed: %s", self.node_name, exc)
+            self.bootstrap_error = str(exc)
+            return False
+        if done:
+            log.info("kubelet stand-in %s: TLS bootstrap done, kubelet.conf written", self.node_name)
+            self.bootstrap_error = None
+            self._bootstrap = None
+        return done
 
     def _sync_api(self) -> None:
         try:
@@ -1151,23 +1187,11 @@ def _client_cert(kubeconfig: Path, rootfs: Path) -> bytes | None:
     if user.get("client-certificate-data"):
         return base64.b64decode(user["client-certificate-data"])
     if user.get("client-certificate"):
-        return _under(rootfs, user["client-certificate"]).read_bytes()
+        return resolve_in_rootfs(rootfs, user["client-certificate"]).read_bytes()
     return None
-
-
-_FILE_KEYS = ("certificate-authority", "client-certificate", "client-key")
 
 
 def _has_file_refs(data: dict[str, Any]) -> bool:
     items = [c.get("cluster") or {} for c in data.get("clusters") or []]
     items += [u.get("user") or {} for u in data.get("users") or []]
-    return any(k in item for item in items for k in _FILE_KEYS)
-
-
-def _map_file_refs(data: dict[str, Any], rootfs: Path) -> None:
-    items = [c.get("cluster") or {} for c in data.get("clusters") or []]
-    items += [u.get("user") or {} for u in data.get("users") or []]
-    for item in items:
-        for k in _FILE_KEYS:
-            if isinstance(item.get(k), str) and item[k].startswith("/"):
-                item[k] = str(_under(rootfs, item[k]))
+    return any(k in item for item in items for k in FILE_KEYS)
