@@ -25,8 +25,8 @@ from bootstrap.config.loader import (
     _nul_paths,
     _parse,
     _read_documents,
-    _type_name,
     q_gvk,
+    typed_documents,
 )
 from bootstrap.config.model import FALLBACK_ADVERTISE_ADDRESS, KUBEADM_API_VERSION
 from bootstrap.config.netdefaults import HostFacts
@@ -107,25 +107,9 @@ def _split_documents(
     join: dict[str, Any] | None = None
     kubelet: dict[str, Any] | None = None
     init_seen: str | None = None
-    for index, doc in enumerate(docs, start=1):
-        where = f"{source}: document {index}"
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            problems.append(f"{where}: expected a mapping with apiVersion and kind, got a {_type_name(doc)}")
-            continue
-        api_version, kind = doc.get("apiVersion"), doc.get("kind")
-        if not isinstance(api_version, str) or not isinstance(kind, str):
-            problems.append(f"{where}: apiVersion and kind must both be set to strings")
-            continue
+    for where, api_version, kind, doc in typed_documents(docs, source, problems):
         gvk = f"{api_version} {kind}"
-        if api_version == "kubeadm.k8s.io/v1beta3":
-            problems.append(
-                f"{where} ({gvk}): kubeadm.k8s.io/v1beta3 is not supported; convert the file with "
-                "`kubeadm config migrate --old-config <file> --new-config <new-file>` "
-                f"to {KUBEADM_API_VERSION}"
-            )
-        elif api_version == KUBEADM_API_VERSION and kind == "JoinConfiguration":
+        if api_version == KUBEADM_API_VERSION and kind == "JoinConfiguration":
             if join is not None:
                 problems.append(f"{where} ({gvk}): a second JoinConfiguration; at most one is allowed")
             else:

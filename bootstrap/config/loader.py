@@ -75,25 +75,9 @@ def load_config(
     kubelet: dict[str, Any] | None = None
     kube_proxy: dict[str, Any] | None = None
 
-    for index, doc in enumerate(docs, start=1):
-        where = f"{source}: document {index}"
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            problems.append(f"{where}: expected a mapping with apiVersion and kind, got a {_type_name(doc)}")
-            continue
-        api_version, kind = doc.get("apiVersion"), doc.get("kind")
-        if not isinstance(api_version, str) or not isinstance(kind, str):
-            problems.append(f"{where}: apiVersion and kind must both be set to strings")
-            continue
+    for where, api_version, kind, doc in typed_documents(docs, source, problems):
         gvk = f"{api_version} {kind}"
-        if api_version == "kubeadm.k8s.io/v1beta3":
-            problems.append(
-                f"{where} ({gvk}): kubeadm.k8s.io/v1beta3 is not supported; convert the file with "
-                "`kubeadm config migrate --old-config <file> --new-config <new-file>` "
-                f"to {KUBEADM_API_VERSION}"
-            )
-        elif api_version == KUBEADM_API_VERSION and kind in ("InitConfiguration", "ClusterConfiguration"):
+        if api_version == KUBEADM_API_VERSION and kind in ("InitConfiguration", "ClusterConfiguration"):
             if kind in raw:
                 problems.append(f"{where} ({gvk}): a second {kind}; at most one is allowed")
             else:
@@ -122,13 +106,13 @@ def load_config(
         # As kubeadm: a file must say something about the cluster; an empty one is almost always a mistake.
         problems.append(f"{source}: no InitConfiguration or ClusterConfiguration kind was found")
     nul_fields: set[str] = set()
-    for kind, doc in (
+    for kind, document in (
         *raw.items(),
         ("KubeletConfiguration", kubelet),
         ("KubeProxyConfiguration", kube_proxy),
     ):
         prefix = "" if kind in raw else f"{kind}."
-        nul_fields.update(f"{prefix}{where}" for where in _nul_paths(doc))
+        nul_fields.update(f"{prefix}{where}" for where in _nul_paths(document))
     problems += [f"{where}: contains a NUL character" for where in sorted(nul_fields)]
 
     init_raw = raw.get("InitConfiguration", {"apiVersion": KUBEADM_API_VERSION, "kind": "InitConfiguration"})
@@ -298,6 +282,34 @@ def _format(path: str, message: str, flag_paths: Mapping[str, str]) -> str:
         if path == field_path or path.startswith((field_path + "[", field_path + ".")):
             return f"--{flag} ({path}): {message}"
     return f"{path}: {message}"
+
+
+def typed_documents(
+    docs: Sequence[object], source: str, problems: list[str]
+) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """``(where, apiVersion, kind, document)`` for each document of a config file that names its type.
+
+    Empty documents are skipped; one that is not a mapping, lacks a string apiVersion/kind or is
+    kubeadm.k8s.io/v1beta3 is reported in ``problems`` (init's and join's files are read alike)."""
+    for index, doc in enumerate(docs, start=1):
+        where = f"{source}: document {index}"
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            problems.append(f"{where}: expected a mapping with apiVersion and kind, got a {_type_name(doc)}")
+            continue
+        api_version, kind = doc.get("apiVersion"), doc.get("kind")
+        if not isinstance(api_version, str) or not isinstance(kind, str):
+            problems.append(f"{where}: apiVersion and kind must both be set to strings")
+            continue
+        if api_version == "kubeadm.k8s.io/v1beta3":
+            problems.append(
+                f"{where} ({api_version} {kind}): kubeadm.k8s.io/v1beta3 is not supported; convert the "
+                "file with `kubeadm config migrate --old-config <file> --new-config <new-file>` "
+                f"to {KUBEADM_API_VERSION}"
+            )
+            continue
+        yield where, api_version, kind, doc
 
 
 def _type_name(value: object) -> str:
