@@ -25,6 +25,7 @@ from bootstrap.config.loader import (
     _nul_paths,
     _parse,
     _read_documents,
+    default_node_registration,
     q_gvk,
     typed_documents,
 )
@@ -244,15 +245,7 @@ def _apply_defaults(join: JoinConfiguration, host: HostFacts) -> list[str]:
     """Fill the host-dependent defaults and the TLS bootstrap token; return warnings about guesses."""
     warnings: list[str] = []
     _fill_zero_values(join)
-    nr = join.node_registration
-    if not nr.name:
-        nr.name = host.hostname().strip().lower()
-    if nr.cri_socket.startswith("/"):
-        warnings.append(
-            f"nodeRegistration.criSocket: {validation.q(nr.cri_socket)} has no URL scheme; "
-            f"using unix://{nr.cri_socket}"
-        )
-        nr.cri_socket = f"unix://{nr.cri_socket}"
+    warnings += default_node_registration(join.node_registration, host)
     token = join.discovery.bootstrap_token
     if not join.discovery.tls_bootstrap_token and token is not None:
         join.discovery.tls_bootstrap_token = token.token

@@ -30,6 +30,7 @@ from bootstrap.config.model import (
     Config,
     InitConfiguration,
     LocalEtcd,
+    NodeRegistrationOptions,
 )
 from bootstrap.config.netdefaults import HostFacts
 from bootstrap.config.peek import MAX_CONFIG_BYTES
@@ -440,14 +441,9 @@ def _resolve_version(version: str, warnings: list[str]) -> str:
     return validation.normalise_version(version) or version
 
 
-def _apply_defaults(init: InitConfiguration, cluster: ClusterConfiguration, host: HostFacts) -> list[str]:
-    """Fill host-dependent and structural defaults; return warnings about what was guessed."""
+def default_node_registration(nr: NodeRegistrationOptions, host: HostFacts) -> list[str]:
+    """Fill the node name from the host and give a bare CRI socket path its scheme (init and join)."""
     warnings: list[str] = []
-    _fill_zero_values(init)
-    _fill_zero_values(cluster)
-    cluster.kubernetes_version = _resolve_version(cluster.kubernetes_version, warnings)
-
-    nr = init.node_registration
     if not nr.name:
         nr.name = host.hostname().strip().lower()
     if nr.cri_socket.startswith("/"):
@@ -456,6 +452,17 @@ def _apply_defaults(init: InitConfiguration, cluster: ClusterConfiguration, host
             f"using unix://{nr.cri_socket}"
         )
         nr.cri_socket = f"unix://{nr.cri_socket}"
+    return warnings
+
+
+def _apply_defaults(init: InitConfiguration, cluster: ClusterConfiguration, host: HostFacts) -> list[str]:
+    """Fill host-dependent and structural defaults; return warnings about what was guessed."""
+    warnings: list[str] = []
+    _fill_zero_values(init)
+    _fill_zero_values(cluster)
+    cluster.kubernetes_version = _resolve_version(cluster.kubernetes_version, warnings)
+
+    warnings += default_node_registration(init.node_registration, host)
 
     ep = init.local_api_endpoint
     # As kubeadm: an unspecified address (0.0.0.0, ::) means "pick the default-route address".
