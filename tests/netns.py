@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tests.tools import wait_for
+
 PREFIX = "kbt"  # kube-bootstrap test; with the owner's pid: kbt<pid>-<n>-sw, kbt<pid>-<n>-n1, ...
 NETNS_DIR = Path("/run/netns")
 SUBNET_BASE = "10.77"  # a /24 below this is picked per topology
@@ -570,7 +572,7 @@ class LoadBalancer:
             now = self.states()
             return all(now.get(name, "").startswith(state) for name, state in wanted.items())
 
-        wait_until(reached, timeout, f"haproxy to report {wanted}")
+        wait_for(reached, timeout, what=f"haproxy to report {wanted}")
 
 
 def _batch(netns: str, commands: Sequence[str]) -> None:
@@ -584,19 +586,3 @@ def _batch(netns: str, commands: Sequence[str]) -> None:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"ip -n {netns} -batch failed: {proc.stderr.strip()}")
-
-
-def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; on timeout say what and the last error."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last!r}")
-        time.sleep(interval)

@@ -29,7 +29,8 @@ from cryptography.x509.oid import NameOID
 
 from bootstrap.cluster.client import RBAC_PROPAGATION, ApiError, KubeApi, Reason
 from tests.scripted_api import Answer, ScriptedApi, serving
-from tests.standin.harness import bootstrap_command, prepare_rootfs, running_control_plane, wait_for
+from tests.standin.harness import bootstrap_command, prepare_rootfs, running_control_plane
+from tests.tools import wait_for
 
 PODS = {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "5"}, "items": []}
 # Far beyond any of the failures below: a run that retries instead of failing shows up as a timeout.

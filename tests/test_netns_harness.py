@@ -33,10 +33,10 @@ from typing import Any
 import pytest
 
 from tests import netns
-from tests.netns import Host, LoadBalancer, RouteLeaves, Topology, wait_until
+from tests.netns import Host, LoadBalancer, RouteLeaves, Topology
 from tests.standin.kubelet import KubeletStandin
 from tests.test_etcd_manifest import etcd_binary, etcd_version, kubernetes_version_for
-from tests.tools import tool
+from tests.tools import tool, wait_for
 
 PKI = Path("etc/kubernetes/pki")
 # What a control-plane node shares with the others (kubeadm's upload-certs set): the CAs and the
@@ -209,7 +209,7 @@ def test_teardown_kills_processes_and_deletes_namespaces_even_when_the_test_fail
         stray = subprocess.Popen(["ip", "netns", "exec", topo.node(2).netns, "sleep", "300"])
         topo.prove_route(topo.node(1), topo.node(2).address)
         inodes = {host.inode for host in topo.hosts}
-        wait_until(lambda: stray.pid in netns._pids_in(topo.node(2).netns), 5, "the stray process")
+        wait_for(lambda: stray.pid in netns._pids_in(topo.node(2).netns), 5, what="the stray process")
         raise RuntimeError("the test failed")
     stray.wait(timeout=5)
     assert dead(sleeper.pid) and stray.returncode == -signal.SIGKILL
@@ -224,7 +224,7 @@ def test_leftovers_of_a_crashed_run_are_removed_and_a_live_runs_are_kept(topolog
     subprocess.run(["ip", "netns", "add", leftover], check=True)
     orphan = subprocess.Popen(["ip", "netns", "exec", leftover, "sleep", "300"], start_new_session=True)
     try:
-        wait_until(lambda: orphan.pid in netns._pids_in(leftover), 5, "the orphan process")
+        wait_for(lambda: orphan.pid in netns._pids_in(leftover), 5, what="the orphan process")
         removed = netns.remove_leftovers()
         orphan.wait(timeout=5)
         assert leftover in removed and leftover not in namespace_names()
@@ -457,7 +457,7 @@ def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdClust
             for node in nodes:
                 node.kubelet.start()
             for node in nodes:
-                wait_until(lambda n=node: cluster.healthy(n), HEALTHY_WITHIN, f"etcd on {node.name}")
+                wait_for(lambda n=node: cluster.healthy(n), HEALTHY_WITHIN, what=f"etcd on {node.name}")
             timings["3 etcd members healthy"] = time.monotonic() - t
             timings["setup total"] = time.monotonic() - t0
             yield cluster
@@ -487,7 +487,7 @@ def test_each_etcd_pod_is_ready_by_its_manifests_readiness_probe(etcd_cluster: E
     for node in etcd_cluster.nodes:
         pod = next(p for p in node.kubelet.pods.values() if p.cname == "etcd")
         assert pod.container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        wait_until(lambda p=pod: p.ready, HEALTHY_WITHIN, f"etcd on {node.name} ready")
+        wait_for(lambda p=pod: p.ready, HEALTHY_WITHIN, what=f"etcd on {node.name} ready")
         assert pod.status()["containerStatuses"][0]["ready"] is True
 
 
@@ -544,7 +544,7 @@ def test_the_cluster_still_writes_with_one_member_killed_and_the_member_catches_
     )
 
     third.kubelet.start()  # the node comes back: its kubelet runs the manifest again, same data dir
-    wait_until(lambda: etcd_cluster.healthy(third), HEALTHY_WITHIN, "cp3's etcd back")
+    wait_for(lambda: etcd_cluster.healthy(third), HEALTHY_WITHIN, what="cp3's etcd back")
     read = etcd_cluster.ok(third, "get", "/harness/while-cp3-down", "--print-value-only", "--consistency=s")
     assert read.strip() == "two of three", "the restarted member caught up from the others"
 
@@ -559,8 +559,8 @@ def test_the_kubelet_restarts_an_etcd_that_died(etcd_cluster: EtcdCluster) -> No
         now = second.kubelet.process("etcd")
         return now is not None and now.pid != process.pid and now.exit_code() is None
 
-    wait_until(restarted, HEALTHY_WITHIN, "the kubelet to restart etcd")
-    wait_until(lambda: etcd_cluster.healthy(second), HEALTHY_WITHIN, "the restarted etcd healthy")
+    wait_for(restarted, HEALTHY_WITHIN, what="the kubelet to restart etcd")
+    wait_for(lambda: etcd_cluster.healthy(second), HEALTHY_WITHIN, what="the restarted etcd healthy")
     pod = next(p for p in second.kubelet.pods.values() if p.cname == "etcd")
     assert (
         pod.restart_count == 1
@@ -621,8 +621,10 @@ def test_bootstrap_init_runs_on_a_node_behind_haproxy_and_another_node_reads_the
         to=[n1.address, lb.address],
         log=tmp_path / "init.json",
     )
-    wait_until(
-        lambda: (rootfs / "var/lib/kubelet/config.yaml").exists() or not init.alive(), 120, "kubelet-start"
+    wait_for(
+        lambda: (rootfs / "var/lib/kubelet/config.yaml").exists() or not init.alive(),
+        120,
+        what="kubelet-start",
     )
     kubelet = KubeletStandin(
         rootfs, netns=n1.netns, binaries={"etcd": etcd_binary("etcd")}, rescan_interval=0.1

@@ -27,16 +27,10 @@ from urllib3.exceptions import HTTPError
 from bootstrap.cli.main import main
 from tests.conftest import NODE
 from tests.standin.apiserver import ApiServerStandin, Store
+from tests.standin.harness import free_ports
 from tests.tools import tool
 
 NS = "kube-system"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _bootstrap(*args: str) -> None:
@@ -50,7 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """A rootfs with the product's PKI, kubeconfigs and manifests for 127.0.0.1:<free port>."""
     root = tmp_path_factory.mktemp("standin") / "rootfs"
     root.mkdir()
-    port = _free_port()
+    port = free_ports(1)[0]
     args = ["--rootfs", str(root), "--node-name", NODE, "--advertise-address", "127.0.0.1"]
     args += ["--apiserver-bind-port", str(port)]
     for phase in ("certs", "kubeconfig", "manifests"):

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import socket
 import ssl
 import subprocess
 import time
@@ -32,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from bootstrap.cli.main import main
 from tests.conftest import NODE
 from tests.standin.apiserver import ApiServerStandin
+from tests.standin.harness import free_ports
 from tests.tools import tool
 
 TOKEN_ID, TOKEN_SECRET = "abcdef", "0123456789abcdef"
@@ -42,19 +42,12 @@ CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 SIGNER_DELAY = 0.5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """A rootfs with the product's PKI, kubeconfigs and manifests for 127.0.0.1:<free port>."""
     root = tmp_path_factory.mktemp("bootstrap-auth") / "rootfs"
     root.mkdir()
-    port = _free_port()
+    port = free_ports(1)[0]
     args = ["--rootfs", str(root), "--node-name", NODE, "--advertise-address", "127.0.0.1"]
     args += ["--apiserver-bind-port", str(port)]
     for phase in ("certs", "kubeconfig", "manifests"):

@@ -25,10 +25,11 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client import CertificatesV1Api, CoreV1Api, V1ObjectMeta, V1Secret
 
-from tests.standin.harness import admin_client, kubelet_once_configured, wait_for
+from tests.standin.harness import admin_client, kubelet_once_configured
 from tests.standin.kubelet import KubeletStandin
 from tests.standin.tls_bootstrap import map_file_refs, resolve_in_rootfs
 from tests.test_init_e2e import Node, make_node, run_init
+from tests.tools import wait_for
 
 TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 CURRENT_PEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"

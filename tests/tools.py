@@ -5,7 +5,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def tool(name: str) -> str:
@@ -93,3 +96,23 @@ def unprivileged_runtime(base: Path) -> list[str]:
         "-c",
         f"import sys; sys.path.insert(0, {str(site)!r}); from bootstrap.cli.main import main; main()",
     ]
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll ``condition`` until it returns something truthy (exceptions count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition}; last error: {last!r}"
+            )
+        time.sleep(interval)

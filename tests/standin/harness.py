@@ -14,8 +14,7 @@ import random
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,26 +193,6 @@ def admin_client(rootfs: Path) -> Any:
     return config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(rootfs / ADMIN_CONF), client_configuration=cfg, persist_config=False
     )
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll ``condition`` until it returns something truthy (exceptions count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what or condition}; last error: {last!r}"
-            )
-        time.sleep(interval)
 
 
 @contextlib.contextmanager
