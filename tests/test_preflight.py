@@ -31,9 +31,8 @@ from tests.standin.harness import (
     init_config,
     prepare_rootfs,
     running_control_plane,
-    wait_for,
 )
-from tests.tools import unprivileged_runtime
+from tests.tools import unprivileged_runtime, wait_for
 
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 SWAP_ON = SWAPS_HEADER + "/swapfile                               file\t\t4194300\t\t0\t\t-2\n"

@@ -23,9 +23,9 @@ from tests.standin.harness import (
     admin_client,
     prepare_rootfs,
     running_control_plane,
-    wait_for,
 )
 from tests.standin.kubelet import Scenario, probe_endpoints
+from tests.tools import wait_for
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 INSECURE = ssl.create_default_context()

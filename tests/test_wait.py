@@ -23,10 +23,9 @@ from tests.standin.harness import (
     bootstrap_command,
     prepare_rootfs,
     running_control_plane,
-    wait_for,
 )
 from tests.standin.kubelet import KubeletStandin, Scenario
-from tests.tools import tool
+from tests.tools import tool, wait_for
 
 SETTLE = "1s"
 # Long enough for the wait to build its API client and list the pods on a loaded 2-core machine
