@@ -215,6 +215,11 @@ def test_a_worker_joins_reruns_unchanged_and_resets(
         ("wrong-ca-hash", "does not match --discovery-token-ca-cert-hash: the server presented sha256:"),
         ("unknown-token", 'token id "nosuch" is invalid for this cluster or it has expired'),
         ("wrong-certificate-key", "the certificate key does not decrypt Secret kube-system/kubeadm-certs"),
+        (
+            "name-taken",
+            "a Node named 'cp1' already exists in the cluster and is Ready, and this machine is not it",
+        ),
+        ("unreachable", "cannot reach the API server at https://127.0.0.1:"),
     ],
 )
 def test_a_refused_join_says_why_and_writes_nothing(
@@ -224,7 +229,7 @@ def test_a_refused_join_says_why_and_writes_nothing(
     rootfs.mkdir()
     plant_host_tools(rootfs)
     planted = files_under(rootfs)
-    cfg = join_config(tmp_path, f"refused-{case}", discovery="3s")
+    cfg = join_config(tmp_path, "cp1" if case == "name-taken" else f"refused-{case}", discovery="3s")
     args = join_args(
         cluster, rootfs, cfg, token="nosuch.0123456789abcdef" if case == "unknown-token" else None
     )
@@ -238,14 +243,19 @@ def test_a_refused_join_says_why_and_writes_nothing(
             "--apiserver-advertise-address",
             "127.0.0.1",
         ]
+    if case == "unreachable":
+        (closed,) = free_ports(1)  # free: nobody listens there
+        args[2] = f"127.0.0.1:{closed}"
     code, doc, stderr = run(args)
-    assert code == 1, stderr
+    assert code == (4 if case == "name-taken" else 1), stderr
     message = doc["error"]["message"]
     assert cause in message and "\n" not in message
     fixes = {
         "wrong-ca-hash": "bootstrap token create --print-join-command",
         "unknown-token": "bootstrap token create --print-join-command",
         "wrong-certificate-key": "bootstrap init phase upload-certs --upload-certs",
+        "name-taken": "--node-name",
+        "unreachable": "check the address and port",
     }
     assert fixes[case] in message
     if case == "wrong-ca-hash":
@@ -343,3 +353,24 @@ def test_control_plane_prepare_downloads_the_shared_certs_and_makes_this_nodes_o
     code, again, stderr = run(args)
     assert code == 0, stderr
     assert not again["changed"], [p["path"] for p in again["phases"] if p["changed"]]
+
+
+def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    rootfs = tmp_path / "dry"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    planted = files_under(rootfs)
+    code, doc, stderr = run(join_args(cluster, rootfs, join_config(tmp_path, "dry-b"), "--dry-run"))
+    assert code == 0, stderr
+    plan = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
+    assert plan["preflight"]["status"] == "ran"
+    assert plan["kubelet-start"]["wouldChange"]
+    assert {
+        "/etc/kubernetes/bootstrap-kubelet.conf",
+        "/etc/kubernetes/pki/ca.crt",
+        "/var/lib/kubelet/config.yaml",
+        "/var/lib/kubelet/kubeadm-flags.env",
+    } <= set(plan["kubelet-start"]["files"])
+    assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()
