@@ -211,3 +211,38 @@ def client_common_name(credentials: Credentials) -> str | None:
         return None
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else None
+
+
+ETCD_POD_SELECTOR = "component=etcd,tier=control-plane"
+ETCD_CLIENT_URLS_ANNOTATION = "kubeadm.kubernetes.io/etcd.advertise-client-urls"
+
+
+def etcd_client_urls(api: KubeApi, timeout: float, interval: float = 0.5) -> list[str]:
+    """The client URLs of the cluster's etcd members, as kubeadm finds them: the annotation every
+    etcd mirror pod (``component=etcd,tier=control-plane``) carries; waits, bounded, until each has it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pods = api.list_pods(NAMESPACE, label_selector=ETCD_POD_SELECTOR).get("items", [])
+            problem = "" if pods else "no etcd pod (component=etcd,tier=control-plane) in kube-system"
+        except ApiError as exc:
+            if not exc.transient:
+                raise PhaseError(f"cannot list the etcd pods: {exc}") from None
+            pods, problem = [], str(exc)
+        urls: list[str] = []
+        for pod in pods:
+            annotations = (pod.get("metadata") or {}).get("annotations") or {}
+            value = annotations.get(ETCD_CLIENT_URLS_ANNOTATION)
+            if not value:
+                problem = (
+                    f"pod {pod['metadata'].get('name')} has no {ETCD_CLIENT_URLS_ANNOTATION} annotation yet"
+                )
+                break
+            urls += [u.strip() for u in str(value).split(",") if u.strip()]
+        if not problem:
+            return list(dict.fromkeys(urls))
+        if time.monotonic() >= deadline:
+            raise PhaseError(f"cannot find the etcd members' client URLs after {timeout:.0f}s: {problem}")
+        time.sleep(interval)
