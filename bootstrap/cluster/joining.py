@@ -116,19 +116,22 @@ def ready_node(api: KubeApi, name: str) -> dict[str, Any] | None:
     return node if ready else None
 
 
-def read_certs_secret(api: KubeApi) -> dict[str, bytes]:
-    """The sealed values of ``kube-system/kubeadm-certs``; a missing Secret is one line with the fix."""
+CERTS_SECRET_MISSING = (
+    f"Secret {NAMESPACE}/{CERTS_SECRET} was not found: the uploaded certificates expired or were never "
+    f'uploaded; run "{UPLOAD_CERTS_COMMAND}" on a control-plane node and join with the key it prints'
+)
+
+
+def read_certs_secret(api: KubeApi) -> dict[str, bytes] | None:
+    """The sealed values of ``kube-system/kubeadm-certs``; None when there is no such Secret (expired,
+    or never uploaded: :data:`CERTS_SECRET_MISSING` says what to do)."""
     secret = _token_call(
         f"Secret {NAMESPACE}/{CERTS_SECRET}",
         api.credentials.server,
         lambda: api.read("Secret", NAMESPACE, CERTS_SECRET),
     )
     if secret is None:
-        raise PhaseError(
-            f"Secret {NAMESPACE}/{CERTS_SECRET} was not found: the uploaded certificates expired or were "
-            f'never uploaded; run "{UPLOAD_CERTS_COMMAND}" on a control-plane node and join with the key '
-            "it prints"
-        )
+        return None
     data = secret.get("data") or {}
     return {str(k): base64.b64decode(v or "") for k, v in data.items()}
 
