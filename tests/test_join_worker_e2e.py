@@ -374,3 +374,46 @@ def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
         "/var/lib/kubelet/kubeadm-flags.env",
     } <= set(plan["kubelet-start"]["files"])
     assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()
+
+
+def test_a_worker_joins_with_a_discovery_file_and_the_tls_bootstrap_token(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    import base64
+
+    node, doc, api = cluster
+    discovery = tmp_path / "cluster.conf"  # what an admin would hand out: server and CA, no credentials
+    ca = (node.rootfs / "etc/kubernetes/pki/ca.crt").read_bytes()
+    discovery.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": api.url,
+                            "certificate-authority-data": base64.b64encode(ca).decode(),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": ""}}],
+                "current-context": "c",
+            }
+        )
+    )
+    rootfs = tmp_path / "file-b"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    cfg = join_config(tmp_path, "worker-file")
+    args = [
+        tool("bootstrap"), "join", "--discovery-file", str(discovery),
+        "--tls-bootstrap-token", _details(doc)["token"],
+        "--config", str(cfg), "--rootfs", str(rootfs), "-o", "json",
+    ]  # fmt: skip
+    with kubelet_once_configured(rootfs):
+        code, result, stderr = run(args)
+        assert code == 0, stderr
+        assert statuses(result)["kubelet-wait-bootstrap"] == ("ran", True)
+        assert CoreV1Api(node_client(rootfs)).read_node("worker-file").metadata.name == "worker-file"
