@@ -22,6 +22,7 @@ from bootstrap.etcd.learner import (
     AddedLearner,
     add_learner,
     diagnose_local_member,
+    existing_etcd_flags,
     initial_cluster,
     initial_cluster_to_render,
     promote_learner,
@@ -110,7 +111,7 @@ def test_a_rerun_keeps_the_initial_cluster_already_written_once_the_member_votes
     assert initial_cluster_to_render(None, AddedLearner(1, grown, False, True)) == grown
 
 
-def test_a_joining_members_manifest_carries_the_cluster_and_existing_state() -> None:
+def test_a_joining_members_manifest_carries_the_cluster_and_existing_state(tmp_path: Path) -> None:
     import kubernetes_validate
 
     cfg = load_config(
@@ -129,6 +130,11 @@ def test_a_joining_members_manifest_carries_the_cluster_and_existing_state() -> 
     assert {k: v for k, v in joining.items() if not k.startswith("initial-cluster")} == {
         k: v for k, v in first.items() if k != "initial-cluster"
     }
+    manifest = tmp_path / "etcd.yaml"
+    manifest.write_text(render("etcd", cfg, host, etcd_join=EtcdJoin(value)).text)
+    on_disk = existing_etcd_flags(manifest)
+    assert on_disk is not None and on_disk["initial-cluster"] == value
+    assert existing_etcd_flags(tmp_path / "absent.yaml") is None
     kubernetes_validate.validate(
         render("etcd", cfg, host, etcd_join=EtcdJoin(value)).pod, "1.34.0", strict=True
     )

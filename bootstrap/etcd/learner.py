@@ -188,6 +188,9 @@ def _give_up(
         "see the etcd container's log on this node (crictl logs) for why it did not reach the cluster"
     )
     cleanup = _remove_stale(client, learner)
+    if started and cleanup.startswith("the learner was removed"):
+        # a removed member's data dir is refused by etcd ever after
+        cleanup += "; empty this node's etcd data dir (bootstrap reset) before joining again"
     return EtcdError(
         f"etcd learner {learner.hex_id} {what}: {cause}; {cleanup}",
         failure.reason if failure is not None else Reason.TIMEOUT,
