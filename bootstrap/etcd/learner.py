@@ -91,7 +91,7 @@ def add_learner(
         try:
             added, after = client.add_learner(peer_url)
         except EtcdError as exc:
-            if exc.reason is Reason.PEER_URL_EXISTS:
+            if exc.reason is Reason.PEER_URL_EXISTS and clock() < deadline:
                 continue  # added by a concurrent call or a lost answer: the next list shows it
             if exc.reason not in (Reason.UNHEALTHY_CLUSTER, Reason.TOO_MANY_LEARNERS):
                 raise
