@@ -16,6 +16,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -389,6 +390,47 @@ def test_the_state_outlives_a_restart_of_an_api_server(node: Node, etcd: Manifes
             next(events)
         events.close()
         assert gone.value.status == 410
+
+
+def readyz(api: ApiServerStandin, rootfs: Path) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(rootfs / PKI / "ca.crt"))
+    try:
+        with urllib.request.urlopen(f"{api.url}/readyz", context=context, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_an_api_server_whose_etcd_is_down_is_not_ready_and_catches_up_when_it_returns(
+    node: Node, etcd: ManifestProcess
+) -> None:
+    with two_apis(node) as (a, b), core_api(node, a) as core_a, core_api(node, b) as core_b:
+        before = core_a.create_namespaced_config_map("default", config_map("before"))
+        etcd.stop()
+        code, body = readyz(a, node.rootfs)
+        assert code == 500 and "[-]etcd failed" in body
+        with pytest.raises(ApiException) as unavailable:
+            core_a.read_namespaced_config_map("before", "default")
+        assert unavailable.value.status == 503
+        etcd.start()
+        wait_for(
+            lambda: readyz(a, node.rootfs)[0] == 200 and readyz(b, node.rootfs)[0] == 200, 20, what="ready"
+        )
+        after = core_b.create_namespaced_config_map("default", config_map("after"))
+        # A's watch resumed from the last revision it had applied: its log has B's write.
+        events = watch.Watch().stream(
+            core_a.list_namespaced_config_map,
+            "default",
+            resource_version=before.metadata.resource_version,
+            timeout_seconds=10,
+            _request_timeout=15,
+        )
+        try:
+            seen = next(events)
+        finally:
+            events.close()
+        assert (seen["type"], seen["object"].metadata.name) == ("ADDED", "after")
+        assert seen["object"].metadata.resource_version == after.metadata.resource_version
 
 
 def test_the_controllers_of_two_api_servers_do_not_fight(node: Node, etcd: ManifestProcess) -> None:

@@ -732,10 +732,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _non_resource(self, path: str) -> bool:
         base = path.split("/")[1] if path != "/" else ""
         if f"/{base}" in ("/livez", "/readyz", "/healthz"):
-            if "verbose" in self.query:
-                lines = [f"[+]{c} ok" for c in HEALTH_CHECKS]
+            # The etcd check fails while the store cannot reach its backend (a store on etcd).
+            failed = {"etcd"} if self.store.health() is not None else set()
+            if "verbose" in self.query or failed:
+                lines = [
+                    f"[-]{c} failed: reason withheld" if c in failed else f"[+]{c} ok" for c in HEALTH_CHECKS
+                ]
+                verdict = "failed" if failed else "passed"
                 self._send(
-                    200, ("\n".join(lines) + f"\n{base} check passed\n").encode(), "text/plain; charset=utf-8"
+                    500 if failed else 200,
+                    ("\n".join(lines) + f"\n{base} check {verdict}\n").encode(),
+                    "text/plain; charset=utf-8",
                 )
             else:
                 self._send(200, b"ok", "text/plain; charset=utf-8")

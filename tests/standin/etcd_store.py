@@ -60,6 +60,7 @@ PREFIX = "/registry/"
 CONNECT_WAIT = 60.0  # how long an API server waits for etcd to answer before it gives up (exits)
 CONNECT_RETRY = 0.1
 REQUEST_TIMEOUT = 5.0  # every call to etcd but the watch stream
+HEALTH_TIMEOUT = 2.0  # the API server's etcd health check
 APPLY_TIMEOUT = 10.0  # a write waits this long for the watch to bring its revision back
 WATCH_RETRY = 0.2  # after a broken watch stream, a new one from the last applied revision
 IDLE_CONNECTIONS = 8
@@ -134,7 +135,7 @@ class EtcdGateway:
     def _connection(self, timeout: float | None) -> _Connection:
         return _Connection(self.host, self.port, self.context, timeout, self.netns)
 
-    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def call(self, method: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
         """``POST /v3/<method>`` with ``body``; the decoded answer, or :class:`EtcdUnavailable`."""
         payload = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
@@ -142,7 +143,10 @@ class EtcdGateway:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             reused = conn is not None
-            conn = conn or self._connection(REQUEST_TIMEOUT)
+            conn = conn or self._connection(timeout)
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
             try:
                 conn.request("POST", f"/v3/{method}", body=payload, headers=headers)
                 response = conn.getresponse()
@@ -415,6 +419,16 @@ class EtcdStore(Store):
         )
         self._wait_applied(revision)
         return revision
+
+    def health(self) -> str | None:
+        """Unhealthy while the watch is down or etcd does not answer a linearizable read (no quorum)."""
+        if self._watch_conn is None:
+            return f"etcd watch down: {self.watch_error or 'not started'}"
+        try:
+            self.gateway.call("kv/range", {"key": _b64(PREFIX), "count_only": True}, timeout=HEALTH_TIMEOUT)
+        except EtcdUnavailable as exc:
+            return str(exc)
+        return None
 
     def _call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
