@@ -28,6 +28,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from tests.standin import etcd_store
 from tests.standin.apiserver import ApiServerStandin
 from tests.standin.components import ManifestProcess
 from tests.standin.etcd_store import EtcdStore
@@ -460,6 +461,43 @@ def test_the_controllers_of_two_api_servers_do_not_fight(node: Node, etcd: Manif
         )
         assert info.count("..") == 1  # a detached JWS
         assert a.controllers.errors == [] and b.controllers.errors == []
+
+
+def test_the_kubelets_api_server_waits_for_etcd_then_exits_and_is_restarted_until_etcd_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on a joining control-plane node, the kube-apiserver manifest is there before etcd's: the
+    API server waits for etcd (here 1 s), gives up as a container exit, is restarted, and serves
+    once the etcd manifest appears and the kubelet runs it."""
+    monkeypatch.setattr(etcd_store, "CONNECT_WAIT", 1.0)
+    rootfs = tmp_path / "rootfs"
+    version = kubernetes_version_for(etcd_version(etcd_binary("etcd")))
+    ports = prepare_rootfs(rootfs, extra=("--kubernetes-version", version))
+    manifest = rootfs / "etc/kubernetes/manifests/etcd.yaml"
+    parked = tmp_path / "etcd.yaml"
+    manifest.rename(parked)
+    kubelet = KubeletStandin(
+        rootfs, binaries={"etcd": etcd_binary("etcd")}, api_store="etcd", rescan_interval=0.1
+    )
+    kubelet.start()
+    try:
+
+        def apiserver_restarted() -> Any:
+            pods = [p for p in kubelet.pods.values() if p.is_apiserver]
+            return pods and pods[0].restart_count >= 1 and pods[0].last_terminated
+
+        last = wait_for(apiserver_restarted, 20, what="the API server to give up and be restarted")
+        assert "etcd did not answer within 1s" in last["terminated"]["message"]
+        assert last["terminated"]["exitCode"] == 1
+        assert kubelet.api is None or not kubelet.api.running
+        parked.rename(manifest)
+        api = wait_for(
+            lambda: kubelet.api if kubelet.api and kubelet.api.running else None, 30, what="serving"
+        )
+        with core_api(Node(rootfs, ports), api) as core:
+            assert "kube-system" in {n.metadata.name for n in core.list_namespace().items}
+    finally:
+        kubelet.stop()
 
 
 def _gateway_range(rootfs: Path, url: str, prefix: str) -> list[dict[str, Any]]:

@@ -537,14 +537,14 @@ class ApiServerOnEtcd:
         rootfs: Path,
         *,
         netns: str | None = None,
-        connect_wait: float = CONNECT_WAIT,
+        connect_wait: float | None = None,
     ) -> None:
         from tests.standin.apiserver import ApiServerStandin
 
         self.store = EtcdStore.for_apiserver(pod, rootfs, netns=netns)
         self.server = ApiServerStandin.from_manifest(pod, rootfs, store=self.store)
         self.netns = netns
-        self.connect_wait = connect_wait
+        self.connect_wait = CONNECT_WAIT if connect_wait is None else connect_wait
         self.failed: str | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
