@@ -1343,11 +1343,7 @@ class ApiServerStandin:
         """From the kube-apiserver static pod: address, port and TLS files (host paths under ``rootfs``)."""
         containers = (pod.get("spec") or {}).get("containers") or []
         container = next((c for c in containers if c.get("name") == "kube-apiserver"), containers[0])
-        flags: dict[str, str] = {}
-        for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
-            if arg.startswith("--") and "=" in arg:
-                key, value = arg[2:].split("=", 1)
-                flags[key] = value
+        flags = manifest_flags(pod, "kube-apiserver")
         image = str(container.get("image", ""))
         version = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "v1.34.2"
 
@@ -1484,6 +1480,19 @@ class ApiServerStandin:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def manifest_flags(pod: dict[str, Any], container: str) -> dict[str, str]:
+    """The ``--name=value`` flags (command and args) of ``container`` in a static pod (else of its
+    first container)."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    found = next((c for c in containers if c.get("name") == container), containers[0] if containers else {})
+    flags: dict[str, str] = {}
+    for arg in [*(found.get("command") or []), *(found.get("args") or [])]:
+        if isinstance(arg, str) and arg.startswith("--") and "=" in arg:
+            name, value = arg[2:].split("=", 1)
+            flags[name] = value
+    return flags
 
 
 def _controller_manager_signing(rootfs: Path, apiserver_pod: dict[str, Any]) -> tuple[Path, Path] | None:

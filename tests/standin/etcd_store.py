@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.netns import enter_for_good, entered
+from tests.standin.apiserver import ApiServerStandin, manifest_flags
 from tests.standin.store import (
     RESOURCES,
     ApiError,
@@ -218,18 +219,6 @@ def _encode(obj: Obj) -> str:
     body = copy.deepcopy(obj)
     body["metadata"].pop("resourceVersion", None)
     return _b64(json.dumps(body, separators=(",", ":")))
-
-
-def manifest_flags(pod: dict[str, Any], container: str) -> dict[str, str]:
-    """``--name=value`` flags of ``container`` in a static pod (command and args)."""
-    containers = (pod.get("spec") or {}).get("containers") or []
-    found = next((c for c in containers if c.get("name") == container), containers[0] if containers else {})
-    flags: dict[str, str] = {}
-    for arg in [*(found.get("command") or []), *(found.get("args") or [])]:
-        if isinstance(arg, str) and arg.startswith("--") and "=" in arg:
-            name, value = arg[2:].split("=", 1)
-            flags[name] = value
-    return flags
 
 
 class EtcdStore(Store):
@@ -539,8 +528,6 @@ class ApiServerOnEtcd:
         netns: str | None = None,
         connect_wait: float | None = None,
     ) -> None:
-        from tests.standin.apiserver import ApiServerStandin
-
         self.store = EtcdStore.for_apiserver(pod, rootfs, netns=netns)
         self.server = ApiServerStandin.from_manifest(pod, rootfs, store=self.store)
         self.netns = netns
@@ -575,12 +562,12 @@ class ApiServerOnEtcd:
 
     def stop(self) -> None:
         with self._lock:
-            self._stopped = True
-        self.store.stop()  # first: a start-up still waiting for etcd gives up now
+            self._stopped = True  # a start-up past its wait for etcd does not serve now
+        self.server.stop()
+        self.store.stop()  # a start-up still waiting for etcd gives up
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.server.stop()
 
 
 __all__ = ["ApiServerOnEtcd", "EtcdGateway", "EtcdStore", "EtcdUnavailable", "etcd_key", "parse_key"]
