@@ -9,7 +9,9 @@ token cleaner and CSR approver/signer run beside it (:mod:`tests.standin.control
 tests can move forward (:meth:`ApiServerStandin.advance_clock`).
 CRUD, ``/status``, selectors, merge/strategic/JSON patches, watch with replay and ``410 Gone``,
 pagination, discovery and ``Table`` output for ``kubectl get``. Objects live in a :class:`Store` that
-outlives :meth:`ApiServerStandin.stop` (like etcd), so ``start()`` again is a restart.
+outlives :meth:`ApiServerStandin.stop` (like etcd), so ``start()`` again is a restart; with an
+``EtcdStore`` (:mod:`tests.standin.etcd_store`) they live in a real etcd, and several stand-ins on it
+share them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ manifest names (``--etcd-servers``, ``--etcd-cafile``, ``--etcd-certfile``, ``--
   feeds ``objects``, the event log and ``cond``: every list/watch path of the API stand-in works
   unchanged on that cache. A write returns once the watch has applied its revision (read your
   writes); a client's GET reads etcd, a client's LIST first waits until the cache has reached etcd's
-  current revision (as the real server's consistent reads from its watch cache do). The local event
+  current revision (as the real server's consistent reads from its watch cache do); the server's own
+  reads (authentication, authorization, controllers) use the cache, as the real server's informers
+  do. ``health()`` (the API server's ``etcd`` check in ``/livez``, ``/readyz``) fails while the watch
+  is down or etcd does not answer a linearizable read. The local event
   log starts when the store does (a watch from before that gets ``410 Gone``, as a real server's
   watch cache does after a restart) and is compacted as the in-memory store's is;
 * in a network namespace (a multi-node test) every socket to etcd is made inside the node's
