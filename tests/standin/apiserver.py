@@ -9,7 +9,9 @@ token cleaner and CSR approver/signer run beside it (:mod:`tests.standin.control
 tests can move forward (:meth:`ApiServerStandin.advance_clock`).
 CRUD, ``/status``, selectors, merge/strategic/JSON patches, watch with replay and ``410 Gone``,
 pagination, discovery and ``Table`` output for ``kubectl get``. Objects live in a :class:`Store` that
-outlives :meth:`ApiServerStandin.stop` (like etcd), so ``start()`` again is a restart.
+outlives :meth:`ApiServerStandin.stop` (like etcd), so ``start()`` again is a restart; with an
+``EtcdStore`` (:mod:`tests.standin.etcd_store`) they live in a real etcd, and several stand-ins on it
+share them.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from tests.standin.authorizer import allowed, resource_named
 from tests.standin.controllers import KUBELET_CLIENT_SIGNER, Controllers, valid_token
 from tests.standin.store import (
     RESOURCES,
+    WRITE_ATTEMPTS,
     ApiError,
     Event,
     Obj,
     Resource,
     Store,
+    conflict,
     gone,
     resource_by_name,
 )
@@ -730,10 +734,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _non_resource(self, path: str) -> bool:
         base = path.split("/")[1] if path != "/" else ""
         if f"/{base}" in ("/livez", "/readyz", "/healthz"):
-            if "verbose" in self.query:
-                lines = [f"[+]{c} ok" for c in HEALTH_CHECKS]
+            # The etcd check fails while the store cannot reach its backend (a store on etcd).
+            failed = {"etcd"} if self.store.health() is not None else set()
+            if "verbose" in self.query or failed:
+                lines = [
+                    f"[-]{c} failed: reason withheld" if c in failed else f"[+]{c} ok" for c in HEALTH_CHECKS
+                ]
+                verdict = "failed" if failed else "passed"
                 self._send(
-                    200, ("\n".join(lines) + f"\n{base} check passed\n").encode(), "text/plain; charset=utf-8"
+                    500 if failed else 200,
+                    ("\n".join(lines) + f"\n{base} check {verdict}\n").encode(),
+                    "text/plain; charset=utf-8",
                 )
             else:
                 self._send(200, b"ok", "text/plain; charset=utf-8")
@@ -826,7 +837,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif verb == "list":
             self._list(res, namespace)
         elif verb == "get":
-            self._json(200, self.store.get(res, ns, name))
+            self._json(200, self.store.get(res, ns, name, consistent=True))
         elif verb == "create":
             if sub == "binding":
                 self._bind(res, ns, name)
@@ -1004,7 +1015,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(400, "BadRequest", f"invalid resource version: {rv_param!r}") from exc
                 if rv < store.compacted:
                     raise gone(rv, store.compacted)
-            items, rv = store.list(res, namespace, match)
+            items, rv = store.list(res, namespace, match, consistent=True)
         start = ""
         if token := self.query.get("continue"):
             try:
@@ -1045,9 +1056,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _patch(self, res: Resource, ns: str, name: str, sub: str) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         body = self._json_body()
+        # A patch applies to whatever is stored: when another API server sharing the store wrote the
+        # object between the read and the write, it is applied again to the new state (as the real
+        # server's update loop does), unless the patch itself names a resourceVersion.
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                self._patch_once(res, ns, name, sub, ctype, body)
+                return
+            except ApiError as err:
+                if err.reason != "Conflict" or _patch_pins_version(body):
+                    raise
+        raise conflict(res, name)
+
+    def _patch_once(self, res: Resource, ns: str, name: str, sub: str, ctype: str, body: Any) -> None:
         store = self.store
         with store.lock:
-            current = store.get_or_none(res, ns, name)
+            current = store.get_or_none(res, ns, name, consistent=True)
             if current is None:
                 if ctype == "application/apply-patch+yaml" and not sub and isinstance(body, dict):
                     self._json(201, store.create(res, ns, body, dry_run=self._dry_run()))
@@ -1079,7 +1103,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._json_body() if self._raw_body.strip() else None
         preconditions = (body or {}).get("preconditions") if isinstance(body, dict) else None
         if self._dry_run():
-            obj = self.store.get(res, ns, name)
+            obj = self.store.get(res, ns, name, consistent=True)
         else:
             obj = self.store.delete(res, ns, name, preconditions)
         if res.returns_deleted or obj["metadata"].get("deletionTimestamp"):
@@ -1095,7 +1119,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _delete_collection(self, res: Resource, namespace: str | None) -> None:
         match = self._matcher(res, self.query.get("fieldSelector", ""))
-        items, _ = self.store.list(res, namespace, match)
+        items, _ = self.store.list(res, namespace, match, consistent=True)
         deleted = []
         for item in items:
             with contextlib.suppress(ApiError):
@@ -1119,7 +1143,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not target:
             raise ApiError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value')
         with self.store.lock:
-            pod = self.store.get(res, ns, name)
+            pod = self.store.get(res, ns, name, consistent=True)
             if (pod.get("spec") or {}).get("nodeName"):
                 raise ApiError(
                     409,
@@ -1144,7 +1168,7 @@ class _Handler(BaseHTTPRequestHandler):
         pending: list[tuple[str, Obj]] = []
         with store.lock:
             if rv_param in ("", "0") or send_initial:
-                items, last = store.list(res, namespace, match)
+                items, last = store.list(res, namespace, match, consistent=True)
                 pending = [("ADDED", item) for item in items]
             else:
                 try:
@@ -1231,6 +1255,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
 
+def _patch_pins_version(body: Any) -> bool:
+    """Whether a patch sets ``metadata.resourceVersion`` (then a conflict is the client's to handle)."""
+    if isinstance(body, dict):
+        meta = body.get("metadata")
+        return isinstance(meta, dict) and bool(meta.get("resourceVersion"))
+    if isinstance(body, list):
+        return any(isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in body)
+    return False
+
+
 def _key(obj: Obj) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
@@ -1311,11 +1345,7 @@ class ApiServerStandin:
         """From the kube-apiserver static pod: address, port and TLS files (host paths under ``rootfs``)."""
         containers = (pod.get("spec") or {}).get("containers") or []
         container = next((c for c in containers if c.get("name") == "kube-apiserver"), containers[0])
-        flags: dict[str, str] = {}
-        for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
-            if arg.startswith("--") and "=" in arg:
-                key, value = arg[2:].split("=", 1)
-                flags[key] = value
+        flags = manifest_flags(pod, "kube-apiserver")
         image = str(container.get("image", ""))
         version = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "v1.34.2"
 
@@ -1452,6 +1482,19 @@ class ApiServerStandin:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def manifest_flags(pod: dict[str, Any], container: str) -> dict[str, str]:
+    """The ``--name=value`` flags (command and args) of ``container`` in a static pod (else of its
+    first container)."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    found = next((c for c in containers if c.get("name") == container), containers[0] if containers else {})
+    flags: dict[str, str] = {}
+    for arg in [*(found.get("command") or []), *(found.get("args") or [])]:
+        if isinstance(arg, str) and arg.startswith("--") and "=" in arg:
+            name, value = arg[2:].split("=", 1)
+            flags[name] = value
+    return flags
 
 
 def _controller_manager_signing(rootfs: Path, apiserver_pod: dict[str, Any]) -> tuple[Path, Path] | None:
