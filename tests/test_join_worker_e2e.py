@@ -21,6 +21,9 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client import CoreV1Api
 
+from bootstrap.cluster.client import KubeApi
+from bootstrap.cluster.joining import etcd_client_urls
+from bootstrap.phases.etcd_join import peer_cert_problem
 from tests.conftest import files_under
 from tests.standin.harness import admin_client, free_ports, kubelet_once_configured
 from tests.standin.tls_bootstrap import map_file_refs
@@ -353,6 +356,27 @@ def test_control_plane_prepare_downloads_the_shared_certs_and_makes_this_nodes_o
     code, again, stderr = run(args)
     assert code == 0, stderr
     assert not again["changed"], [p["path"] for p in again["phases"] if p["changed"]]
+
+    # etcd-join's guard, on the certificate this node made: its own address passes; a peer
+    # certificate made for another address is refused before any member is added.
+    assert peer_cert_problem(pki / "etcd/peer.crt", "127.0.0.2") is None
+    problem = peer_cert_problem(pki / "etcd/peer.crt", "10.9.9.9")
+    assert problem is not None and "does not carry this node's address 10.9.9.9" in problem
+    assert "no etcd member was added" in problem and "control-plane-prepare/certs/etcd-peer" in problem
+
+
+def test_etcd_join_finds_the_members_client_urls_on_the_etcd_mirror_pods(
+    cluster: tuple[Node, dict[str, Any], Any],
+) -> None:
+    node = cluster[0]
+    etcd_pod = (node.rootfs / "etc/kubernetes/manifests/etcd.yaml").read_text()
+    advertised = re.search(r"etcd.advertise-client-urls: (\S+)", etcd_pod)
+    assert advertised is not None
+    api = KubeApi(node.rootfs / "etc/kubernetes/super-admin.conf")
+    try:
+        assert etcd_client_urls(api, timeout=30) == [advertised[1]]
+    finally:
+        api.close()
 
 
 def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
