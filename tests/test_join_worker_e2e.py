@@ -309,7 +309,7 @@ def test_control_plane_prepare_downloads_the_shared_certs_and_makes_this_nodes_o
     ):
         assert (pki / name).read_bytes() == (a_pki / name).read_bytes(), name
         mode = (pki / name).stat().st_mode & 0o777
-        assert mode == (0o600 if name.endswith(".key") else 0o644), (name, oct(mode))
+        assert mode == (0o600 if name.endswith((".key", ".pub")) else 0o644), (name, oct(mode))
     # This node's own leaf certificates, from the downloaded CAs, with its own addresses (openssl).
     for name, ca in (
         ("apiserver", "ca"),
@@ -441,3 +441,32 @@ def test_a_worker_joins_with_a_discovery_file_and_the_tls_bootstrap_token(
         assert code == 0, stderr
         assert statuses(result)["kubelet-wait-bootstrap"] == ("ran", True)
         assert CoreV1Api(node_client(rootfs)).read_node("worker-file").metadata.name == "worker-file"
+
+
+def test_a_control_plane_dry_run_plans_every_phase_and_writes_nothing(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    rootfs = tmp_path / "dry-cp"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    planted = files_under(rootfs)
+    cfg = join_config(tmp_path, "dry-cp")
+    args = join_args(cluster, rootfs, cfg, "--dry-run", "--control-plane", "--certificate-key", KEY)
+    args += ["--apiserver-advertise-address", "127.0.0.2", "--ignore-preflight-errors", "all"]
+    code, doc, stderr = run(args)
+    assert code == 0, stderr
+    plan = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
+    assert plan["control-plane-prepare/download-certs"]["wouldChange"]
+    assert sorted(plan["control-plane-prepare/certs/apiserver"]["files"]) == [
+        "/etc/kubernetes/pki/apiserver.crt",
+        "/etc/kubernetes/pki/apiserver.key",
+    ]
+    assert plan["etcd-join"]["files"] == ["/etc/kubernetes/manifests/etcd.yaml"]
+    etcd_pod = doc["dryRunPlan"]["manifests"]["etcd.yaml"]
+    # (This test cluster's ClusterConfiguration pins cp1's etcd URLs in extraArgs, which win, as in kubeadm.)
+    assert "--initial-cluster-state=existing" in etcd_pod and "--name=dry-cp" in etcd_pod
+    assert plan["control-plane-prepare/control-plane/kube-apiserver"]["wouldChange"]
+    assert all(s["status"] != "skipped" for s in plan.values()), [
+        p for p, s in plan.items() if s["status"] == "skipped"
+    ]
+    assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()
