@@ -223,6 +223,7 @@ def test_a_worker_joins_reruns_unchanged_and_resets(
             "a Node named 'cp1' already exists in the cluster and is Ready, and this machine is not it",
         ),
         ("unreachable", "cannot reach the API server at https://127.0.0.1:"),
+        ("no-certificate-key", "no --certificate-key, and the shared certificates are not on this node"),
     ],
 )
 def test_a_refused_join_says_why_and_writes_nothing(
@@ -246,11 +247,13 @@ def test_a_refused_join_says_why_and_writes_nothing(
             "--apiserver-advertise-address",
             "127.0.0.1",
         ]
+    if case == "no-certificate-key":
+        args += ["--control-plane", "--apiserver-advertise-address", "127.0.0.1"]
     if case == "unreachable":
         (closed,) = free_ports(1)  # free: nobody listens there
         args[2] = f"127.0.0.1:{closed}"
     code, doc, stderr = run(args)
-    assert code == (4 if case == "name-taken" else 1), stderr
+    assert code == (4 if case in ("name-taken", "no-certificate-key") else 1), stderr
     message = doc["error"]["message"]
     assert cause in message and "\n" not in message
     fixes = {
@@ -258,6 +261,7 @@ def test_a_refused_join_says_why_and_writes_nothing(
         "unknown-token": "bootstrap token create --print-join-command",
         "wrong-certificate-key": "bootstrap init phase upload-certs --upload-certs",
         "name-taken": "--node-name",
+        "no-certificate-key": "bootstrap init phase upload-certs --upload-certs",
         "unreachable": "check the address and port",
     }
     assert fixes[case] in message
