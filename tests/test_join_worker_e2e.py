@@ -10,6 +10,7 @@ SANs, kubeconfigs, manifests) runs as ``join phase control-plane-prepare`` again
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -390,8 +391,24 @@ def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
     rootfs.mkdir()
     plant_host_tools(rootfs)
     planted = files_under(rootfs)
-    code, doc, stderr = run(join_args(cluster, rootfs, join_config(tmp_path, "dry-b"), "--dry-run"))
+    cfg = join_config(tmp_path, "dry-b")
+    text = cfg.read_text().replace(
+        "  name: dry-b\n", "  name: dry-b\n  taints:\n  - {key: dedicated, value: gpu, effect: NoSchedule}\n"
+    )
+    cfg.write_text(text)
+    kept = tmp_path / "dry-out"  # the dry run's directory, kept to read what it would write
+    proc = subprocess.run(
+        join_args(cluster, rootfs, cfg, "--dry-run"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "BOOTSTRAP_DRYRUN_DIR": str(kept)},
+    )
+    code, doc, stderr = proc.returncode, json.loads(proc.stdout), proc.stderr
     assert code == 0, stderr
+    # A worker's taints go to its kubelet, which registers the node with them (kubeadm's way).
+    flags = (kept / "var/lib/kubelet/kubeadm-flags.env").read_text()
+    assert "--register-with-taints=dedicated=gpu:NoSchedule" in flags
     plan = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
     assert plan["preflight"]["status"] == "ran"
     assert plan["kubelet-start"]["wouldChange"]
