@@ -132,15 +132,16 @@ def test_manifests_still_asks_the_api_for_mirror_pods_when_something_listens(
 AFTER_MANIFESTS = (
     "kubelet-start,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command"
 )
-# Records every KeySource.prefetch call: whether the config model (pydantic) was loaded yet, the
-# algorithm and the count; then runs the real entry point.
+# Records every KeySource.prefetch call: whether the config loader was loaded yet (a run without a file
+# never needs pydantic, so its import tells nothing), the algorithm and the count; then runs the real
+# entry point.
 PREFETCH_SPY = (
     "import json, sys\n"
     "import bootstrap.pki.keys as keys\n"
     "calls = []\n"
     "real = keys.KeySource.prefetch\n"
     "def spy(self, count):\n"
-    "    calls.append(['pydantic' in sys.modules, self.algorithm, count])\n"
+    "    calls.append(['bootstrap.config.loader' in sys.modules, self.algorithm, count])\n"
     "    return real(self, count)\n"
     "keys.KeySource.prefetch = spy\n"
     "from bootstrap.cli.main import main\n"
