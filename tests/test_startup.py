@@ -88,7 +88,7 @@ def accepting_port() -> Iterator[int]:
 
 def manifests_on_a_node(cli: CliRunner, rootfs: Path, api_port: int) -> dict[str, object]:
     """Make the CA and admin.conf (server https://127.0.0.1:<api_port>), then run ``phase manifests`` in
-    a fresh interpreter; its exit code and whether it loaded the Kubernetes client."""
+    a fresh interpreter; its exit code and whether it loaded the Kubernetes client (and ssl)."""
     node = ["--rootfs", str(rootfs), "--node-name", NODE, "--advertise-address", "127.0.0.1"]
     node += ["--apiserver-bind-port", str(api_port)]
     for phase in ("certs/ca", "kubeconfig/admin"):
@@ -97,7 +97,8 @@ def manifests_on_a_node(cli: CliRunner, rootfs: Path, api_port: int) -> dict[str
     script = (
         "import json, sys; from bootstrap.cli.main import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
-        "print(json.dumps({'code': code, 'kubernetes': 'kubernetes' in sys.modules}))"
+        "print(json.dumps({'code': code, 'kubernetes': 'kubernetes' in sys.modules,"
+        " 'ssl': 'ssl' in sys.modules}))"
     )
     # Straight to the endpoint, as on a node without a proxy (with one, the client would be asked).
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -119,14 +120,14 @@ def test_manifests_on_a_fresh_node_does_not_import_the_kubernetes_client(
     cli: CliRunner, rootfs: Path, closed_port: int
 ) -> None:
     # A fresh node: the CA and admin.conf exist, and nothing listens where admin.conf points.
-    assert manifests_on_a_node(cli, rootfs, closed_port) == {"code": 0, "kubernetes": False}
+    assert manifests_on_a_node(cli, rootfs, closed_port) == {"code": 0, "kubernetes": False, "ssl": False}
 
 
 def test_manifests_still_asks_the_api_for_mirror_pods_when_something_listens(
     cli: CliRunner, rootfs: Path, accepting_port: int
 ) -> None:
     # The client is consulted as before (its failure to get an answer is no error of the phase).
-    assert manifests_on_a_node(cli, rootfs, accepting_port) == {"code": 0, "kubernetes": True}
+    assert manifests_on_a_node(cli, rootfs, accepting_port) == {"code": 0, "kubernetes": True, "ssl": True}
 
 
 AFTER_MANIFESTS = (
