@@ -28,6 +28,7 @@ from bootstrap.config.model import (
     ClusterConfiguration,
     InitConfiguration,
     Timeouts,
+    aliases,
     given_fields,
 )
 from bootstrap.config.netdefaults import HostFacts
@@ -252,3 +253,23 @@ def test_a_run_without_a_config_file_never_imports_pydantic() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [7443, False]
+
+
+def test_every_yaml_key_is_the_one_pydantic_would_generate() -> None:
+    # The models name their keys without pydantic (model._camel); kubeadm's spelling must not drift.
+    from dataclasses import fields
+
+    from pydantic.alias_generators import to_camel
+
+    from bootstrap.config import join_model, model
+
+    documents = [
+        cls
+        for module in (model, join_model)
+        for cls in vars(module).values()
+        if isinstance(cls, type) and issubclass(cls, model._Model) and cls is not model._Model
+    ]
+    assert len(documents) >= 25
+    for cls in documents:
+        for f in fields(cls):
+            assert aliases(cls)[f.name] == f.metadata.get("alias", to_camel(f.name)), (cls, f.name)
