@@ -6,21 +6,20 @@ document in exactly one place, :func:`main`.
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from click.core import ParameterSource
 
 from bootstrap import __version__
 from bootstrap.cli import options
 from bootstrap.cli.cert_commands import certs
 from bootstrap.cli.config_commands import config
+from bootstrap.cli.join_command import join
+from bootstrap.cli.phase_commands import PhaseCli, PhaseTreeEpilog, phase_group
 from bootstrap.cli.token_commands import token
 from bootstrap.config.kubeadm_flags import KUBEADM_FLAGS
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
@@ -32,8 +31,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _split_list(value: str | None) -> list[str]:
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
+_split_list = options.split_list
 
 
 def _refuse_patches(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -130,18 +128,7 @@ def run_options(func: F) -> F:
 
 
 def skip_options(func: F) -> F:
-    func = click.option(
-        "--ignore-preflight-errors",
-        default="",
-        metavar="NAMES",
-        help="Preflight checks whose errors become warnings (comma-separated, or 'all').",
-    )(func)
-    return click.option(
-        "--skip-phases",
-        default="",
-        metavar="PHASES",
-        help="Phases to skip, comma-separated slash paths (e.g. certs/sa,kubeconfig).",
-    )(func)
+    return options.SKIP_PHASES(options.IGNORE_PREFLIGHT_ERRORS(func))
 
 
 def options_from(params: dict[str, Any]) -> RunOptions:
@@ -208,24 +195,6 @@ def _run(command: str, only: str | None, params: dict[str, Any]) -> None:
     run_phases(rd, command, steps)
 
 
-def _given(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
-
-
-def _with_parent_flags(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
-    """``bootstrap init --rootfs R phase certs``: a flag given to a parent command applies too."""
-    merged = dict(params)
-    taken = {name for name in params if _given(ctx, name)}
-    parent = ctx.parent
-    while parent is not None:
-        for name, value in parent.params.items():
-            if name in merged and name not in taken and _given(parent, name):
-                merged[name] = value
-                taken.add(name)
-        parent = parent.parent
-    return merged
-
-
 def _phases() -> Sequence[Phase]:
     """The phase tree, imported when a command first needs it: `bootstrap --help` and the commands
     that are not phases never do (building it imports every phase module and the cert table)."""
@@ -239,19 +208,6 @@ class BootstrapGroup(options.SuggestingGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
-
-
-class PhaseTreeEpilog(click.Group):
-    """A group whose epilog (when it has one) is followed by the phase tree, listed when the help is
-    shown rather than when the CLI is built."""
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        if self.epilog:
-            from bootstrap.workflow.tree import help_tree
-
-            formatter.write_paragraph()
-            with formatter.indentation():
-                formatter.write_text(inspect.cleandoc(f"{self.epilog}\n{help_tree(_phases())}"))
 
 
 class InitGroup(PhaseTreeEpilog, BootstrapGroup):
@@ -268,75 +224,6 @@ def cli(output: str, verbose: bool) -> None:
     """
 
 
-class PhaseGroup(PhaseTreeEpilog, options.SuggestingGroup):
-    """Commands generated from a list of phases, built when asked for; ``a/b`` paths resolve too.
-
-    A parent phase runs its whole subtree when no child is named, and has an ``all`` child.
-    """
-
-    def __init__(
-        self, *args: Any, phases: Callable[[], Sequence[Phase]], prefix: str = "", **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._phases = phases
-        self.prefix = prefix
-
-    @cached_property
-    def phases(self) -> dict[str, Phase]:
-        return {p.name: p for p in self._phases()}
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        head, _, rest = cmd_name.partition("/")
-        if head == "all" and self.prefix and not rest:
-            return _command_for(self.prefix.rstrip("/"), "all", None)
-        if head not in self.phases:
-            return super().get_command(ctx, cmd_name)
-        command = _command_for(f"{self.prefix}{head}", head, self.phases[head])
-        if rest:
-            return command.get_command(ctx, rest) if isinstance(command, click.Group) else None
-        return command
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return (["all"] if self.prefix else []) + list(self.phases)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        name = args[0] if args else ""
-        if args and not name.startswith("-") and self.get_command(ctx, name) is None:
-            from bootstrap.workflow.tree import all_paths
-
-            known = [p.removeprefix(self.prefix) for p in all_paths(_phases()) if p.startswith(self.prefix)]
-            where = f" under {self.prefix.rstrip('/')}" if self.prefix else ""
-            hint = options.did_you_mean(name, [*known, "all"])
-            raise UsageError(f"unknown phase {name!r}{where}{hint}", ctx)
-        return super().resolve_command(ctx, args)
-
-
-def _command_for(path: str, name: str, phase: Phase | None) -> click.Command:
-    """The command running ``path``: a leaf, a parent group, or (``phase`` None) a parent's ``all``."""
-
-    def callback(**params: Any) -> None:
-        ctx = click.get_current_context()
-        if isinstance(ctx.command, click.Group) and ctx.invoked_subcommand is not None:
-            return
-        _run("phase", path, _with_parent_flags(ctx, params))
-
-    if phase is None:
-        return click.Command(name, callback=callback, help="Run every sub-phase", params=_run_params())
-    if not phase.children:
-        return click.Command(name, callback=callback, help=phase.help, params=_run_params())
-    return PhaseGroup(
-        name,
-        callback=callback,
-        invoke_without_command=True,
-        help=f"{phase.help}. Without a sub-phase, runs them all.",
-        params=_run_params(),
-        phases=lambda: phase.children,
-        prefix=f"{path}/",
-    )
-
-
 def _run_params() -> list[click.Parameter]:
     def dummy(**_: Any) -> None:
         return None
@@ -344,13 +231,9 @@ def _run_params() -> list[click.Parameter]:
     return list(click.command()(skip_options(run_options(dummy))).params)
 
 
-phase = PhaseGroup(
-    "phase",
-    params=list(options.global_options(click.command()(lambda **_: None)).params),
-    help="Run one phase, or one subtree of phases, of init (as kubeadm init phase).",
-    epilog="\b\nPhases (run a parent to run its subtree; a/b paths and 'all' work too):",
-    phases=_phases,
-)
+INIT_CLI = PhaseCli(phases=_phases, run=_run, params=_run_params, command="phase")
+InitGroup.phase_cli = INIT_CLI
+phase = phase_group(INIT_CLI, "Run one phase, or one subtree of phases, of init (as kubeadm init phase).")
 
 
 @cli.group(
@@ -492,6 +375,7 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
 
 
 cli.add_command(phase)
+cli.add_command(join)
 cli.add_command(config)
 cli.add_command(certs)
 cli.add_command(token)

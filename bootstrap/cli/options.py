@@ -95,11 +95,28 @@ CONFIG = click.option(
     type=click.Path(path_type=Path),
     help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration).",
 )
+IGNORE_PREFLIGHT_ERRORS = click.option(
+    "--ignore-preflight-errors",
+    default="",
+    metavar="NAMES",
+    help="Preflight checks whose errors become warnings (comma-separated, or 'all').",
+)
+SKIP_PHASES = click.option(
+    "--skip-phases",
+    default="",
+    metavar="PHASES",
+    help="Phases to skip, comma-separated slash paths (e.g. certs/sa,kubeconfig).",
+)
 ROOTFS = click.option(
     "--rootfs",
     type=click.Path(path_type=Path, file_okay=False),
     help="Resolve every host path under this directory.",
 )
+
+
+def split_list(value: str | None) -> list[str]:
+    """The items of a comma-separated option value, stripped, empty ones dropped."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 def reporter(output: str, verbose: bool, kind: str) -> Reporter:

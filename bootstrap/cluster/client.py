@@ -34,6 +34,7 @@ __all__ = [
     "Reason",
     "admin_api",
     "current_cluster",
+    "kubeconfig_credentials",
     "read_kubeconfig",
 ]
 
@@ -88,6 +89,7 @@ class Credentials:
     ca_subject: str | None
     client_cert_pem: bytes | None
     client_key_pem: bytes | None
+    token: str | None = None  # a bearer token (a joining node's bootstrap token); never logged
 
     @property
     def trusted(self) -> str:
@@ -117,6 +119,12 @@ def read_kubeconfig(path: Path) -> Credentials:
         raise kubeconfig_error(path, f"not valid YAML{where}") from None
     if not isinstance(doc, dict):
         raise kubeconfig_error(path, "not a mapping")
+    return kubeconfig_credentials(path, doc)
+
+
+def kubeconfig_credentials(path: Path, doc: dict[str, Any]) -> Credentials:
+    """The credentials of the current context of the kubeconfig ``doc``, read from ``path`` (file
+    references are taken relative to it)."""
     context = _current_context(path, doc)
     cluster = _entry(path, doc, "clusters", "cluster", context.get("cluster"))
     user = _entry(path, doc, "users", "user", context.get("user"))
@@ -131,6 +139,7 @@ def read_kubeconfig(path: Path) -> Credentials:
         ca_subject=_ca_subject(path, ca_pem) if ca_pem is not None else None,
         client_cert_pem=_data(path, user, "client-certificate"),
         client_key_pem=_data(path, user, "client-key"),
+        token=token if isinstance(token := user.get("token"), str) and token else None,
     )
 
 
@@ -228,8 +237,11 @@ class KubeApi:
     failure show here, before any request.
     """
 
-    def __init__(self, kubeconfig: Path, on_forbidden: Callable[[ApiError], str] | None = None) -> None:
-        self.credentials = read_kubeconfig(kubeconfig)
+    def __init__(
+        self, kubeconfig: Path | Credentials, on_forbidden: Callable[[ApiError], str] | None = None
+    ) -> None:
+        # Credentials held in memory serve a joining node, whose bootstrap token is on no disk yet.
+        self.credentials = kubeconfig if isinstance(kubeconfig, Credentials) else read_kubeconfig(kubeconfig)
         try:
             from kubernetes import client
         except ImportError as exc:
@@ -401,8 +413,15 @@ class KubeApi:
     def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return _json(self._call(self.core.patch_node, name, patch))
 
-    def list_pods(self, namespace: str, field_selector: str | None = None) -> dict[str, Any]:
-        response = self._call(self.core.list_namespaced_pod, namespace, field_selector=field_selector)
+    def list_pods(
+        self, namespace: str, field_selector: str | None = None, label_selector: str | None = None
+    ) -> dict[str, Any]:
+        response = self._call(
+            self.core.list_namespaced_pod,
+            namespace,
+            field_selector=field_selector,
+            label_selector=label_selector,
+        )
         return _json(response)
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:

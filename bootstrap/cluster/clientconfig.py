@@ -79,4 +79,7 @@ def client_configuration(credentials: Credentials) -> tuple[Configuration, Memor
     except BaseException:
         files.close()
         raise
+    if credentials.token is not None:
+        configuration.api_key = {"authorization": credentials.token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
     return configuration, files

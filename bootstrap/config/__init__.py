@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         dump_cluster_configuration,
         dump_config,
         load_config,
+        load_config_text,
     )
     from bootstrap.config.model import (
         ACTED_FIELDS,
@@ -44,6 +45,7 @@ _EXPORTS = {
     "FLAG_FIELDS": "kubeadm_flags",
     "JOIN_FLAG_FIELDS": "kubeadm_flags",
     "load_join_config": "join",
+    "load_config_text": "loader",
     "JoinConfig": "join_model",
     "JoinConfiguration": "join_model",
     **dict.fromkeys(("default_config", "dump_cluster_configuration", "dump_config", "load_config"), "loader"),
@@ -69,6 +71,7 @@ __all__ = [
     "dump_config",
     "format_go_duration",
     "load_config",
+    "load_config_text",
     "load_join_config",
     "parse_go_duration",
 ]

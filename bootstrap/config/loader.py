@@ -67,9 +67,37 @@ def load_config(
     ignored. Flags win over the file. ``host`` supplies the hostname / default-route address
     detection (tests pass fakes). Raises :class:`ConfigError` listing every problem found.
     """
-    host = host or HostFacts()
     docs = _read_documents(path) if path is not None else []
-    source = str(path) if path is not None else "<defaults>"
+    return _load(docs, str(path) if path is not None else None, overrides, host)
+
+
+def load_config_text(
+    text: str,
+    source: str,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    host: HostFacts | None = None,
+) -> Config:
+    """As :func:`load_config`, from YAML ``text`` instead of a file; ``source`` names it in messages.
+
+    A joining control-plane node builds its init-shaped configuration this way: the cluster's
+    ClusterConfiguration with this node's own documents, checked by the same rules as init's."""
+    shown = validation.one_line(source)
+    try:
+        docs = load_documents(text, shown)
+    except YamlError as exc:
+        raise ConfigError(exc.problems) from None
+    return _load(docs, shown, overrides, host)
+
+
+def _load(
+    docs: Sequence[object],
+    named: str | None,
+    overrides: Mapping[str, object] | None,
+    host: HostFacts | None,
+) -> Config:
+    host = host or HostFacts()
+    source = named if named is not None else "<defaults>"
     problems: list[str] = []
     warnings: list[str] = []
     raw: dict[str, dict[str, Any]] = {}
@@ -103,7 +131,7 @@ def load_config(
                 "InitConfiguration/ClusterConfiguration, KubeletConfiguration or KubeProxyConfiguration"
             )
 
-    if path is not None and not raw and not problems:
+    if named is not None and not raw and not problems:
         # As kubeadm: a file must say something about the cluster; an empty one is almost always a mistake.
         problems.append(f"{source}: no InitConfiguration or ClusterConfiguration kind was found")
     nul_fields: set[str] = set()

@@ -1,0 +1,139 @@
+"""Adapter for join's ``preflight`` phase: discovery, the cluster's answers, then this node's checks.
+
+Discovery happens here, where kubeadm does it (when first needed, before anything is written), so
+a wrong CA hash, an unknown token or an unreachable endpoint stops the run with nothing on disk. The
+cluster checks follow: a Ready Node with this name is another machine unless this machine's own
+kubelet.conf authenticates as it (then the run converges); a control-plane join needs the cluster's
+controlPlaneEndpoint and the shared certificates (downloaded with ``--certificate-key`` and checked
+here, so a wrong key also stops the run before any write, or already on disk). The node checks of a
+worker are the ones that concern a kubelet; a control-plane node gets init's (see the tree).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bootstrap.results import Outcome
+
+if TYPE_CHECKING:
+    from bootstrap.host import preflight_checks
+    from bootstrap.workflow.joindata import JoinRunData
+    from bootstrap.workflow.rundata import RunData
+
+DRY_RUN_PREFIX = "[dryrun] would fail: "
+NO_ENDPOINT = (
+    "unable to add a new control plane instance to a cluster that doesn't have a stable "
+    "controlPlaneEndpoint address: set ClusterConfiguration.controlPlaneEndpoint (a load balancer's "
+    "address) when the cluster is made; join this node as a worker, without --control-plane"
+)
+
+
+def cluster_checks(rd: RunData) -> list[Outcome]:
+    """Discovery and what the cluster must say before this node may join it."""
+    from bootstrap.cluster.discovery import ca_cert_hashes
+    from bootstrap.cluster.joining import ready_node
+    from bootstrap.errors import PreflightError
+    from bootstrap.workflow.joindata import ClusterUnavailable, join_data
+
+    jd = join_data(rd)
+    try:
+        found = jd.discovered
+        cfg = jd.config
+        _ = jd.cluster_settings
+    except ClusterUnavailable as exc:
+        reason = f"the cluster is out of reach ({exc})"
+        rd.reporter.warn(DRY_RUN_PREFIX + reason)
+        return [Outcome(False, f"Discovery: {reason}", [], None, reason)]
+    outcomes = [
+        Outcome(
+            False,
+            f"Discovered the cluster at {found.server}",
+            [],
+            {"discovery": {"server": found.server, "caCertHashes": ca_cert_hashes(found.ca_pem)}},
+        )
+    ]
+    problems: list[str] = []
+    if jd.control_plane and not cfg.cluster.control_plane_endpoint:
+        problems.append(NO_ENDPOINT)
+    name = jd.node_name
+    if ready_node(jd.token_api, name) is not None:
+        if jd.joined_already():
+            outcomes.append(Outcome(False, f"This machine is node {name} already: converging"))
+        else:
+            problems.append(
+                f"a Node named {name!r} already exists in the cluster and is Ready, and this machine is not "
+                "it: give this node another name (--node-name), or remove the other one first "
+                f"(kubectl delete node {name})"
+            )
+    if jd.control_plane and not problems:
+        outcomes.append(_shared_certificates(jd))
+    if problems:
+        if not rd.dry_run:
+            raise PreflightError("; ".join(problems))
+        for problem in problems:
+            rd.reporter.warn(DRY_RUN_PREFIX + problem)
+        return [*outcomes, Outcome(False, problems[0], [], None, problems[0])]
+    return outcomes
+
+
+def _shared_certificates(jd: JoinRunData) -> Outcome:
+    from bootstrap.errors import PreflightError
+
+    if jd.join_config.join.control_plane and jd.join_config.join.control_plane.certificate_key:
+        opened = jd.shared_certs
+        return Outcome(False, f"The certificate key opens the {len(opened)} uploaded certificate files")
+    missing = [str(p) for p in jd.shared_cert_paths().values() if not p.exists()]
+    if missing:
+        from bootstrap.cluster.joining import UPLOAD_CERTS_COMMAND
+
+        raise PreflightError(
+            f"no --certificate-key, and the shared certificates are not on this node ({', '.join(missing)}): "
+            f'run "{UPLOAD_CERTS_COMMAND}" on a control-plane node and join with --certificate-key and the '
+            "key it prints, or copy those files here"
+        )
+    return Outcome(False, "The shared certificates are on this node already")
+
+
+def worker_checks(rd: RunData) -> list[preflight_checks.Check]:
+    """The node checks that concern a worker: the user, swap, the kubelet and the container runtime."""
+    from bootstrap.host import preflight_checks
+
+    registration = rd.config.init.node_registration
+    if rd.options.rootfs is not None:
+        candidates = [rd.real_fs.path(b) for b in preflight_checks.KUBELET_BINARIES]
+        kubelet = partial(preflight_checks.kubelet_binary, candidates)
+    else:
+        candidates = [Path(b) for b in preflight_checks.KUBELET_BINARIES]
+        kubelet = partial(preflight_checks.kubelet_binary, candidates, preflight_checks.host_kubelet_on_path)
+    return [
+        preflight_checks.Check("IsPrivilegedUser", preflight_checks.privileged_user),
+        preflight_checks.Check(
+            "Swap", partial(preflight_checks.swap, preflight_checks.fails_on_swap(rd.config.kubelet))
+        ),
+        preflight_checks.Check("FileExisting-kubelet", kubelet),
+        preflight_checks.Check(
+            "CRI", partial(preflight_checks.cri_socket, registration.cri_socket, rd.real_fs.path)
+        ),
+    ]
+
+
+def run_node_checks(rd: RunData, checks: list[preflight_checks.Check]) -> list[Outcome]:
+    """Evaluate ``checks``; a real run stops on the errors, a dry run names them and goes on."""
+    from bootstrap.host import preflight_checks
+
+    failures = preflight_checks.evaluate(checks, rd.ignored_preflight_errors)
+    for failure in failures:
+        if failure.ignored:
+            rd.reporter.warn(failure.line("WARNING"))
+    errors = [f for f in failures if not f.ignored]
+    if not errors:
+        return [Outcome(False, "Running pre-flight checks: passed")]
+    if not rd.dry_run:
+        raise preflight_checks.failed(errors)
+    for error in errors:
+        rd.reporter.warn(DRY_RUN_PREFIX + error.line("ERROR"))
+    names = [e.name for e in errors]
+    reason = f"{len(names)} check{'s' if len(names) != 1 else ''} would fail ({', '.join(names)})"
+    return [Outcome(False, f"Running pre-flight checks: {reason}", [], {"failedChecks": names}, reason)]
