@@ -1,0 +1,255 @@
+"""``bootstrap join`` end to end on loopback: a real ``bootstrap init --upload-certs`` on node A (its
+rootfs, its stand-in kubelet running the stand-in API server), then ``bootstrap join`` into rootfs B
+with a second stand-in kubelet that performs the TLS bootstrap, exactly as a user runs both.
+
+The control-plane join as a whole needs its own network namespace (its ports would collide with A's
+on one loopback: tests/test_join_ha.py); here its preparation (download-certs, certs with this node's
+SANs, kubeconfigs, manifests) runs as ``join phase control-plane-prepare`` against A's API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client import CoreV1Api
+
+from tests.conftest import files_under
+from tests.standin.harness import admin_client, free_ports, kubelet_once_configured
+from tests.standin.tls_bootstrap import map_file_refs
+from tests.test_init_e2e import Node, make_node, plant_host_tools, run_init
+from tests.tools import tool
+
+KEY = "3d5b1f0e9c8a7b6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d"
+WORKER = "worker-b"
+CONTROL_PLANE_FILES = (
+    "etc/kubernetes/manifests",
+    "etc/kubernetes/admin.conf",
+    "etc/kubernetes/super-admin.conf",
+    "etc/kubernetes/pki/ca.key",
+    "etc/kubernetes/pki/sa.key",
+    "etc/kubernetes/pki/etcd",
+    "var/lib/etcd",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, dict[str, Any], Any]]:
+    """Node A, initialized with --upload-certs and a controlPlaneEndpoint; its -o json document; the API."""
+    node = make_node(tmp_path_factory.mktemp("join-a"))
+    text = node.config.read_text()
+    port = re.search(r"bindPort: (\d+)", text)
+    assert port is not None
+    text = text.replace(
+        "kind: ClusterConfiguration\n",
+        f"kind: ClusterConfiguration\ncontrolPlaneEndpoint: 127.0.0.1:{port[1]}\n",
+    )
+    node.config.write_text(text.replace("nodeRegistration:", f"certificateKey: {KEY}\nnodeRegistration:", 1))
+    with kubelet_once_configured(node.rootfs) as state:
+        code, doc, stderr = run_init(node, "--upload-certs")
+        assert code == 0, stderr
+        yield node, doc, state["kubelet"].api
+
+
+def _details(doc: dict[str, Any]) -> dict[str, Any]:
+    details: dict[str, Any] = next(p for p in doc["phases"] if p["path"] == "show-join-command")["details"]
+    return details
+
+
+def join_config(tmp_path: Path, name: str, *, discovery: str = "30s") -> Path:
+    """This node's JoinConfiguration (name, short timeouts) and its KubeletConfiguration (its own healthz)."""
+    path = tmp_path / f"{name}-join.yaml"
+    (healthz,) = free_ports(1)
+    path.write_text(
+        f"""\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+nodeRegistration:
+  name: {name}
+timeouts:
+  discovery: {discovery}
+  tlsBootstrap: 60s
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+healthzBindAddress: 127.0.0.1
+healthzPort: {healthz}
+"""
+    )
+    return path
+
+
+def join_args(
+    cluster: tuple[Node, dict[str, Any], Any], rootfs: Path, cfg: Path, *extra: str, token: str | None = None
+) -> list[str]:
+    _, doc, api = cluster
+    details = _details(doc)
+    return [
+        tool("bootstrap"),
+        "join",
+        f"127.0.0.1:{api.port}",
+        "--token",
+        token or details["token"],
+        "--discovery-token-ca-cert-hash",
+        details["caCertHash"],
+        "--config",
+        str(cfg),
+        "--rootfs",
+        str(rootfs),
+        "-o",
+        "json",
+        *extra,
+    ]
+
+
+def run(args: list[str]) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc.returncode, doc, proc.stderr
+
+
+def statuses(doc: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    return {p["path"]: (p["status"], p["changed"]) for p in doc["phases"]}
+
+
+def node_client(rootfs: Path) -> Any:
+    """The official client with the node's kubelet.conf, its absolute file links read inside the rootfs."""
+    data = yaml.safe_load((rootfs / "etc/kubernetes/kubelet.conf").read_text())
+    map_file_refs(data, rootfs)
+    cfg = client.Configuration()
+    cfg.retries = False
+    return config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+        data, client_configuration=cfg, persist_config=False
+    )
+
+
+def test_a_worker_joins_reruns_unchanged_and_resets(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    node, _, api = cluster
+    rootfs = tmp_path / "b"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    planted = files_under(rootfs)
+    cfg = join_config(tmp_path, WORKER)
+    with kubelet_once_configured(rootfs) as state:
+        code, doc, stderr = run(join_args(cluster, rootfs, cfg))
+        assert code == 0, stderr
+        ran = statuses(doc)
+        assert ran["preflight"] == ("ran", False)
+        assert ran["kubelet-start"] == ("ran", True)
+        assert ran["kubelet-wait-bootstrap"] == ("ran", True)
+        control_plane = [
+            p
+            for p in doc["phases"]
+            if p["path"] not in ("preflight", "kubelet-start", "kubelet-wait-bootstrap")
+        ]
+        assert control_plane and all(
+            p["status"] == "skipped" and p["skipReason"].startswith("worker node") for p in control_plane
+        ), control_plane
+        discovery = next(p for p in doc["phases"] if p["path"] == "preflight")["details"]["discovery"]
+        assert discovery["server"] == api.url
+        assert state["kubelet"].bootstrap_error is None
+
+        # Node B registered, and B's kubelet.conf is the node: the API server saw system:node:worker-b.
+        admin = CoreV1Api(admin_client(node.rootfs))
+        assert admin.read_node(WORKER).metadata.name == WORKER
+        api.request_log.clear()
+        assert CoreV1Api(node_client(rootfs)).read_node(WORKER).metadata.name == WORKER
+        assert ("GET", f"/api/v1/nodes/{WORKER}", f"system:node:{WORKER}") in api.request_log
+
+        # What join wrote: the cluster CA, the kubelet's config (the cluster's, with B's healthz over
+        # it) and flags; the bootstrap kubeconfig is gone once the kubelet has its own.
+        assert (rootfs / "etc/kubernetes/pki/ca.crt").read_bytes() == (
+            node.rootfs / "etc/kubernetes/pki/ca.crt"
+        ).read_bytes()
+        assert not (rootfs / "etc/kubernetes/bootstrap-kubelet.conf").exists()
+        kubelet_config = yaml.safe_load((rootfs / "var/lib/kubelet/config.yaml").read_text())
+        assert kubelet_config["healthzPort"] == yaml.safe_load(cfg.read_text().split("---")[1])["healthzPort"]
+        assert kubelet_config["clusterDNS"] == ["10.96.0.10"]  # from the cluster's kubelet-config
+        assert f"--hostname-override={WORKER}" in (rootfs / "var/lib/kubelet/kubeadm-flags.env").read_text()
+        # A worker gets no control-plane material.
+        for path in CONTROL_PLANE_FILES:
+            assert not (rootfs / path).exists(), path
+
+        # The same join again converges: every phase unchanged, still one Node.
+        code, again, stderr = run(join_args(cluster, rootfs, cfg))
+        assert code == 0, stderr
+        assert not again["changed"], [p for p in again["phases"] if p["changed"]]
+        assert "converging" in " ".join(
+            next(p for p in again["phases"] if p["path"] == "preflight")["messages"]
+        )
+        assert not (rootfs / "etc/kubernetes/bootstrap-kubelet.conf").exists()
+
+    # reset removes what join wrote (and the kubelet.conf the join asked for); the planted tools stay.
+    proc = subprocess.run(
+        [tool("bootstrap"), "reset", "--rootfs", str(rootfs), "-f", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    removed = json.loads(proc.stdout)["removed"]
+    for host in (
+        "/etc/kubernetes/pki/ca.crt",
+        "/var/lib/kubelet/config.yaml",
+        "/var/lib/kubelet/kubeadm-flags.env",
+        "/etc/kubernetes/kubelet.conf",
+    ):
+        assert host in removed
+        assert not (rootfs / host.lstrip("/")).exists(), host
+    left = [f for f in files_under(rootfs) if not f.startswith("var/lib/kubelet/pki/")]
+    assert left == planted
+
+
+@pytest.mark.parametrize(
+    ("case", "cause"),
+    [
+        ("wrong-ca-hash", "does not match --discovery-token-ca-cert-hash: the server presented sha256:"),
+        ("unknown-token", 'token id "nosuch" is invalid for this cluster or it has expired'),
+        ("wrong-certificate-key", "the certificate key does not decrypt Secret kube-system/kubeadm-certs"),
+    ],
+)
+def test_a_refused_join_says_why_and_writes_nothing(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path, case: str, cause: str
+) -> None:
+    rootfs = tmp_path / "refused"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    planted = files_under(rootfs)
+    cfg = join_config(tmp_path, f"refused-{case}", discovery="3s")
+    args = join_args(
+        cluster, rootfs, cfg, token="nosuch.0123456789abcdef" if case == "unknown-token" else None
+    )
+    if case == "wrong-ca-hash":
+        args[args.index("--discovery-token-ca-cert-hash") + 1] = "sha256:" + "0" * 64
+    if case == "wrong-certificate-key":
+        args += [
+            "--control-plane",
+            "--certificate-key",
+            "f" * 64,
+            "--apiserver-advertise-address",
+            "127.0.0.1",
+        ]
+    code, doc, stderr = run(args)
+    assert code == 1, stderr
+    message = doc["error"]["message"]
+    assert cause in message and "\n" not in message
+    fixes = {
+        "wrong-ca-hash": "bootstrap token create --print-join-command",
+        "unknown-token": "bootstrap token create --print-join-command",
+        "wrong-certificate-key": "bootstrap init phase upload-certs --upload-certs",
+    }
+    assert fixes[case] in message
+    if case == "wrong-ca-hash":
+        assert _details(cluster[1])["caCertHash"] in message  # the hash the server presented
+    assert "f" * 64 not in message and "0123456789abcdef" not in message
+    assert files_under(rootfs) == planted
+    assert not (rootfs / "var/lib/kube-bootstrap").exists()
