@@ -332,6 +332,7 @@ class HaCluster:
             str(node.rootfs),
             "--ignore-preflight-errors",
             ignore,
+            *SETTLE,
             "-o",
             "json",
         ]

@@ -44,7 +44,6 @@ pytestmark = pytest.mark.xdist_group("join-ha")
 
 NAMES = ["cp1", "cp2", "cp3", "w1", "w2", "w3", "cp4"]
 BACKENDS = ["cp1", "cp2", "cp3"]  # haproxy's servers: cp4 only ever tries to join
-STATE_DIR = "var/lib/kube-bootstrap"  # our ledger and run lock: not "written on the node" by a refusal
 READY_WITHIN = 60.0
 SHORT_DISCOVERY = join_config(discovery="3s")  # a refused token is not retried for kubeadm's 5 minutes
 
@@ -90,11 +89,8 @@ def expected_members(ha: HaCluster, *names: str) -> list[tuple[str, list[str], b
 
 
 def files_written(node: Node) -> list[str]:
-    return sorted(
-        str(p.relative_to(node.rootfs))
-        for p in node.rootfs.rglob("*")
-        if not p.is_dir() and not str(p.relative_to(node.rootfs)).startswith(STATE_DIR)
-    )
+    """Every file and directory under the node's rootfs (a refused join leaves none, not even a lock)."""
+    return sorted(str(p.relative_to(node.rootfs)) for p in node.rootfs.rglob("*"))
 
 
 def openssl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -279,9 +275,13 @@ def test_with_node_1_down_writes_through_haproxy_succeed_and_a_worker_still_join
 def test_a_second_identical_control_plane_join_changes_nothing(ha: HaCluster) -> None:
     cp1, cp2, cp3 = nodes_of(ha, "cp1", "cp2", "cp3")
     before = ha.members(cp1, [cp1, cp2, cp3])
-    files_before = {
-        p: cp2.path(p).read_bytes() for p in files_written(cp2) if not p.startswith("var/lib/etcd")
-    }
+    # What join wrote (etcd's data and our own ledger change by themselves).
+    ours = [
+        p
+        for p in files_written(cp2)
+        if cp2.path(p).is_file() and not p.startswith(("var/lib/etcd", "var/lib/kube-bootstrap"))
+    ]
+    files_before = {p: cp2.path(p).read_bytes() for p in ours}
 
     run = ha.join(cp2)
 
