@@ -156,7 +156,9 @@ def scheduler(cfg: Config) -> list[Flag]:
     return merge(flags, cfg.cluster.scheduler.extra_args)
 
 
-def etcd(cfg: Config, image_tag: str) -> list[Flag]:
+def etcd(cfg: Config, image_tag: str, initial_cluster: str | None = None) -> list[Flag]:
+    """etcd's flags; ``initial_cluster`` is given for a member joining an existing cluster (the member
+    list it was added into), else the node starts a new cluster of itself."""
     local = cfg.cluster.etcd.local
     assert local is not None, "etcd flags need local etcd"
     pki = f"{cfg.cert_dir}/etcd"
@@ -169,7 +171,7 @@ def etcd(cfg: Config, image_tag: str) -> list[Flag]:
         ("client-cert-auth", "true"),
         ("data-dir", local.data_dir),
         ("initial-advertise-peer-urls", f"https://{adv}:{peer}"),
-        ("initial-cluster", f"{cfg.node_name}=https://{adv}:{peer}"),
+        ("initial-cluster", initial_cluster or f"{cfg.node_name}=https://{adv}:{peer}"),
         ("key-file", f"{pki}/server.key"),
         ("listen-client-urls", f"https://{loopback}:{client},https://{adv}:{client}"),
         ("listen-metrics-urls", f"http://{loopback}:{metrics}"),
@@ -182,6 +184,8 @@ def etcd(cfg: Config, image_tag: str) -> list[Flag]:
         ("snapshot-count", "10000"),
         ("trusted-ca-file", f"{pki}/ca.crt"),
     ]
+    if initial_cluster is not None:
+        flags.append(("initial-cluster-state", "existing"))
     if etcd_version_of(image_tag) >= (3, 6):
         flags += [("feature-gates", "InitialCorruptCheck=true"), ("watch-progress-notify-interval", "5s")]
     else:

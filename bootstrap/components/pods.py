@@ -74,6 +74,13 @@ class PodInputs:
 
 
 @dataclass(frozen=True)
+class EtcdJoin:
+    """A stacked etcd member joining an existing cluster: the ``--initial-cluster`` it was added with."""
+
+    initial_cluster: str
+
+
+@dataclass(frozen=True)
 class HostView:
     """What rendering may know about the host: which optional CA dirs exist, the proxy variables."""
 
@@ -222,9 +229,9 @@ def scheduler(cfg: Config, host: HostView) -> PodInputs:
     )
 
 
-def etcd(cfg: Config, host: HostView) -> PodInputs:
+def etcd(cfg: Config, host: HostView, join: EtcdJoin | None = None) -> PodInputs:
     local = cfg.cluster.etcd.local or LocalEtcd()
-    flags = F.etcd(cfg, etcd_tag(cfg))
+    flags = F.etcd(cfg, etcd_tag(cfg), join.initial_cluster if join is not None else None)
     probe = probe_for(cfg, "etcd", flags, loopback=F.loopback_for(cfg.advertise_address))
     volumes = [
         _volume("etcd-data", local.data_dir, "DirectoryOrCreate", read_only=False),

@@ -10,7 +10,7 @@ import jinja2
 import yaml
 
 from bootstrap.components.flags import Flag
-from bootstrap.components.pods import BUILDERS, HostView, PodInputs
+from bootstrap.components.pods import BUILDERS, EtcdJoin, HostView, PodInputs, etcd
 from bootstrap.components.spec import CONTROL_PLANE_TIER
 from bootstrap.components.template_dir import templates_dir
 from bootstrap.config import Config
@@ -81,13 +81,19 @@ def render_template(name: str, values: dict[str, Any]) -> str:
         raise PhaseError(f"template {name}: {exc}") from exc
 
 
-def pod_inputs(component: str, cfg: Config, host: HostView) -> PodInputs:
-    """What ``component``'s manifest is rendered from (its flags, probe, volumes), without rendering."""
+def pod_inputs(
+    component: str, cfg: Config, host: HostView, *, etcd_join: EtcdJoin | None = None
+) -> PodInputs:
+    """What ``component``'s manifest is rendered from (its flags, probe, volumes), without rendering.
+
+    ``etcd_join`` makes the etcd pod that of a member joining an existing cluster."""
+    if component == "etcd" and etcd_join is not None:
+        return etcd(cfg, host, etcd_join)
     return BUILDERS[component](cfg, host)
 
 
-def render(component: str, cfg: Config, host: HostView) -> Manifest:
-    inputs = pod_inputs(component, cfg, host)
+def render(component: str, cfg: Config, host: HostView, *, etcd_join: EtcdJoin | None = None) -> Manifest:
+    inputs = pod_inputs(component, cfg, host, etcd_join=etcd_join)
     text = render_template(f"{component}.yaml.j2", context(cfg, inputs)).rstrip("\n") + "\n"
     try:
         pod = yaml.load(text, Loader=_LOADER)

@@ -44,6 +44,7 @@ class ResetResult:
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    etcd_member: dict[str, object] | None = None  # this node's etcd member, removed or not
 
     def to_dict(self, dry_run: bool) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class ResetResult:
             "removed": self.removed,
             "kept": self.kept,
             "notes": self.notes,
+            "etcdMember": self.etcd_member,
         }
 
 
@@ -144,10 +146,26 @@ def _remove_file(fs: Rootfs, host: str, result: ResetResult, dry_run: bool) -> N
     result.removed.append(host)
 
 
+def _leave_etcd(fs: Rootfs, plan: ResetPlan, result: ResetResult, reporter: Reporter, dry_run: bool) -> bool:
+    """Take this node's member out of etcd while etcd still runs; True: keep the etcd data."""
+    from bootstrap.etcd.leave import leave_by_manifest
+
+    manifest = plan.manifests[plan.components.index("etcd")]
+    leave = leave_by_manifest(fs.path(manifest), fs.path, dry_run=dry_run)
+    result.etcd_member = leave.to_dict()
+    for note in leave.notes:
+        result.notes.append(note)
+        reporter.info(LABEL, note)
+    for warning in leave.warnings:
+        reporter.warn(warning)
+    return leave.keep_data
+
+
 def run_reset(fs: Rootfs, reporter: Reporter, *, dry_run: bool, mirror_timeout: float) -> ResetResult:
     plan = plan_reset(fs)
     result = ResetResult(fs.root)
     verb = "Would remove" if dry_run else "Removed"
+    keep_etcd_data = "etcd" in plan.components and _leave_etcd(fs, plan, result, reporter, dry_run)
     for host in plan.manifests:
         _remove_file(fs, host, result, dry_run)
         reporter.info(LABEL, f"{verb} static Pod manifest {host}")
@@ -159,7 +177,9 @@ def run_reset(fs: Rootfs, reporter: Reporter, *, dry_run: bool, mirror_timeout: 
     for host in plan.refused:
         result.notes.append(f"not touching {host}: it leads outside {fs.root}")
         reporter.warn(f"ledger entry {host} leads outside {fs.root}: not touched")
-    if plan.etcd_data and _inside(fs, plan.etcd_data):
+    if plan.etcd_data and keep_etcd_data:
+        result.kept.append(plan.etcd_data)
+    elif plan.etcd_data and _inside(fs, plan.etcd_data):
         data = fs.path(plan.etcd_data)
         if data.is_dir() and not data.is_symlink():
             if not dry_run:
