@@ -215,6 +215,11 @@ def test_a_worker_joins_reruns_unchanged_and_resets(
         ("wrong-ca-hash", "does not match --discovery-token-ca-cert-hash: the server presented sha256:"),
         ("unknown-token", 'token id "nosuch" is invalid for this cluster or it has expired'),
         ("wrong-certificate-key", "the certificate key does not decrypt Secret kube-system/kubeadm-certs"),
+        (
+            "name-taken",
+            "a Node named 'cp1' already exists in the cluster and is Ready, and this machine is not it",
+        ),
+        ("unreachable", "cannot reach the API server at https://127.0.0.1:"),
     ],
 )
 def test_a_refused_join_says_why_and_writes_nothing(
@@ -224,7 +229,7 @@ def test_a_refused_join_says_why_and_writes_nothing(
     rootfs.mkdir()
     plant_host_tools(rootfs)
     planted = files_under(rootfs)
-    cfg = join_config(tmp_path, f"refused-{case}", discovery="3s")
+    cfg = join_config(tmp_path, "cp1" if case == "name-taken" else f"refused-{case}", discovery="3s")
     args = join_args(
         cluster, rootfs, cfg, token="nosuch.0123456789abcdef" if case == "unknown-token" else None
     )
@@ -238,14 +243,19 @@ def test_a_refused_join_says_why_and_writes_nothing(
             "--apiserver-advertise-address",
             "127.0.0.1",
         ]
+    if case == "unreachable":
+        (closed,) = free_ports(1)  # free: nobody listens there
+        args[2] = f"127.0.0.1:{closed}"
     code, doc, stderr = run(args)
-    assert code == 1, stderr
+    assert code == (4 if case == "name-taken" else 1), stderr
     message = doc["error"]["message"]
     assert cause in message and "\n" not in message
     fixes = {
         "wrong-ca-hash": "bootstrap token create --print-join-command",
         "unknown-token": "bootstrap token create --print-join-command",
         "wrong-certificate-key": "bootstrap init phase upload-certs --upload-certs",
+        "name-taken": "--node-name",
+        "unreachable": "check the address and port",
     }
     assert fixes[case] in message
     if case == "wrong-ca-hash":
@@ -253,3 +263,114 @@ def test_a_refused_join_says_why_and_writes_nothing(
     assert "f" * 64 not in message and "0123456789abcdef" not in message
     assert files_under(rootfs) == planted
     assert not (rootfs / "var/lib/kube-bootstrap").exists()
+
+
+def openssl(*args: str) -> str:
+    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def sans(cert: Path) -> set[str]:
+    text = openssl("x509", "-in", str(cert), "-noout", "-ext", "subjectAltName")
+    return {item.strip() for item in text.splitlines()[1].split(",")}
+
+
+def test_control_plane_prepare_downloads_the_shared_certs_and_makes_this_nodes_own(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    node = cluster[0]
+    rootfs = tmp_path / "cp-b"
+    rootfs.mkdir()
+    cfg = join_config(tmp_path, "cp-b")
+    args = join_args(cluster, rootfs, cfg, "--control-plane", "--certificate-key", KEY)
+    args[2:2] = ["phase", "control-plane-prepare"]  # bootstrap join phase control-plane-prepare ENDPOINT ...
+    args += ["--apiserver-advertise-address", "127.0.0.2", "--apiserver-bind-port", "16443"]
+    code, doc, stderr = run(args)
+    assert code == 0, stderr
+    assert doc["command"] == "join phase"
+    ran = statuses(doc)
+    assert set(ran) == {p for p in ran if p.startswith("control-plane-prepare/")}
+    assert all(status == ("ran", True) for status in ran.values()), ran
+
+    pki, a_pki = rootfs / "etc/kubernetes/pki", node.rootfs / "etc/kubernetes/pki"
+    for name in (
+        "ca.crt",
+        "ca.key",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+        "sa.key",
+        "sa.pub",
+        "etcd/ca.crt",
+        "etcd/ca.key",
+    ):
+        assert (pki / name).read_bytes() == (a_pki / name).read_bytes(), name
+        mode = (pki / name).stat().st_mode & 0o777
+        assert mode == (0o600 if name.endswith(".key") else 0o644), (name, oct(mode))
+    # This node's own leaf certificates, from the downloaded CAs, with its own addresses (openssl).
+    for name, ca in (
+        ("apiserver", "ca"),
+        ("etcd/server", "etcd/ca"),
+        ("etcd/peer", "etcd/ca"),
+        ("front-proxy-client", "front-proxy-ca"),
+        ("apiserver-etcd-client", "etcd/ca"),
+    ):
+        cert = pki / f"{name}.crt"
+        assert openssl("verify", "-CAfile", str(pki / f"{ca}.crt"), str(cert)).strip() == f"{cert}: OK"
+        assert cert.read_bytes() != (a_pki / f"{name}.crt").read_bytes(), name
+    apiserver = sans(pki / "apiserver.crt")
+    assert {"IP Address:127.0.0.2", "IP Address:127.0.0.1", "DNS:cp-b", "DNS:kubernetes"} <= apiserver
+    for name in ("etcd/server", "etcd/peer"):
+        assert {
+            "DNS:cp-b",
+            "DNS:localhost",
+            "IP Address:127.0.0.2",
+            "IP Address:127.0.0.1",
+            "IP Address:0:0:0:0:0:0:0:1",
+        } <= sans(pki / f"{name}.crt"), name
+    # kubeconfigs as kubeadm's join writes them: no super-admin.conf; admin.conf signed by the
+    # downloaded CA, and accepted by the cluster.
+    kube = rootfs / "etc/kubernetes"
+    assert {p.name for p in kube.glob("*.conf")} == {
+        "admin.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    }
+    cfg_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kube / "admin.conf"), persist_config=False
+    )
+    assert CoreV1Api(cfg_client).read_node("cp1").metadata.name == "cp1"
+    # The control plane's manifests, this node's address in the API server's; etcd's comes with etcd-join.
+    manifests = kube / "manifests"
+    assert {p.name for p in manifests.iterdir()} == {
+        "kube-apiserver.yaml",
+        "kube-controller-manager.yaml",
+        "kube-scheduler.yaml",
+    }
+    apiserver_pod = (manifests / "kube-apiserver.yaml").read_text()
+    assert "--advertise-address=127.0.0.2" in apiserver_pod and "--secure-port=16443" in apiserver_pod
+
+    code, again, stderr = run(args)
+    assert code == 0, stderr
+    assert not again["changed"], [p["path"] for p in again["phases"] if p["changed"]]
+
+
+def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    rootfs = tmp_path / "dry"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    planted = files_under(rootfs)
+    code, doc, stderr = run(join_args(cluster, rootfs, join_config(tmp_path, "dry-b"), "--dry-run"))
+    assert code == 0, stderr
+    plan = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
+    assert plan["preflight"]["status"] == "ran"
+    assert plan["kubelet-start"]["wouldChange"]
+    assert {
+        "/etc/kubernetes/bootstrap-kubelet.conf",
+        "/etc/kubernetes/pki/ca.crt",
+        "/var/lib/kubelet/config.yaml",
+        "/var/lib/kubelet/kubeadm-flags.env",
+    } <= set(plan["kubelet-start"]["files"])
+    assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()

@@ -116,19 +116,22 @@ def ready_node(api: KubeApi, name: str) -> dict[str, Any] | None:
     return node if ready else None
 
 
-def read_certs_secret(api: KubeApi) -> dict[str, bytes]:
-    """The sealed values of ``kube-system/kubeadm-certs``; a missing Secret is one line with the fix."""
+CERTS_SECRET_MISSING = (
+    f"Secret {NAMESPACE}/{CERTS_SECRET} was not found: the uploaded certificates expired or were never "
+    f'uploaded; run "{UPLOAD_CERTS_COMMAND}" on a control-plane node and join with the key it prints'
+)
+
+
+def read_certs_secret(api: KubeApi) -> dict[str, bytes] | None:
+    """The sealed values of ``kube-system/kubeadm-certs``; None when there is no such Secret (expired,
+    or never uploaded: :data:`CERTS_SECRET_MISSING` says what to do)."""
     secret = _token_call(
         f"Secret {NAMESPACE}/{CERTS_SECRET}",
         api.credentials.server,
         lambda: api.read("Secret", NAMESPACE, CERTS_SECRET),
     )
     if secret is None:
-        raise PhaseError(
-            f"Secret {NAMESPACE}/{CERTS_SECRET} was not found: the uploaded certificates expired or were "
-            f'never uploaded; run "{UPLOAD_CERTS_COMMAND}" on a control-plane node and join with the key '
-            "it prints"
-        )
+        return None
     data = secret.get("data") or {}
     return {str(k): base64.b64decode(v or "") for k, v in data.items()}
 
@@ -211,3 +214,38 @@ def client_common_name(credentials: Credentials) -> str | None:
         return None
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else None
+
+
+ETCD_POD_SELECTOR = "component=etcd,tier=control-plane"
+ETCD_CLIENT_URLS_ANNOTATION = "kubeadm.kubernetes.io/etcd.advertise-client-urls"
+
+
+def etcd_client_urls(api: KubeApi, timeout: float, interval: float = 0.5) -> list[str]:
+    """The client URLs of the cluster's etcd members, as kubeadm finds them: the annotation every
+    etcd mirror pod (``component=etcd,tier=control-plane``) carries; waits, bounded, until each has it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pods = api.list_pods(NAMESPACE, label_selector=ETCD_POD_SELECTOR).get("items", [])
+            problem = "" if pods else "no etcd pod (component=etcd,tier=control-plane) in kube-system"
+        except ApiError as exc:
+            if not exc.transient:
+                raise PhaseError(f"cannot list the etcd pods: {exc}") from None
+            pods, problem = [], str(exc)
+        urls: list[str] = []
+        for pod in pods:
+            annotations = (pod.get("metadata") or {}).get("annotations") or {}
+            value = annotations.get(ETCD_CLIENT_URLS_ANNOTATION)
+            if not value:
+                problem = (
+                    f"pod {pod['metadata'].get('name')} has no {ETCD_CLIENT_URLS_ANNOTATION} annotation yet"
+                )
+                break
+            urls += [u.strip() for u in str(value).split(",") if u.strip()]
+        if not problem:
+            return list(dict.fromkeys(urls))
+        if time.monotonic() >= deadline:
+            raise PhaseError(f"cannot find the etcd members' client URLs after {timeout:.0f}s: {problem}")
+        time.sleep(interval)

@@ -22,6 +22,7 @@ from bootstrap.config.loader import (
     _format,
     _get_by_alias,
     _leaf_paths,
+    _loc_to_path,
     _nul_paths,
     _parse,
     _read_documents,
@@ -85,7 +86,12 @@ def load_join_config(
     for where in _drop_unquotable_secrets(raw):
         nul_fields.add(where)  # reported here; the later rules would only repeat it
         problems.append(_format(where, "expected a string", flag_paths))
-    join = _parse(JoinConfiguration, raw, flag_paths, problems) or JoinConfiguration()
+    join = _parse(JoinConfiguration, raw, flag_paths, problems)
+    if join is None:
+        # The fields of the wrong type are reported; the rules below still check everything else, so
+        # one pass names every bad field.
+        join, dropped = _without_bad_fields(raw)
+        nul_fields.update(dropped)
     warnings += _warn_unacted(join)
     warnings += _apply_defaults(join, host)
 
@@ -93,12 +99,47 @@ def load_join_config(
     _validate(join, report)
     report.problems += validation.validate_kubelet(kubelet or {})
     problems += [
-        _format(where, message, flag_paths) for where, message in report.problems if where not in nul_fields
+        _format(where, message, flag_paths)
+        for where, message in report.problems
+        if not any(where == n or where.startswith((f"{n}.", f"{n}[")) for n in nul_fields)
     ]
     if problems:
         raise ConfigError([validation.one_line(p) for p in problems])
     warnings = [validation.one_line(w) for w in [*warnings, *report.warnings]]
     return JoinConfig(join=join, kubelet=kubelet, warnings=warnings)
+
+
+def _without_bad_fields(raw: dict[str, Any]) -> tuple[JoinConfiguration, set[str]]:
+    """The JoinConfiguration of ``raw`` without the fields that fail to parse, and their paths."""
+    import copy
+
+    from pydantic import ValidationError
+
+    trimmed = copy.deepcopy(raw)
+    dropped: set[str] = set()
+    for _ in range(5):  # each pass removes every failing field; nested failures may need another
+        try:
+            return JoinConfiguration.model_validate(trimmed), dropped
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = list(err["loc"])
+                dropped.add(_loc_to_path(loc))
+                _drop(trimmed, loc)
+    return JoinConfiguration(), dropped
+
+
+def _drop(node: object, loc: list[int | str]) -> None:
+    for key in loc[:-1]:
+        in_dict = isinstance(node, dict) and key in node
+        in_list = isinstance(node, list) and isinstance(key, int) and key < len(node)
+        if not (in_dict or in_list):
+            return
+        node = node[key]  # type: ignore[index]
+    last = loc[-1] if loc else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = None
 
 
 def _split_documents(

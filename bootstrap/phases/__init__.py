@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from bootstrap.phases.certs import CERTS
 from bootstrap.phases.download_certs import DOWNLOAD_CERTS
+from bootstrap.phases.etcd_join import ETCD_JOIN
 from bootstrap.phases.join_kubelet import KUBELET_START as JOIN_KUBELET_START
 from bootstrap.phases.join_kubelet import KUBELET_WAIT_BOOTSTRAP
 from bootstrap.phases.join_preflight import cluster_checks, run_node_checks, worker_checks
@@ -138,6 +139,7 @@ JOIN_PHASES: tuple[Phase, ...] = (
     JOIN_PREFLIGHT,
     CONTROL_PLANE_PREPARE,
     JOIN_KUBELET_START,
+    _control_plane_only(ETCD_JOIN),
     KUBELET_WAIT_BOOTSTRAP,
     CONTROL_PLANE_JOIN,
     _control_plane_only(WAIT_CONTROL_PLANE),

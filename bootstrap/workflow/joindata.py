@@ -240,13 +240,19 @@ class JoinRunData(RunData):
     @cached_property
     def shared_certs(self) -> dict[str, bytes]:
         """The uploaded certificate files, opened with ``--certificate-key`` (Secret data key -> content)."""
-        from bootstrap.cluster.joining import UPLOAD_CERTS_COMMAND, read_certs_secret
+        from bootstrap.cluster.joining import CERTS_SECRET_MISSING, UPLOAD_CERTS_COMMAND, read_certs_secret
         from bootstrap.errors import PhaseError
         from bootstrap.pki.cert_upload import CertificateKeyError, decode_key, open_all
 
         control_plane = self.join_config.join.control_plane
         assert control_plane is not None and control_plane.certificate_key
         sealed = read_certs_secret(self.token_api)
+        if sealed is None:
+            # Gone after its lifetime: a node that downloaded them already (a re-run) has what it needs.
+            paths = self.shared_cert_paths()
+            if self.joined_already() and all(p.exists() for p in paths.values()):
+                return {key: path.read_bytes() for key, path in paths.items()}
+            raise PhaseError(CERTS_SECRET_MISSING)
         try:
             return open_all(sealed, decode_key(control_plane.certificate_key))
         except CertificateKeyError:
