@@ -408,7 +408,7 @@ def test_client_cert_from_another_ca_is_refused(
         ca=healthy_etcd.host(APISERVER_ETCD_CA),
         cert=under(rootfs, APISERVER_ETCD_CERT),
         key=under(rootfs, APISERVER_ETCD_KEY),
-        timeout="1s",  # etcdctl retries a refused handshake until the command times out
+        timeout="5s",  # etcdctl retries a refused handshake until the command times out (5 s: room for load)
     )
     assert result.returncode != 0, explain(result, healthy_etcd)
     assert "bar" not in result.stdout, explain(result, healthy_etcd)

@@ -16,6 +16,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from tests.standin import etcd_store
 from tests.standin.apiserver import ApiServerStandin
 from tests.standin.components import ManifestProcess
 from tests.standin.etcd_store import EtcdStore
@@ -391,6 +393,47 @@ def test_the_state_outlives_a_restart_of_an_api_server(node: Node, etcd: Manifes
         assert gone.value.status == 410
 
 
+def readyz(api: ApiServerStandin, rootfs: Path) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(rootfs / PKI / "ca.crt"))
+    try:
+        with urllib.request.urlopen(f"{api.url}/readyz", context=context, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_an_api_server_whose_etcd_is_down_is_not_ready_and_catches_up_when_it_returns(
+    node: Node, etcd: ManifestProcess
+) -> None:
+    with two_apis(node) as (a, b), core_api(node, a) as core_a, core_api(node, b) as core_b:
+        before = core_a.create_namespaced_config_map("default", config_map("before"))
+        etcd.stop()
+        code, body = readyz(a, node.rootfs)
+        assert code == 500 and "[-]etcd failed" in body
+        with pytest.raises(ApiException) as unavailable:
+            core_a.read_namespaced_config_map("before", "default")
+        assert unavailable.value.status == 503
+        etcd.start()
+        wait_for(
+            lambda: readyz(a, node.rootfs)[0] == 200 and readyz(b, node.rootfs)[0] == 200, 20, what="ready"
+        )
+        after = core_b.create_namespaced_config_map("default", config_map("after"))
+        # A's watch resumed from the last revision it had applied: its log has B's write.
+        events = watch.Watch().stream(
+            core_a.list_namespaced_config_map,
+            "default",
+            resource_version=before.metadata.resource_version,
+            timeout_seconds=10,
+            _request_timeout=15,
+        )
+        try:
+            seen = next(events)
+        finally:
+            events.close()
+        assert (seen["type"], seen["object"].metadata.name) == ("ADDED", "after")
+        assert seen["object"].metadata.resource_version == after.metadata.resource_version
+
+
 def test_the_controllers_of_two_api_servers_do_not_fight(node: Node, etcd: ManifestProcess) -> None:
     """Both servers run the bootstrap signer on the same objects: the signature lands, and whichever
     server lost a race saw only the conflict (or not-found) it retries on its next pass."""
@@ -418,6 +461,43 @@ def test_the_controllers_of_two_api_servers_do_not_fight(node: Node, etcd: Manif
         )
         assert info.count("..") == 1  # a detached JWS
         assert a.controllers.errors == [] and b.controllers.errors == []
+
+
+def test_the_kubelets_api_server_waits_for_etcd_then_exits_and_is_restarted_until_etcd_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on a joining control-plane node, the kube-apiserver manifest is there before etcd's: the
+    API server waits for etcd (here 1 s), gives up as a container exit, is restarted, and serves
+    once the etcd manifest appears and the kubelet runs it."""
+    monkeypatch.setattr(etcd_store, "CONNECT_WAIT", 1.0)
+    rootfs = tmp_path / "rootfs"
+    version = kubernetes_version_for(etcd_version(etcd_binary("etcd")))
+    ports = prepare_rootfs(rootfs, extra=("--kubernetes-version", version))
+    manifest = rootfs / "etc/kubernetes/manifests/etcd.yaml"
+    parked = tmp_path / "etcd.yaml"
+    manifest.rename(parked)
+    kubelet = KubeletStandin(
+        rootfs, binaries={"etcd": etcd_binary("etcd")}, api_store="etcd", rescan_interval=0.1
+    )
+    kubelet.start()
+    try:
+
+        def apiserver_restarted() -> Any:
+            pods = [p for p in kubelet.pods.values() if p.is_apiserver]
+            return pods and pods[0].restart_count >= 1 and pods[0].last_terminated
+
+        last = wait_for(apiserver_restarted, 20, what="the API server to give up and be restarted")
+        assert "etcd did not answer within 1s" in last["terminated"]["message"]
+        assert last["terminated"]["exitCode"] == 1
+        assert kubelet.api is None or not kubelet.api.running
+        parked.rename(manifest)
+        api = wait_for(
+            lambda: kubelet.api if kubelet.api and kubelet.api.running else None, 30, what="serving"
+        )
+        with core_api(Node(rootfs, ports), api) as core:
+            assert "kube-system" in {n.metadata.name for n in core.list_namespace().items}
+    finally:
+        kubelet.stop()
 
 
 def _gateway_range(rootfs: Path, url: str, prefix: str) -> list[dict[str, Any]]:

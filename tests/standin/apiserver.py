@@ -9,7 +9,9 @@ token cleaner and CSR approver/signer run beside it (:mod:`tests.standin.control
 tests can move forward (:meth:`ApiServerStandin.advance_clock`).
 CRUD, ``/status``, selectors, merge/strategic/JSON patches, watch with replay and ``410 Gone``,
 pagination, discovery and ``Table`` output for ``kubectl get``. Objects live in a :class:`Store` that
-outlives :meth:`ApiServerStandin.stop` (like etcd), so ``start()`` again is a restart.
+outlives :meth:`ApiServerStandin.stop` (like etcd), so ``start()`` again is a restart; with an
+``EtcdStore`` (:mod:`tests.standin.etcd_store`) they live in a real etcd, and several stand-ins on it
+share them.
 """
 
 from __future__ import annotations
@@ -732,10 +734,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _non_resource(self, path: str) -> bool:
         base = path.split("/")[1] if path != "/" else ""
         if f"/{base}" in ("/livez", "/readyz", "/healthz"):
-            if "verbose" in self.query:
-                lines = [f"[+]{c} ok" for c in HEALTH_CHECKS]
+            # The etcd check fails while the store cannot reach its backend (a store on etcd).
+            failed = {"etcd"} if self.store.health() is not None else set()
+            if "verbose" in self.query or failed:
+                lines = [
+                    f"[-]{c} failed: reason withheld" if c in failed else f"[+]{c} ok" for c in HEALTH_CHECKS
+                ]
+                verdict = "failed" if failed else "passed"
                 self._send(
-                    200, ("\n".join(lines) + f"\n{base} check passed\n").encode(), "text/plain; charset=utf-8"
+                    500 if failed else 200,
+                    ("\n".join(lines) + f"\n{base} check {verdict}\n").encode(),
+                    "text/plain; charset=utf-8",
                 )
             else:
                 self._send(200, b"ok", "text/plain; charset=utf-8")
@@ -1336,11 +1345,7 @@ class ApiServerStandin:
         """From the kube-apiserver static pod: address, port and TLS files (host paths under ``rootfs``)."""
         containers = (pod.get("spec") or {}).get("containers") or []
         container = next((c for c in containers if c.get("name") == "kube-apiserver"), containers[0])
-        flags: dict[str, str] = {}
-        for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
-            if arg.startswith("--") and "=" in arg:
-                key, value = arg[2:].split("=", 1)
-                flags[key] = value
+        flags = manifest_flags(pod, "kube-apiserver")
         image = str(container.get("image", ""))
         version = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "v1.34.2"
 
@@ -1477,6 +1482,19 @@ class ApiServerStandin:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def manifest_flags(pod: dict[str, Any], container: str) -> dict[str, str]:
+    """The ``--name=value`` flags (command and args) of ``container`` in a static pod (else of its
+    first container)."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    found = next((c for c in containers if c.get("name") == container), containers[0] if containers else {})
+    flags: dict[str, str] = {}
+    for arg in [*(found.get("command") or []), *(found.get("args") or [])]:
+        if isinstance(arg, str) and arg.startswith("--") and "=" in arg:
+            name, value = arg[2:].split("=", 1)
+            flags[name] = value
+    return flags
 
 
 def _controller_manager_signing(rootfs: Path, apiserver_pod: dict[str, Any]) -> tuple[Path, Path] | None:

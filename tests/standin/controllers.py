@@ -14,6 +14,17 @@ has no controller-manager, so its API server runs these on its store, on one bac
   own node name), after the same checks of the request's content.
 * **csrsigning**: signs approved CSRs of the kube-apiserver client signers with the cluster CA (the
   controller-manager's ``--cluster-signing-cert-file``/``--cluster-signing-key-file``).
+
+Several API servers on one etcd (:mod:`tests.standin.etcd_store`, an HA control plane) each run these
+controllers, with no leader election: a conflict is retried on the next pass. Every write they make
+is guarded (an update carries the resourceVersion it was computed from; a delete of what is already
+gone is a 404), so when two instances race one write lands and the other gets a 409 or 404, which
+:meth:`Controllers.reconcile` drops, and the next pass starts again from the stored state. What they
+write converges whoever wins: the JWS is a function of the token and the content, an approval reads
+the same, and a CSR keeps the first certificate stored. The alternative, a Lease in etcd as
+kube-controller-manager uses, adds a renew loop and, when the leader's node dies (the HA tests kill
+nodes), a lease duration during which no CSR is signed and no token signed for: a join would wait
+for the takeover instead of going on with the surviving servers.
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ manifest names (``--etcd-servers``, ``--etcd-cafile``, ``--etcd-certfile``, ``--
   feeds ``objects``, the event log and ``cond``: every list/watch path of the API stand-in works
   unchanged on that cache. A write returns once the watch has applied its revision (read your
   writes); a client's GET reads etcd, a client's LIST first waits until the cache has reached etcd's
-  current revision (as the real server's consistent reads from its watch cache do). The local event
+  current revision (as the real server's consistent reads from its watch cache do); the server's own
+  reads (authentication, authorization, controllers) use the cache, as the real server's informers
+  do. ``health()`` (the API server's ``etcd`` check in ``/livez``, ``/readyz``) fails while the watch
+  is down or etcd does not answer a linearizable read. The local event
   log starts when the store does (a watch from before that gets ``410 Gone``, as a real server's
   watch cache does after a restart) and is compacted as the in-memory store's is;
 * in a network namespace (a multi-node test) every socket to etcd is made inside the node's
@@ -45,6 +48,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.netns import enter_for_good, entered
+from tests.standin.apiserver import ApiServerStandin, manifest_flags
 from tests.standin.store import (
     RESOURCES,
     ApiError,
@@ -60,6 +64,7 @@ PREFIX = "/registry/"
 CONNECT_WAIT = 60.0  # how long an API server waits for etcd to answer before it gives up (exits)
 CONNECT_RETRY = 0.1
 REQUEST_TIMEOUT = 5.0  # every call to etcd but the watch stream
+HEALTH_TIMEOUT = 2.0  # the API server's etcd health check
 APPLY_TIMEOUT = 10.0  # a write waits this long for the watch to bring its revision back
 WATCH_RETRY = 0.2  # after a broken watch stream, a new one from the last applied revision
 IDLE_CONNECTIONS = 8
@@ -134,7 +139,7 @@ class EtcdGateway:
     def _connection(self, timeout: float | None) -> _Connection:
         return _Connection(self.host, self.port, self.context, timeout, self.netns)
 
-    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def call(self, method: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
         """``POST /v3/<method>`` with ``body``; the decoded answer, or :class:`EtcdUnavailable`."""
         payload = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
@@ -142,7 +147,10 @@ class EtcdGateway:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             reused = conn is not None
-            conn = conn or self._connection(REQUEST_TIMEOUT)
+            conn = conn or self._connection(timeout)
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
             try:
                 conn.request("POST", f"/v3/{method}", body=payload, headers=headers)
                 response = conn.getresponse()
@@ -214,18 +222,6 @@ def _encode(obj: Obj) -> str:
     body = copy.deepcopy(obj)
     body["metadata"].pop("resourceVersion", None)
     return _b64(json.dumps(body, separators=(",", ":")))
-
-
-def manifest_flags(pod: dict[str, Any], container: str) -> dict[str, str]:
-    """``--name=value`` flags of ``container`` in a static pod (command and args)."""
-    containers = (pod.get("spec") or {}).get("containers") or []
-    found = next((c for c in containers if c.get("name") == container), containers[0] if containers else {})
-    flags: dict[str, str] = {}
-    for arg in [*(found.get("command") or []), *(found.get("args") or [])]:
-        if isinstance(arg, str) and arg.startswith("--") and "=" in arg:
-            name, value = arg[2:].split("=", 1)
-            flags[name] = value
-    return flags
 
 
 class EtcdStore(Store):
@@ -416,6 +412,16 @@ class EtcdStore(Store):
         self._wait_applied(revision)
         return revision
 
+    def health(self) -> str | None:
+        """Unhealthy while the watch is down or etcd does not answer a linearizable read (no quorum)."""
+        if self._watch_conn is None:
+            return f"etcd watch down: {self.watch_error or 'not started'}"
+        try:
+            self.gateway.call("kv/range", {"key": _b64(PREFIX), "count_only": True}, timeout=HEALTH_TIMEOUT)
+        except EtcdUnavailable as exc:
+            return str(exc)
+        return None
+
     def _call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             return self.gateway.call(method, body)
@@ -523,14 +529,12 @@ class ApiServerOnEtcd:
         rootfs: Path,
         *,
         netns: str | None = None,
-        connect_wait: float = CONNECT_WAIT,
+        connect_wait: float | None = None,
     ) -> None:
-        from tests.standin.apiserver import ApiServerStandin
-
         self.store = EtcdStore.for_apiserver(pod, rootfs, netns=netns)
         self.server = ApiServerStandin.from_manifest(pod, rootfs, store=self.store)
         self.netns = netns
-        self.connect_wait = connect_wait
+        self.connect_wait = CONNECT_WAIT if connect_wait is None else connect_wait
         self.failed: str | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -561,12 +565,12 @@ class ApiServerOnEtcd:
 
     def stop(self) -> None:
         with self._lock:
-            self._stopped = True
-        self.store.stop()  # first: a start-up still waiting for etcd gives up now
+            self._stopped = True  # a start-up past its wait for etcd does not serve now
+        self.server.stop()
+        self.store.stop()  # a start-up still waiting for etcd gives up
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.server.stop()
 
 
 __all__ = ["ApiServerOnEtcd", "EtcdGateway", "EtcdStore", "EtcdUnavailable", "etcd_key", "parse_key"]

@@ -160,6 +160,10 @@ class Store:
                     if err.reason != "AlreadyExists":  # another server sharing the backend made it
                         raise
 
+    def health(self) -> str | None:
+        """Why the store cannot serve now (the API server's ``etcd`` health check); None: it can."""
+        return None
+
     # -- reads ------------------------------------------------------------------------------------
     def get_or_none(
         self, res: Resource, namespace: str, name: str, *, consistent: bool = False
