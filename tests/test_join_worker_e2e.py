@@ -21,6 +21,9 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client import CoreV1Api
 
+from bootstrap.cluster.client import KubeApi
+from bootstrap.cluster.joining import etcd_client_urls
+from bootstrap.phases.etcd_join import peer_cert_problem
 from tests.conftest import files_under
 from tests.standin.harness import admin_client, free_ports, kubelet_once_configured
 from tests.standin.tls_bootstrap import map_file_refs
@@ -354,6 +357,27 @@ def test_control_plane_prepare_downloads_the_shared_certs_and_makes_this_nodes_o
     assert code == 0, stderr
     assert not again["changed"], [p["path"] for p in again["phases"] if p["changed"]]
 
+    # etcd-join's guard, on the certificate this node made: its own address passes; a peer
+    # certificate made for another address is refused before any member is added.
+    assert peer_cert_problem(pki / "etcd/peer.crt", "127.0.0.2") is None
+    problem = peer_cert_problem(pki / "etcd/peer.crt", "10.9.9.9")
+    assert problem is not None and "does not carry this node's address 10.9.9.9" in problem
+    assert "no etcd member was added" in problem and "control-plane-prepare/certs/etcd-peer" in problem
+
+
+def test_etcd_join_finds_the_members_client_urls_on_the_etcd_mirror_pods(
+    cluster: tuple[Node, dict[str, Any], Any],
+) -> None:
+    node = cluster[0]
+    etcd_pod = (node.rootfs / "etc/kubernetes/manifests/etcd.yaml").read_text()
+    advertised = re.search(r"etcd.advertise-client-urls: (\S+)", etcd_pod)
+    assert advertised is not None
+    api = KubeApi(node.rootfs / "etc/kubernetes/super-admin.conf")
+    try:
+        assert etcd_client_urls(api, timeout=30) == [advertised[1]]
+    finally:
+        api.close()
+
 
 def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
     cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
@@ -374,3 +398,46 @@ def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
         "/var/lib/kubelet/kubeadm-flags.env",
     } <= set(plan["kubelet-start"]["files"])
     assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()
+
+
+def test_a_worker_joins_with_a_discovery_file_and_the_tls_bootstrap_token(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    import base64
+
+    node, doc, api = cluster
+    discovery = tmp_path / "cluster.conf"  # what an admin would hand out: server and CA, no credentials
+    ca = (node.rootfs / "etc/kubernetes/pki/ca.crt").read_bytes()
+    discovery.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": api.url,
+                            "certificate-authority-data": base64.b64encode(ca).decode(),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": ""}}],
+                "current-context": "c",
+            }
+        )
+    )
+    rootfs = tmp_path / "file-b"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    cfg = join_config(tmp_path, "worker-file")
+    args = [
+        tool("bootstrap"), "join", "--discovery-file", str(discovery),
+        "--tls-bootstrap-token", _details(doc)["token"],
+        "--config", str(cfg), "--rootfs", str(rootfs), "-o", "json",
+    ]  # fmt: skip
+    with kubelet_once_configured(rootfs):
+        code, result, stderr = run(args)
+        assert code == 0, stderr
+        assert statuses(result)["kubelet-wait-bootstrap"] == ("ran", True)
+        assert CoreV1Api(node_client(rootfs)).read_node("worker-file").metadata.name == "worker-file"

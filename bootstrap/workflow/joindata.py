@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bootstrap.host.kubelet import KUBELET_CONFIG, KUBELET_FLAGS_ENV
 from bootstrap.workflow.rundata import KUBERNETES_DIR, RunData, RunOptions
@@ -142,7 +142,7 @@ class JoinRunData(RunData):
             self.reporter.warn(warning)
         return found
 
-    def _unavailable(self, why: str) -> Any:
+    def _unavailable(self, why: str) -> NoReturn:
         if self.cluster_problem is None:
             self.cluster_problem = why
             self.reporter.warn(
@@ -190,7 +190,7 @@ class JoinRunData(RunData):
         except BootstrapError as exc:
             if not self.dry_run:
                 raise
-            return self._unavailable(exc.message)  # type: ignore[no-any-return]
+            self._unavailable(exc.message)
 
     @cached_property
     def config(self) -> Config:
