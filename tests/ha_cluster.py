@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import threading
 import time
@@ -422,11 +423,28 @@ class HaCluster:
     # ---- teardown ----
 
     def close(self) -> None:
-        """Stop every kubelet (its etcd and API stand-in with it); the topology does the rest."""
+        """Stop every kubelet (its etcd and API stand-in with it); the topology does the rest.
+
+        Workers first, then every control-plane node at once, their etcd killed first: stopped one
+        by one, the last members would lose quorum while their API stand-ins still had requests
+        waiting on etcd, each until its timeout (a dead etcd refuses at once instead)."""
+        t = time.monotonic()
         for node in self.nodes.values():
-            with contextlib.suppress(Exception):
-                self.stop_kubelet(node)
+            if not node.control_plane:
+                with contextlib.suppress(Exception):
+                    self.stop_kubelet(node)
+        planes = [n for n in self.control_planes if n.kubelet is not None]
+        for node in planes:
+            process = node.kubelet.process("etcd") if node.kubelet is not None else None
+            if process is not None and process.pid is not None and process.exit_code() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
+        if planes:
+            with ThreadPoolExecutor(max_workers=len(planes)) as stopping:
+                for node in planes:
+                    stopping.submit(self.stop_kubelet, node)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.timings["kubelets stopped"] = time.monotonic() - t
 
 
 def _read_all(proc: subprocess.Popen[str], timeout: float) -> str:
