@@ -26,9 +26,12 @@ The tests share one worker under pytest-xdist (``xdist_group``; .ci/test distrib
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import shlex
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,6 +148,27 @@ def registered(ha: HaCluster, node: Node) -> None:
         what=f"{node.name}'s kubelet to register its Node",
     )
     assert node.name in node_names(ha, ha.node("cp2"))
+
+
+@contextlib.contextmanager
+def watching_members(ha: HaCluster, sender: Node, via: list[Node]) -> Iterator[list[list[dict[str, Any]]]]:
+    """Snapshots of the etcd member list, taken every few tenths of a second while the block runs."""
+    seen: list[list[dict[str, Any]]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            result = ha.etcdctl(sender, "member", "list", "-w", "json", via=via)
+            if result.returncode == 0:
+                seen.append(json.loads(result.stdout)["members"])
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join(timeout=15)
 
 
 def error_message(run: Run) -> str:
@@ -304,9 +328,14 @@ def test_a_second_identical_control_plane_join_changes_nothing(ha: HaCluster) ->
 def test_reset_of_node_3_removes_its_member_and_the_cluster_stays_healthy(ha: HaCluster) -> None:
     cp1, cp2, cp3 = nodes_of(ha, "cp1", "cp2", "cp3")
     assert ha.lb is not None
+    member = next(m for m in ha.members(cp1, [cp1, cp2, cp3]) if m["name"] == "cp3")
     run = ha.bootstrap(cp3, "reset", "-f", "--rootfs", str(cp3.rootfs), "--timeout", "2s", "-o", "json")
     assert run.code == 0, f"{run}{ha.etcd_logs()}"
     ha.stop_kubelet(cp3)  # reset does not stop the kubelet (as kubeadm)
+
+    reported = run.doc()["etcdMember"]
+    assert reported["removed"] is True and reported["name"] == "cp3", reported
+    assert int(reported["id"], 16) == member["ID"] and reported["peerURLs"] == [cp3.peer_url], reported
 
     assert voting(ha, [cp1, cp2]) == expected_members(ha, "cp1", "cp2")
     assert ha.etcd_healthy(cp1) and ha.etcd_healthy(cp2)
@@ -450,11 +479,20 @@ def test_a_control_plane_join_whose_etcd_cannot_start_removes_its_learner(ha: Ha
         squatter.bind((cp4.address, 2380))  # something else holds the etcd peer port
         squatter.listen()
         t = time.monotonic()
-        run = ha.join(cp4, "--config", str(config), ignore="FileExisting-kubelet,CRI,Swap,Port-2380")
+        with watching_members(ha, cp1, [cp1, cp2]) as seen:
+            run = ha.join(cp4, "--config", str(config), ignore="FileExisting-kubelet,CRI,Swap,Port-2380")
         ha.timings["failed control-plane join"] = time.monotonic() - t
         assert run.code == 1, f"{run}{ha.etcd_logs()}"
+        # The join did add its learner (seen while it ran), then took it out again.
+        learners = {m["ID"] for snapshot in seen for m in snapshot if m["peerURLs"] == [cp4.peer_url]}
+        assert len(learners) == 1, seen
+        assert all(
+            m.get("isLearner") for snapshot in seen for m in snapshot if m["peerURLs"] == [cp4.peer_url]
+        )
         message = error_message(run)
-        assert "2380" in message and "learner" in message, message
+        assert f"etcd learner {next(iter(learners)):x}" in message, message
+        assert f"the etcd peer port {cp4.address}:2380 is held by another process" in message, message
+        assert "the learner was removed from the cluster" in message, message
         after = ha.members(cp1, [cp1, cp2])
         assert sorted((m["ID"], m["name"]) for m in after) == sorted((m["ID"], m["name"]) for m in before)
         assert voting(ha, [cp1, cp2]) == expected_members(ha, "cp1", "cp2")
