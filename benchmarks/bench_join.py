@@ -14,8 +14,8 @@ healthy, so that is "start to healthy"):
 * the control-plane joins of cp2 (the second member) and cp3 (the third: etcd refuses to add a member
   for ~5 s after the previous one started, so its learner add waits);
 * their etcd part: learner add + etcd start + promote, i.e. the ``etcd-join`` phase, from the phase's
-  own duration in the JSON result when it reports one, else from the first ``[etcd-join]`` line on
-  stderr to the first line of the phase after it;
+  own duration in the JSON result when it reports one, else from its lines on stderr (each phase
+  prints its lines when it ends: from the previous phase's last line to etcd-join's last line);
 * the baselines measured in the same run: the worker join of w1 (same discovery and TLS bootstrap,
   no control plane) and the ``init`` of cp1.
 
@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# tests/ too: the etcd helpers' module imports its sibling tools.py as pytest lets it (top level).
+for entry in (REPO, REPO / "tests"):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
 
 # The tests' traffic guard (an audit hook refusing TCP connects off loopback unless the netns
 # harness proved the route goes through its own bridge) applies here too.
@@ -45,7 +47,6 @@ from tests.ha_cluster import HaCluster, Run  # noqa: E402
 from tests.netns import Topology  # noqa: E402
 
 NAMES = ["cp1", "cp2", "cp3", "w1"]
-AFTER_ETCD = ("kubelet-wait-bootstrap", "control-plane-join", "wait-control-plane")
 
 
 class BenchError(Exception):
@@ -59,20 +60,44 @@ class Sample:
     joins: dict[str, float]  # node → control-plane join seconds
     etcd: dict[str, float]  # node → etcd-join seconds
     etcd_source: str
+    phases: dict[str, dict[str, float]]  # node → phase label → seconds
 
 
 def etcd_seconds(run: Run) -> tuple[float, str]:
-    """The etcd-join phase's duration: from the JSON result if it says, else from the stderr lines."""
+    """The etcd-join phase's duration: from the JSON result if it says, else from the stderr lines.
+
+    A phase prints its lines when it has finished, so it ran from the last line before its own (the
+    previous phase's end) to its last line."""
     report = run.phase("etcd-join")
     for key in ("seconds", "durationSeconds", "duration"):
         value = report.get(key)
         if isinstance(value, int | float):
             return float(value), "JSON"
-    start = run.first_line("etcd-join")
-    ends = [t for t in (run.first_line(label) for label in AFTER_ETCD) if t is not None]
-    if start is None or not ends:
-        raise BenchError(f"cannot find the etcd-join phase's lines in the output:\n{run}")
-    return min(ends) - start, "stderr lines"
+    label = "[etcd-join]"
+    own = [i for i, (_, line) in enumerate(run.lines) if line.startswith(label)]
+    before = [i for i in range(own[0] if own else 0) if not run.lines[i][1].startswith(label)]
+    if not own or not before:
+        raise BenchError(f"cannot find where the etcd-join phase began and ended in the output:\n{run}")
+    return run.lines[own[-1]][0] - run.lines[before[-1]][0], "stderr lines (phase end to phase end)"
+
+
+def phase_seconds(run: Run) -> dict[str, float]:
+    """Every phase label's share of the run, from its lines on stderr (each printed when the phase
+    ends): from the end of the label before it (or the start) to its own last line. Warnings are
+    printed by the phase that found them, so they count as its lines' time, not as a phase."""
+    spans: dict[str, float] = {}
+    previous = run.started
+    labels = [
+        (at, line[1 : line.index("]")]) for at, line in run.lines if line.startswith("[") and "]" in line
+    ]
+    for i, (at, label) in enumerate(labels):
+        if i + 1 < len(labels) and labels[i + 1][1] == label:
+            continue  # not this label's last line yet
+        if label in spans:  # a label seen again later (warnings): count it once, where it ended
+            continue
+        spans[label] = at - previous
+        previous = at
+    return spans
 
 
 def checked(what: str, run: Run, cluster: HaCluster) -> Run:
@@ -89,13 +114,16 @@ def one_run(base: Path) -> Sample:
             init = checked("init cp1", cluster.init(cluster.node("cp1")), cluster)
             joins: dict[str, float] = {}
             etcd: dict[str, float] = {}
+            phases: dict[str, dict[str, float]] = {}
             source = ""
             for name in ("cp2", "cp3"):
                 run = checked(f"join {name}", cluster.join(cluster.node(name)), cluster)
                 joins[name] = run.seconds
                 etcd[name], source = etcd_seconds(run)
+                phases[name] = phase_seconds(run)
             worker = checked("join w1", cluster.join(cluster.node("w1")), cluster)
-            return Sample(init.seconds, worker.seconds, joins, etcd, source)
+            phases["w1"] = phase_seconds(worker)
+            return Sample(init.seconds, worker.seconds, joins, etcd, source, phases)
         finally:
             cluster.close()
 
@@ -128,17 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     worker = med([s.worker for s in samples])
     print()
     print(f"runs: {len(samples)}   etcd-join time from: {samples[0].etcd_source}")
-    print(f"{'measurement (median)':<46} {'seconds':>8} {'/ worker':>9} {'/ init':>8} {'etcd share':>11}")
-    print(f"{'init cp1 (baseline)':<46} {init:>8.2f} {init / worker:>8.2f}x {1:>7.2f}x")
-    print(f"{'worker join w1 (baseline)':<46} {worker:>8.2f} {1:>8.2f}x {worker / init:>7.2f}x")
+    print(f"{'measurement (median)':<60} {'seconds':>8} {'/ worker':>9} {'/ init':>8} {'etcd share':>11}")
+    print(f"{'init cp1 (baseline)':<60} {init:>8.2f} {init / worker:>8.2f}x {1:>7.2f}x")
+    print(f"{'worker join w1 (baseline)':<60} {worker:>8.2f} {1:>8.2f}x {worker / init:>7.2f}x")
     for name, label in (("cp2", "second member"), ("cp3", "third member")):
         join = med([s.joins[name] for s in samples])
         etcd = med([s.etcd[name] for s in samples])
         print(
-            f"{f'control-plane join {name} ({label}), start to healthy':<46} {join:>8.2f} "
+            f"{f'control-plane join {name} ({label}), start to healthy':<60} {join:>8.2f} "
             f"{join / worker:>8.2f}x {join / init:>7.2f}x {etcd / join:>10.0%}"
         )
-        print(f"{'  of which etcd-join (add, start, promote)':<46} {etcd:>8.2f}")
+        print(f"{'  of which etcd-join (add, start, promote)':<60} {etcd:>8.2f}")
+    print()
+    print(
+        "where the time goes (median seconds per phase, from the stderr lines; preflight includes start-up and discovery)"
+    )
+    for name in ("cp2", "cp3", "w1"):
+        labels = list(samples[0].phases[name])
+        spans = ", ".join(
+            f"{label} {med([s.phases[name].get(label, 0.0) for s in samples]):.2f}" for label in labels
+        )
+        print(f"  {name}: {spans}")
     return 0
 
 
