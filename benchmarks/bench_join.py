@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'  of which etcd-join (add, start, promote)':<60} {etcd:>8.2f}")
     print()
     print(
-        "where the time goes (median seconds per phase, from the stderr lines; preflight includes start-up and discovery)"
+        "where the time goes (median seconds per phase, from the stderr lines; "
+        "preflight includes start-up and discovery)"
     )
     for name in ("cp2", "cp3", "w1"):
         labels = list(samples[0].phases[name])
