@@ -20,7 +20,8 @@ earlier tests left:
 7. a control-plane join (cp4) whose etcd cannot start (its peer port taken) removes the learner it
    added and fails naming the cause.
 
-The tests share one worker under pytest-xdist (``xdist_group``; .ci/test distributes by group).
+Under pytest-xdist the module's tests must run on one worker, in order: .ci/test distributes by file
+(``--dist loadfile``).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ import pytest
 from tests.ha_cluster import COMPONENTS, HaCluster, Node, Run, join_config
 from tests.netns import Topology
 from tests.tools import tool, wait_for
-
-pytestmark = pytest.mark.xdist_group("join-ha")
 
 NAMES = ["cp1", "cp2", "cp3", "w1", "w2", "w3", "cp4"]
 BACKENDS = ["cp1", "cp2", "cp3"]  # haproxy's servers: cp4 only ever tries to join
