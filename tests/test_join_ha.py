@@ -67,6 +67,25 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaCluster]:
     print("\nHA cluster timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in cluster.timings.items()))
 
 
+RAN: dict[int, list[str]] = {}  # id(cluster) → the tests that have run on it, in order
+
+
+@pytest.fixture(autouse=True)
+def record(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "ha" in request.fixturenames:
+        RAN.setdefault(id(request.getfixturevalue("ha")), []).append(request.node.name)
+
+
+def ran_before(ha: HaCluster, *tests: str) -> None:
+    """This test's claims are exact for the state ``tests`` left: they must have run on this cluster."""
+    missing = [t for t in tests if t not in RAN.get(id(ha), [])]
+    assert not missing, (
+        f"{missing} did not run before this test on this cluster: the module's tests share one cluster "
+        "and run in order on one worker (pytest-xdist: --dist loadfile, as .ci/test)"
+    )
+
+
 def step(cluster: HaCluster, what: str, command: Any) -> Run:
     t = time.monotonic()
     run: Run = command()
@@ -296,6 +315,9 @@ def test_with_node_1_down_writes_through_haproxy_succeed_and_a_worker_still_join
 
 
 def test_a_second_identical_control_plane_join_changes_nothing(ha: HaCluster) -> None:
+    ran_before(
+        ha, "test_with_node_1_down_writes_through_haproxy_succeed_and_a_worker_still_joins"
+    )  # cp1 back
     cp1, cp2, cp3 = nodes_of(ha, "cp1", "cp2", "cp3")
     before = ha.members(cp1, [cp1, cp2, cp3])
     # What join wrote (etcd's data, its log and our own ledger change by themselves).
@@ -325,6 +347,8 @@ def test_a_second_identical_control_plane_join_changes_nothing(ha: HaCluster) ->
 
 
 def test_reset_of_node_3_removes_its_member_and_the_cluster_stays_healthy(ha: HaCluster) -> None:
+    # The re-run's claim (3 members) is for the cluster before this reset.
+    ran_before(ha, "test_a_second_identical_control_plane_join_changes_nothing")
     cp1, cp2, cp3 = nodes_of(ha, "cp1", "cp2", "cp3")
     assert ha.lb is not None
     member = next(m for m in ha.members(cp1, [cp1, cp2, cp3]) if m["name"] == "cp3")
@@ -459,6 +483,11 @@ def test_a_short_lived_token_expires_and_token_create_prints_a_command_that_join
 
 
 def test_a_control_plane_join_whose_etcd_cannot_start_removes_its_learner(ha: HaCluster) -> None:
+    ran_before(
+        ha,
+        "test_reset_of_node_3_removes_its_member_and_the_cluster_stays_healthy",
+        "test_an_expired_certificate_key_is_refused_with_the_command_to_upload_again",
+    )
     cp1, cp2, cp4 = nodes_of(ha, "cp1", "cp2", "cp4")
     # The certificates expired in test 5: upload them again, with the key the join will use (the fix
     # that test's message names).
