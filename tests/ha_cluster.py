@@ -246,13 +246,13 @@ class HaCluster:
     def start_kubelet(self, node: Node) -> KubeletStandin:
         """The node's kubelet stand-in (a new one: a kubelet restarted, or the node rebooted)."""
         assert node.kubelet is None, f"{node.name}: a kubelet already runs"
-        options: dict[str, Any] = {"api_store": "etcd"} if node.control_plane else {}
         kubelet = KubeletStandin(
             node.rootfs,
             netns=node.host.netns,
             binaries={"etcd": self.etcd},
             rescan_interval=0.1,
-            **options,
+            # The API stand-in of a control-plane node keeps its objects in the node's etcd member.
+            api_store="etcd" if node.control_plane else "memory",
         )
         kubelet.start()
         node.kubelet = kubelet
