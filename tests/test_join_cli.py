@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bootstrap.cli.join_command import join, options_from
+from bootstrap.cli.join_commands import join, options_from
 from bootstrap.config import JoinConfiguration, load_join_config
 from bootstrap.phases import JOIN_PHASES
 from bootstrap.workflow.tree import all_paths

@@ -10,6 +10,7 @@ SANs, kubeconfigs, manifests) runs as ``join phase control-plane-prepare`` again
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -223,6 +224,7 @@ def test_a_worker_joins_reruns_unchanged_and_resets(
             "a Node named 'cp1' already exists in the cluster and is Ready, and this machine is not it",
         ),
         ("unreachable", "cannot reach the API server at https://127.0.0.1:"),
+        ("no-certificate-key", "no --certificate-key, and the shared certificates are not on this node"),
     ],
 )
 def test_a_refused_join_says_why_and_writes_nothing(
@@ -246,11 +248,13 @@ def test_a_refused_join_says_why_and_writes_nothing(
             "--apiserver-advertise-address",
             "127.0.0.1",
         ]
+    if case == "no-certificate-key":
+        args += ["--control-plane", "--apiserver-advertise-address", "127.0.0.1"]
     if case == "unreachable":
         (closed,) = free_ports(1)  # free: nobody listens there
         args[2] = f"127.0.0.1:{closed}"
     code, doc, stderr = run(args)
-    assert code == (4 if case == "name-taken" else 1), stderr
+    assert code == (4 if case in ("name-taken", "no-certificate-key") else 1), stderr
     message = doc["error"]["message"]
     assert cause in message and "\n" not in message
     fixes = {
@@ -258,6 +262,7 @@ def test_a_refused_join_says_why_and_writes_nothing(
         "unknown-token": "bootstrap token create --print-join-command",
         "wrong-certificate-key": "bootstrap init phase upload-certs --upload-certs",
         "name-taken": "--node-name",
+        "no-certificate-key": "bootstrap init phase upload-certs --upload-certs",
         "unreachable": "check the address and port",
     }
     assert fixes[case] in message
@@ -309,7 +314,7 @@ def test_control_plane_prepare_downloads_the_shared_certs_and_makes_this_nodes_o
     ):
         assert (pki / name).read_bytes() == (a_pki / name).read_bytes(), name
         mode = (pki / name).stat().st_mode & 0o777
-        assert mode == (0o600 if name.endswith(".key") else 0o644), (name, oct(mode))
+        assert mode == (0o600 if name.endswith((".key", ".pub")) else 0o644), (name, oct(mode))
     # This node's own leaf certificates, from the downloaded CAs, with its own addresses (openssl).
     for name, ca in (
         ("apiserver", "ca"),
@@ -386,8 +391,24 @@ def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
     rootfs.mkdir()
     plant_host_tools(rootfs)
     planted = files_under(rootfs)
-    code, doc, stderr = run(join_args(cluster, rootfs, join_config(tmp_path, "dry-b"), "--dry-run"))
+    cfg = join_config(tmp_path, "dry-b")
+    text = cfg.read_text().replace(
+        "  name: dry-b\n", "  name: dry-b\n  taints:\n  - {key: dedicated, value: gpu, effect: NoSchedule}\n"
+    )
+    cfg.write_text(text)
+    kept = tmp_path / "dry-out"  # the dry run's directory, kept to read what it would write
+    proc = subprocess.run(
+        join_args(cluster, rootfs, cfg, "--dry-run"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "BOOTSTRAP_DRYRUN_DIR": str(kept)},
+    )
+    code, doc, stderr = proc.returncode, json.loads(proc.stdout), proc.stderr
     assert code == 0, stderr
+    # A worker's taints go to its kubelet, which registers the node with them (kubeadm's way).
+    flags = (kept / "var/lib/kubelet/kubeadm-flags.env").read_text()
+    assert "--register-with-taints=dedicated=gpu:NoSchedule" in flags
     plan = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
     assert plan["preflight"]["status"] == "ran"
     assert plan["kubelet-start"]["wouldChange"]
@@ -441,3 +462,32 @@ def test_a_worker_joins_with_a_discovery_file_and_the_tls_bootstrap_token(
         assert code == 0, stderr
         assert statuses(result)["kubelet-wait-bootstrap"] == ("ran", True)
         assert CoreV1Api(node_client(rootfs)).read_node("worker-file").metadata.name == "worker-file"
+
+
+def test_a_control_plane_dry_run_plans_every_phase_and_writes_nothing(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    rootfs = tmp_path / "dry-cp"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    planted = files_under(rootfs)
+    cfg = join_config(tmp_path, "dry-cp")
+    args = join_args(cluster, rootfs, cfg, "--dry-run", "--control-plane", "--certificate-key", KEY)
+    args += ["--apiserver-advertise-address", "127.0.0.2", "--ignore-preflight-errors", "all"]
+    code, doc, stderr = run(args)
+    assert code == 0, stderr
+    plan = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
+    assert plan["control-plane-prepare/download-certs"]["wouldChange"]
+    assert sorted(plan["control-plane-prepare/certs/apiserver"]["files"]) == [
+        "/etc/kubernetes/pki/apiserver.crt",
+        "/etc/kubernetes/pki/apiserver.key",
+    ]
+    assert plan["etcd-join"]["files"] == ["/etc/kubernetes/manifests/etcd.yaml"]
+    etcd_pod = doc["dryRunPlan"]["manifests"]["etcd.yaml"]
+    # (This test cluster's ClusterConfiguration pins cp1's etcd URLs in extraArgs, which win, as in kubeadm.)
+    assert "--initial-cluster-state=existing" in etcd_pod and "--name=dry-cp" in etcd_pod
+    assert plan["control-plane-prepare/control-plane/kube-apiserver"]["wouldChange"]
+    assert all(s["status"] != "skipped" for s in plan.values()), [
+        p for p, s in plan.items() if s["status"] == "skipped"
+    ]
+    assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()

@@ -18,7 +18,7 @@ from bootstrap import __version__
 from bootstrap.cli import options
 from bootstrap.cli.cert_commands import certs
 from bootstrap.cli.config_commands import config
-from bootstrap.cli.join_command import join
+from bootstrap.cli.join_commands import join
 from bootstrap.cli.phase_commands import PhaseCli, PhaseTreeEpilog, phase_group
 from bootstrap.cli.token_commands import token
 from bootstrap.config.kubeadm_flags import KUBEADM_FLAGS

@@ -346,7 +346,8 @@ def _validate_discovery(join: JoinConfiguration, r: validation.Report) -> None:
         )
     elif d.bootstrap_token is not None and d.file is not None:
         r.error("discovery", "bootstrapToken and file are mutually exclusive; set only one")
-    if d.tls_bootstrap_token:
+    same = d.bootstrap_token is not None and d.tls_bootstrap_token == d.bootstrap_token.token
+    if d.tls_bootstrap_token and not same:  # one token for both (--token): named once, below
         problem = _token_problem(d.tls_bootstrap_token)
         if problem:
             r.error("discovery.tlsBootstrapToken", problem)

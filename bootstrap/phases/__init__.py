@@ -18,7 +18,7 @@ from bootstrap.phases.download_certs import DOWNLOAD_CERTS
 from bootstrap.phases.etcd_join import ETCD_JOIN
 from bootstrap.phases.join_kubelet import KUBELET_START as JOIN_KUBELET_START
 from bootstrap.phases.join_kubelet import KUBELET_WAIT_BOOTSTRAP
-from bootstrap.phases.join_preflight import cluster_checks, run_node_checks, worker_checks
+from bootstrap.phases.join_preflight import cluster_checks, worker_checks
 from bootstrap.phases.kubeconfig import KUBECONFIG
 from bootstrap.phases.kubelet_start import KUBELET_START
 from bootstrap.phases.manifests import MANIFESTS
@@ -107,7 +107,9 @@ def _node_checks(rd: RunData) -> list[Outcome]:
     if join_data(rd).control_plane:
         assert PREFLIGHT.run is not None
         return PREFLIGHT.run(rd)  # init's checks: the control plane's ports, files and etcd data dir
-    return run_node_checks(rd, worker_checks(rd))
+    from bootstrap.workflow.checking import run_checks
+
+    return run_checks(rd, worker_checks(rd))
 
 
 JOIN_PREFLIGHT = Phase(name="preflight", help="Run join pre-flight checks", run=_join_preflight(_node_checks))

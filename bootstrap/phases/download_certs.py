@@ -1,7 +1,7 @@
 """Adapter for join's ``control-plane-prepare/download-certs``: write the certificates init uploaded.
 
-They were opened (and the key checked) in preflight; here they are written, keys 0600 and
-certificates 0644, each file only when its content differs. Without ``--certificate-key`` the shared
+They were opened (and the key checked) in preflight; here they are written, keys (and sa.pub) 0600
+and certificates 0644, each file only when its content differs. Without ``--certificate-key`` the shared
 files must already be on this node (preflight checked that), and the phase has nothing to do.
 """
 
@@ -27,7 +27,8 @@ def _run(rd: RunData) -> list[Outcome]:
         path = paths.get(key)
         if path is None or not content:
             continue  # a key this version does not place, or a file the uploader did not have
-        private = key.endswith(".key")
+        # Keys 0600 and certificates 0644, as kubeadm; sa.pub 0600 like the one init writes.
+        private = key.endswith(".key") or key == "sa.pub"
         shown = rd.reported_path(path)
         if write_atomic(path, content, 0o600 if private else 0o644, dir_mode=0o755):
             outcomes.append(Outcome(True, f'Writing "{shown}" from Secret kube-system/kubeadm-certs', [path]))

@@ -100,8 +100,7 @@ def _run(rd: RunData) -> list[Outcome]:
     name, address = cfg.node_name, cfg.advertise_address
     peer_url = _url(address, PEER_PORT)
     if rd.dry_run:
-        plan = f"Dry run: would add {name} ({peer_url}) to etcd as a learner, then promote it"
-        return [Outcome(False, plan)]
+        return _plan(rd, name, peer_url)
     problem = peer_cert_problem(rd.cert_dir / "etcd" / "peer.crt", address)
     if problem:
         raise PhaseError(problem)
@@ -151,6 +150,38 @@ def _run(rd: RunData) -> list[Outcome]:
         promote_learner(client, learner, local_endpoint, timeout, diagnose=diagnose)
         outcomes.append(Outcome(True, f"Promoted etcd member {learner.hex_id} ({name}) to a voting member"))
     return outcomes
+
+
+def _plan(rd: RunData, name: str, peer_url: str) -> list[Outcome]:
+    """A dry run adds no member: it reads the member list (when it can), and writes the manifest the
+    real run would start with into the dry-run directory, so the plan shows it and the wait finds it."""
+    from bootstrap.cluster.client import ApiError, admin_api
+    from bootstrap.cluster.joining import etcd_client_urls
+    from bootstrap.components.pods import EtcdJoin
+    from bootstrap.components.render import render
+    from bootstrap.components.write import write_manifest
+    from bootstrap.errors import BootstrapError
+    from bootstrap.etcd.learner import initial_cluster
+    from bootstrap.etcd.members import EtcdClient, EtcdTLS
+    from bootstrap.workflow.rundata import host_view
+
+    try:
+        api = admin_api(rd.kubernetes_dir)
+        try:
+            endpoints = etcd_client_urls(api, timeout=5)
+        finally:
+            api.close()
+        members = EtcdClient(endpoints, EtcdTLS.healthcheck(rd.cert_dir)).members()
+        cluster, source = initial_cluster(members, name, peer_url), "the live member list"
+    except (ApiError, BootstrapError) as exc:
+        cluster, source = f"{name}={peer_url}", f"this member only: the member list is out of reach ({exc})"
+    manifest = render("etcd", rd.config, host_view(rd), etcd_join=EtcdJoin(cluster))
+    written = write_manifest(rd.manifest_dir, manifest)
+    plan = (
+        f"Dry run: would add {name} ({peer_url}) to etcd as a learner and promote it; "
+        f"--initial-cluster from {source}"
+    )
+    return [Outcome(written.changed, plan, written.files)]
 
 
 def _external(rd: RunData) -> str | None:

@@ -12,17 +12,16 @@ worker are the ones that concern a kubelet; a control-plane node gets init's (se
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootstrap.results import Outcome
+from bootstrap.workflow.checking import DRY_RUN_PREFIX, kubelet_binary_check
 
 if TYPE_CHECKING:
     from bootstrap.host import preflight_checks
     from bootstrap.workflow.joindata import JoinRunData
     from bootstrap.workflow.rundata import RunData
 
-DRY_RUN_PREFIX = "[dryrun] would fail: "
 NO_ENDPOINT = (
     "unable to add a new control plane instance to a cluster that doesn't have a stable "
     "controlPlaneEndpoint address: set ClusterConfiguration.controlPlaneEndpoint (a load balancer's "
@@ -101,39 +100,13 @@ def worker_checks(rd: RunData) -> list[preflight_checks.Check]:
     from bootstrap.host import preflight_checks
 
     registration = rd.config.init.node_registration
-    if rd.options.rootfs is not None:
-        candidates = [rd.real_fs.path(b) for b in preflight_checks.KUBELET_BINARIES]
-        kubelet = partial(preflight_checks.kubelet_binary, candidates)
-    else:
-        candidates = [Path(b) for b in preflight_checks.KUBELET_BINARIES]
-        kubelet = partial(preflight_checks.kubelet_binary, candidates, preflight_checks.host_kubelet_on_path)
     return [
         preflight_checks.Check("IsPrivilegedUser", preflight_checks.privileged_user),
         preflight_checks.Check(
             "Swap", partial(preflight_checks.swap, preflight_checks.fails_on_swap(rd.config.kubelet))
         ),
-        preflight_checks.Check("FileExisting-kubelet", kubelet),
+        kubelet_binary_check(rd),
         preflight_checks.Check(
             "CRI", partial(preflight_checks.cri_socket, registration.cri_socket, rd.real_fs.path)
         ),
     ]
-
-
-def run_node_checks(rd: RunData, checks: list[preflight_checks.Check]) -> list[Outcome]:
-    """Evaluate ``checks``; a real run stops on the errors, a dry run names them and goes on."""
-    from bootstrap.host import preflight_checks
-
-    failures = preflight_checks.evaluate(checks, rd.ignored_preflight_errors)
-    for failure in failures:
-        if failure.ignored:
-            rd.reporter.warn(failure.line("WARNING"))
-    errors = [f for f in failures if not f.ignored]
-    if not errors:
-        return [Outcome(False, "Running pre-flight checks: passed")]
-    if not rd.dry_run:
-        raise preflight_checks.failed(errors)
-    for error in errors:
-        rd.reporter.warn(DRY_RUN_PREFIX + error.line("ERROR"))
-    names = [e.name for e in errors]
-    reason = f"{len(names)} check{'s' if len(names) != 1 else ''} would fail ({', '.join(names)})"
-    return [Outcome(False, f"Running pre-flight checks: {reason}", [], {"failedChecks": names}, reason)]

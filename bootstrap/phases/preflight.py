@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from bootstrap.host import preflight_checks
     from bootstrap.workflow.rundata import RunData
 
-# A dry run never stops on a failed check: it warns with this prefix, worded as the real error.
-DRY_RUN_PREFIX = "[dryrun] would fail: "
-
 
 def _manifest(rd: RunData, component: str) -> Path:
     return rd.real_fs.path(posixpath.join(rd.static_pod_path, f"{component}.yaml"))
@@ -71,20 +68,9 @@ def _etcd_data_dir_check(rd: RunData) -> list[preflight_checks.Check]:
     ]
 
 
-def _kubelet_binary_check(rd: RunData) -> preflight_checks.Check:
-    from bootstrap.host import preflight_checks
-
-    if rd.options.rootfs is not None:
-        candidates = [rd.real_fs.path(b) for b in preflight_checks.KUBELET_BINARIES]
-        run = partial(preflight_checks.kubelet_binary, candidates)
-    else:
-        candidates = [Path(b) for b in preflight_checks.KUBELET_BINARIES]
-        run = partial(preflight_checks.kubelet_binary, candidates, preflight_checks.host_kubelet_on_path)
-    return preflight_checks.Check("FileExisting-kubelet", run)
-
-
 def checks_for(rd: RunData) -> list[preflight_checks.Check]:
     from bootstrap.host import preflight_checks
+    from bootstrap.workflow.checking import kubelet_binary_check
 
     cfg = rd.config
     return [
@@ -94,7 +80,7 @@ def checks_for(rd: RunData) -> list[preflight_checks.Check]:
         preflight_checks.Check(
             "Swap", partial(preflight_checks.swap, preflight_checks.fails_on_swap(cfg.kubelet))
         ),
-        _kubelet_binary_check(rd),
+        kubelet_binary_check(rd),
         preflight_checks.Check(
             "CRI",
             partial(preflight_checks.cri_socket, cfg.init.node_registration.cri_socket, rd.real_fs.path),
@@ -108,22 +94,9 @@ def checks_for(rd: RunData) -> list[preflight_checks.Check]:
 def _run(rd: RunData) -> list[Outcome]:
     """Run every check. A real run stops on the errors; a dry run shows what would fail, names the
     checks in its plan, and goes on."""
-    from bootstrap.host import preflight_checks
+    from bootstrap.workflow.checking import run_checks
 
-    failures = preflight_checks.evaluate(checks_for(rd), rd.ignored_preflight_errors)
-    for failure in failures:
-        if failure.ignored:
-            rd.reporter.warn(failure.line("WARNING"))
-    errors = [f for f in failures if not f.ignored]
-    if not errors:
-        return [Outcome(False, "Running pre-flight checks: passed")]
-    if not rd.dry_run:
-        raise preflight_checks.failed(errors)
-    for error in errors:
-        rd.reporter.warn(DRY_RUN_PREFIX + error.line("ERROR"))
-    names = [e.name for e in errors]
-    reason = f"{len(names)} check{'s' if len(names) != 1 else ''} would fail ({', '.join(names)})"
-    return [Outcome(False, f"Running pre-flight checks: {reason}", [], {"failedChecks": names}, reason)]
+    return run_checks(rd, checks_for(rd))
 
 
 PREFLIGHT = Phase(name="preflight", help="Run pre-flight checks", run=_run)

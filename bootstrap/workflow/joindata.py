@@ -202,6 +202,15 @@ class JoinRunData(RunData):
 
         join = self.join_config.join
         registration = join.node_registration.model_dump(mode="json", by_alias=True, exclude_none=True)
+        taints = join.node_registration.taints
+        if join.control_plane is None and taints:
+            # As kubeadm: a worker's kubelet registers the node with them (no mark-control-plane).
+            value = ",".join(
+                f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in taints
+            )
+            registration.setdefault("kubeletExtraArgs", []).append(
+                {"name": "register-with-taints", "value": value}
+            )
         init: dict[str, Any] = {
             "apiVersion": join.api_version,
             "kind": "InitConfiguration",
