@@ -499,7 +499,7 @@ def test_a_control_plane_join_whose_etcd_cannot_start_removes_its_learner(ha: Ha
     assert upload.code == 0, upload
     before = ha.members(cp1, [cp1, cp2])
     config = ha.base / "short-etcd.yaml"
-    config.write_text(join_config(etcdAPICall="8s"))
+    config.write_text(join_config(etcdAPICall="10s"))
 
     with ha.topology.inside(cp4.host):
         squatter = socket.socket()  # a socket belongs to the namespace it was made in
