@@ -357,7 +357,7 @@ def test_reset_of_node_3_removes_its_member_and_the_cluster_stays_healthy(ha: Ha
     ha.stop_kubelet(cp3)  # reset does not stop the kubelet (as kubeadm)
 
     reported = run.doc()["etcdMember"]
-    assert reported["removed"] is True and reported["name"] == "cp3", reported
+    assert reported["removed"] is True and reported["name"] == "cp3", f"{reported}\n{run}{ha.etcd_logs(40)}"
     assert int(reported["id"], 16) == member["ID"] and reported["peerURLs"] == [cp3.peer_url], reported
 
     assert voting(ha, [cp1, cp2]) == expected_members(ha, "cp1", "cp2")
