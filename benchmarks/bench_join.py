@@ -88,12 +88,14 @@ def phase_seconds(run: Run) -> dict[str, float]:
     spans: dict[str, float] = {}
     previous = run.started
     labels = [
-        (at, line[1 : line.index("]")]) for at, line in run.lines if line.startswith("[") and "]" in line
+        (at, label)
+        for at, line in run.lines
+        if line.startswith("[") and "]" in line and (label := line[1 : line.index("]")]) != "warning"
     ]
     for i, (at, label) in enumerate(labels):
         if i + 1 < len(labels) and labels[i + 1][1] == label:
             continue  # not this label's last line yet
-        if label in spans:  # a label seen again later (warnings): count it once, where it ended
+        if label in spans:  # a label seen again later: count it once, where it first ended
             continue
         spans[label] = at - previous
         previous = at
