@@ -29,7 +29,7 @@ from tests.conftest import files_under
 from tests.standin.harness import admin_client, free_ports, kubelet_once_configured
 from tests.standin.tls_bootstrap import map_file_refs
 from tests.test_init_e2e import Node, make_node, plant_host_tools, run_init
-from tests.tools import tool
+from tests.tools import tool, wait_for
 
 KEY = "3d5b1f0e9c8a7b6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d"
 WORKER = "worker-b"
@@ -164,7 +164,8 @@ def test_a_worker_joins_reruns_unchanged_and_resets(
 
         # Node B registered, and B's kubelet.conf is the node: the API server saw system:node:worker-b.
         admin = CoreV1Api(admin_client(node.rootfs))
-        assert admin.read_node(WORKER).metadata.name == WORKER
+        # The kubelet registers its Node on its own once it has its certificate (join does not wait).
+        assert wait_for(lambda: admin.read_node(WORKER), timeout=30, what="Node").metadata.name == WORKER
         api.request_log.clear()
         assert CoreV1Api(node_client(rootfs)).read_node(WORKER).metadata.name == WORKER
         assert ("GET", f"/api/v1/nodes/{WORKER}", f"system:node:{WORKER}") in api.request_log
@@ -461,7 +462,9 @@ def test_a_worker_joins_with_a_discovery_file_and_the_tls_bootstrap_token(
         code, result, stderr = run(args)
         assert code == 0, stderr
         assert statuses(result)["kubelet-wait-bootstrap"] == ("ran", True)
-        assert CoreV1Api(node_client(rootfs)).read_node("worker-file").metadata.name == "worker-file"
+        node_api = CoreV1Api(node_client(rootfs))
+        found = wait_for(lambda: node_api.read_node("worker-file"), timeout=30, what="Node worker-file")
+        assert found.metadata.name == "worker-file"
 
 
 def test_a_control_plane_dry_run_plans_every_phase_and_writes_nothing(
