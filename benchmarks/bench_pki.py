@@ -19,6 +19,10 @@ ratios are meaningful where absolute times are not:
 5. ``bootstrap init`` through ``manifests`` in one process (preflight, certs, kubeconfig, manifests;
    fresh rootfs each run) against the serial keygen floor of (1).
 
+With ``--instructions`` (needs valgrind), 2. and 4. are also counted in instructions executed
+(callgrind), a figure other processes on a shared machine do not inflate: the command's process only,
+without its children.
+
 The fresh node of 4 and 5 advertises 127.0.0.1 on a port this script holds bound but not listening,
 so the API server endpoint refuses connections as an empty node's does, and no traffic leaves loopback.
 
@@ -378,6 +382,46 @@ def time_init_through_manifests(bootstrap: str, rootfs: Path, port: int) -> tupl
         shutil.rmtree(rootfs)
 
 
+# --------------------------------------------------------------------------- instruction counts
+
+
+def count_instructions(argv: Sequence[str]) -> int:
+    """Instructions the process of ``argv`` executes (callgrind; children not followed)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise BenchError("--instructions needs valgrind")
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise BenchError(f"callgrind {' '.join(argv)} exited {proc.returncode}")
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise BenchError(f"callgrind reported no total for {' '.join(argv)}")
+
+
+def instruction_targets(bootstrap: str, fresh: Path, work: Path, port: int) -> list[Target]:
+    """``--help`` / ``import click`` and ``phase manifests`` on a copy of the fresh node, in instructions."""
+    help_count = count_instructions([bootstrap, "--help"])
+    click_count = count_instructions([sys.executable, "-c", "import click"])
+    target = work / "manifests-callgrind"
+    shutil.copytree(fresh, target, symlinks=True)
+    try:
+        manifests = count_instructions([bootstrap, "phase", "manifests", *fresh_node_args(target, port)])
+    finally:
+        shutil.rmtree(target)
+    return [
+        Target("--help / import click (instructions)", help_count / click_count, "x", "-", None),
+        Target("phase manifests, fresh node (instructions)", manifests / 1e6, "M", "-", None),
+        Target("  / import click (instructions)", manifests / click_count, "x", "-", None),
+    ]
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -411,6 +455,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--manifest-runs", type=int, default=20, help="runs of the manifest rendering")
     parser.add_argument("--bootstrap", help="path of the bootstrap executable (default: beside python)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions with callgrind (valgrind)"
+    )
     args = parser.parse_args(argv)
     for name in ("runs", "startup_runs", "manifest_runs"):
         if getattr(args, name) < 1:
@@ -473,6 +520,7 @@ def bench(args: argparse.Namespace) -> None:
             manifests.append(time_phase_manifests(bootstrap, fresh, work / f"manifests-{i}", port))
             skipped.append(time_phase_manifests(bootstrap, fresh, work / f"skipped-{i}", port, skip=True))
         manifest_times = time_manifests(args.manifest_runs, work)
+        counted = instruction_targets(bootstrap, fresh, work, port) if args.instructions else []
 
     stats = [
         Stat("bootstrap phase certs + kubeconfig", tuple(phases)),
@@ -519,7 +567,7 @@ def bench(args: argparse.Namespace) -> None:
     print()
     print_table(stats)
     print()
-    print_targets(targets)
+    print_targets([*targets, *counted])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # `bootstrap --help` imports this module; pathlib is for the commands that run
+    from pathlib import Path
 
 RESULT_API_VERSION = "bootstrap.kube-bootstrap.io/v1alpha1"
 
@@ -29,6 +31,8 @@ class Outcome:
 def host_path(real: Path | str, root: Path | None) -> str:
     """``real`` as the host sees it: with ``root`` (a ``--rootfs`` or the dry-run directory) taken
     away. A path outside ``root`` is returned as it is: it was not mapped through it."""
+    from pathlib import Path
+
     path = Path(real)
     if root is None:
         return str(path)

@@ -35,6 +35,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from bootstrap.cli.main import main
 from bootstrap.config import ClusterConfiguration, InitConfiguration
+from bootstrap.config.model import aliases
 from tests.conftest import files_under
 
 DATABASE = DirectoryBasedExampleDatabase(str(Path(__file__).parent / ".hypothesis-db"))
@@ -316,11 +317,7 @@ def run_cli(*argv: str) -> tuple[int, str, float]:
     return code, err.getvalue(), time.process_time() - started
 
 
-KNOWN_FIELDS = {
-    (info.alias or name)
-    for model in (InitConfiguration, ClusterConfiguration)
-    for name, info in model.model_fields.items()
-}
+KNOWN_FIELDS = {key for model in (InitConfiguration, ClusterConfiguration) for key in aliases(model).values()}
 
 
 def problems_of(stderr: str) -> list[str]:

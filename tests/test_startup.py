@@ -34,6 +34,18 @@ def test_building_the_cli_imports_no_heavy_library() -> None:
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
+def test_help_does_not_import_pathlib() -> None:
+    # pathlib (with urllib.parse and ipaddress) is ~6% of `bootstrap --help`, whose target is 1.5x
+    # `import click`: path options convert through options.PathParam, and modules import Path for typing.
+    script = (
+        "import json, sys; from bootstrap.cli.main import cli;"
+        "cli.main(['--help'], standalone_mode=False);"
+        "print(json.dumps('pathlib' in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) is False
+
+
 def test_top_level_help_does_not_build_the_phase_tree() -> None:
     # The tree imports every phase module and the cert and kubeconfig tables; only phase commands need it.
     script = (
@@ -88,7 +100,7 @@ def accepting_port() -> Iterator[int]:
 
 def manifests_on_a_node(cli: CliRunner, rootfs: Path, api_port: int) -> dict[str, object]:
     """Make the CA and admin.conf (server https://127.0.0.1:<api_port>), then run ``phase manifests`` in
-    a fresh interpreter; its exit code and whether it loaded the Kubernetes client."""
+    a fresh interpreter; its exit code and whether it loaded the Kubernetes client (and ssl)."""
     node = ["--rootfs", str(rootfs), "--node-name", NODE, "--advertise-address", "127.0.0.1"]
     node += ["--apiserver-bind-port", str(api_port)]
     for phase in ("certs/ca", "kubeconfig/admin"):
@@ -97,7 +109,8 @@ def manifests_on_a_node(cli: CliRunner, rootfs: Path, api_port: int) -> dict[str
     script = (
         "import json, sys; from bootstrap.cli.main import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
-        "print(json.dumps({'code': code, 'kubernetes': 'kubernetes' in sys.modules}))"
+        "print(json.dumps({'code': code, 'kubernetes': 'kubernetes' in sys.modules,"
+        " 'ssl': 'ssl' in sys.modules}))"
     )
     # Straight to the endpoint, as on a node without a proxy (with one, the client would be asked).
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -119,28 +132,29 @@ def test_manifests_on_a_fresh_node_does_not_import_the_kubernetes_client(
     cli: CliRunner, rootfs: Path, closed_port: int
 ) -> None:
     # A fresh node: the CA and admin.conf exist, and nothing listens where admin.conf points.
-    assert manifests_on_a_node(cli, rootfs, closed_port) == {"code": 0, "kubernetes": False}
+    assert manifests_on_a_node(cli, rootfs, closed_port) == {"code": 0, "kubernetes": False, "ssl": False}
 
 
 def test_manifests_still_asks_the_api_for_mirror_pods_when_something_listens(
     cli: CliRunner, rootfs: Path, accepting_port: int
 ) -> None:
     # The client is consulted as before (its failure to get an answer is no error of the phase).
-    assert manifests_on_a_node(cli, rootfs, accepting_port) == {"code": 0, "kubernetes": True}
+    assert manifests_on_a_node(cli, rootfs, accepting_port) == {"code": 0, "kubernetes": True, "ssl": True}
 
 
 AFTER_MANIFESTS = (
     "kubelet-start,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command"
 )
-# Records every KeySource.prefetch call: whether the config model (pydantic) was loaded yet, the
-# algorithm and the count; then runs the real entry point.
+# Records every KeySource.prefetch call: whether the config loader was loaded yet (a run without a file
+# never needs pydantic, so its import tells nothing), the algorithm and the count; then runs the real
+# entry point.
 PREFETCH_SPY = (
     "import json, sys\n"
     "import bootstrap.pki.keys as keys\n"
     "calls = []\n"
     "real = keys.KeySource.prefetch\n"
     "def spy(self, count):\n"
-    "    calls.append(['pydantic' in sys.modules, self.algorithm, count])\n"
+    "    calls.append(['bootstrap.config.loader' in sys.modules, self.algorithm, count])\n"
     "    return real(self, count)\n"
     "keys.KeySource.prefetch = spy\n"
     "from bootstrap.cli.main import main\n"

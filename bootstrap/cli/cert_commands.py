@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -10,6 +9,8 @@ import click
 from bootstrap.cli import options
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bootstrap.output import Reporter
     from bootstrap.workflow.rundata import RunData
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bootstrap.cli import options
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # kubeadm's placeholders for `config print init-defaults`: the output is an example, not this host.
 PLACEHOLDER_NODE_NAME = "node"
@@ -87,7 +90,7 @@ def init_defaults(
     "--config",
     "config_file",
     required=True,
-    type=click.Path(path_type=Path),
+    type=options.PathParam(),
     help="The file to validate.",
 )
 @options.OUTPUT

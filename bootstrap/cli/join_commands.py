@@ -8,7 +8,6 @@ the runner runs the phase tree (``JOIN_PHASES``), exactly as for init.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -30,7 +29,7 @@ def join_options(func: F) -> F:
         click.option(
             "--config",
             "config_file",
-            type=click.Path(path_type=Path),
+            type=options.PathParam(),
             help="kubeadm.k8s.io/v1beta4 JoinConfiguration file (and an optional KubeletConfiguration).",
         ),
         options.ROOTFS,

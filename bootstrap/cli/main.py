@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -25,6 +24,8 @@ from bootstrap.config.kubeadm_flags import KUBEADM_FLAGS
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bootstrap.workflow.rundata import RunOptions
     from bootstrap.workflow.tree import Phase, PlannedPhase
 
@@ -55,13 +56,13 @@ def run_options(func: F) -> F:
         options.VERBOSE,
         click.option(
             "--kubelet-config",
-            type=click.Path(path_type=Path, dir_okay=False),
+            type=options.PathParam(dir_okay=False),
             default=None,
             help="Kubelet config to read staticPodPath from (/var/lib/kubelet/config.yaml).",
         ),
         click.option(
             "--output-dir",
-            type=click.Path(path_type=Path, file_okay=False),
+            type=options.PathParam(file_okay=False),
             default=None,
             help="Write manifests to this directory instead of the kubelet's watched path.",
         ),
@@ -363,6 +364,8 @@ def reset(rootfs: Path | None, force: bool, dry_run: bool, timeout: str, output:
         current.extra["dryRun"] = dry_run
     mirror_timeout = options.seconds("--timeout", timeout) or 0.0
     fs = Rootfs(rootfs)
+    from pathlib import Path
+
     target = rootfs or Path("/")
     if not force and not dry_run:
         click.confirm(

@@ -9,10 +9,10 @@ without, printing it itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -83,6 +83,16 @@ VERBOSE = click.option(
 )
 
 
+class PathParam(click.Path):
+    """``click.Path`` whose value is a :class:`pathlib.Path`, with pathlib imported only once a path
+    is given: building the commands (``--help``) does not pay for it."""
+
+    def coerce_path_result(self, value: str | os.PathLike[str]) -> Any:
+        from pathlib import Path
+
+        return value if isinstance(value, Path) else Path(value)  # as click does for path_type=Path
+
+
 def global_options(func: Any) -> Any:
     """``-o`` and ``-v``, for a group: given there, they apply to its subcommands."""
     return OUTPUT(VERBOSE(func))
@@ -92,7 +102,7 @@ CONFIG = click.option(
     "--config",
     "config_file",
     # No existence/type checks here: the loader refuses a missing, unreadable or directory path (exit 3).
-    type=click.Path(path_type=Path),
+    type=PathParam(),
     help="kubeadm.k8s.io/v1beta4 config file (InitConfiguration, ClusterConfiguration).",
 )
 IGNORE_PREFLIGHT_ERRORS = click.option(
@@ -109,7 +119,7 @@ SKIP_PHASES = click.option(
 )
 ROOTFS = click.option(
     "--rootfs",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathParam(file_okay=False),
     help="Resolve every host path under this directory.",
 )
 

@@ -8,7 +8,6 @@ failed API call, an unusable kubeconfig or an unknown token is exit 1.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,6 +16,8 @@ from bootstrap.cli import options
 from bootstrap.errors import UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bootstrap.cluster.bootstrap_tokens import TokenApi
     from bootstrap.output import Reporter
 
@@ -44,6 +45,8 @@ def _common(func: Any) -> Any:
 
 
 def _kubeconfig(rootfs: Path | None, kubeconfig: str) -> Path:
+    from pathlib import Path
+
     from bootstrap.host.fs import Rootfs
 
     path = Path(kubeconfig)

@@ -9,10 +9,13 @@ verify, credentials the server rejects -- ends the run at once with its own mess
 
 from __future__ import annotations
 
-import ssl
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from bootstrap.errors import PhaseError
+
+if TYPE_CHECKING:  # ssl costs a fresh node's `phase manifests` (nothing listening yet) 4% of its run
+    import ssl
 
 
 class Reason(Enum):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import ssl
 import sys
 import time
 import weakref
@@ -324,6 +323,8 @@ class KubeApi:
         return (Gone if status == 410 else ApiError)(message, status)
 
     def _connection_error(self, exc: BaseException) -> ApiError:
+        import ssl  # here, not at the top: the client's users are imported on nodes with no API yet
+
         from urllib3.exceptions import NewConnectionError
         from urllib3.exceptions import TimeoutError as Urllib3Timeout
 

@@ -115,11 +115,13 @@ def _without_bad_fields(raw: dict[str, Any]) -> tuple[JoinConfiguration, set[str
 
     from pydantic import ValidationError
 
+    from bootstrap.config import schema
+
     trimmed = copy.deepcopy(raw)
     dropped: set[str] = set()
     for _ in range(5):  # each pass removes every failing field; nested failures may need another
         try:
-            return JoinConfiguration.model_validate(trimmed), dropped
+            return schema.validate(JoinConfiguration, trimmed), dropped
         except ValidationError as exc:
             for err in exc.errors():
                 loc = list(err["loc"])

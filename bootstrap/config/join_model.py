@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, Final, Literal
 
-from pydantic import Field
-
 from bootstrap.config.model import (
     DEFAULT_CERTIFICATES_DIR,
     KUBEADM_API_VERSION,
@@ -19,6 +17,7 @@ from bootstrap.config.model import (
     NodeRegistrationOptions,
     Patches,
     Timeouts,
+    _alias,
     _Model,
 )
 
@@ -31,21 +30,24 @@ JOIN_WARNED_FIELDS: tuple[tuple[str, tuple[object, ...]], ...] = (
 )
 
 
+@dataclass(kw_only=True)
 class BootstrapTokenDiscovery(_Model):
     """Discovery through the ``cluster-info`` ConfigMap, checked with a bootstrap token's signature."""
 
     token: str = ""
     api_server_endpoint: str = ""
-    ca_cert_hashes: list[str] = Field(default_factory=list)
-    unsafe_skip_ca_verification: bool = Field(default=False, alias="unsafeSkipCAVerification")
+    ca_cert_hashes: list[str] = dc_field(default_factory=list)
+    unsafe_skip_ca_verification: bool = dc_field(default=False, metadata=_alias("unsafeSkipCAVerification"))
 
 
+@dataclass(kw_only=True)
 class FileDiscovery(_Model):
     """Discovery from a kubeconfig file or https URL."""
 
     kube_config_path: str = ""
 
 
+@dataclass(kw_only=True)
 class Discovery(_Model):
     """How the joining node finds and trusts the cluster: exactly one of ``bootstrapToken`` / ``file``."""
 
@@ -54,13 +56,17 @@ class Discovery(_Model):
     tls_bootstrap_token: str = ""
 
 
+@dataclass(kw_only=True)
 class JoinControlPlane(_Model):
     """Set when the node joins as a control-plane node."""
 
-    local_api_endpoint: APIEndpoint = Field(default_factory=APIEndpoint, alias="localAPIEndpoint")
+    local_api_endpoint: APIEndpoint = dc_field(
+        default_factory=APIEndpoint, metadata=_alias("localAPIEndpoint")
+    )
     certificate_key: str = ""
 
 
+@dataclass(kw_only=True)
 class JoinConfiguration(_Model):
     """``kubeadm.k8s.io/v1beta4`` JoinConfiguration."""
 
@@ -68,13 +74,13 @@ class JoinConfiguration(_Model):
     kind: Literal["JoinConfiguration"] = "JoinConfiguration"
     dry_run: bool = False
     # taints None: none on a worker, the control-plane taint on a control-plane node (as kubeadm).
-    node_registration: NodeRegistrationOptions = Field(default_factory=NodeRegistrationOptions)
+    node_registration: NodeRegistrationOptions = dc_field(default_factory=NodeRegistrationOptions)
     ca_cert_path: str = DEFAULT_CA_CERT_PATH
-    discovery: Discovery = Field(default_factory=Discovery)
+    discovery: Discovery = dc_field(default_factory=Discovery)
     control_plane: JoinControlPlane | None = None
-    skip_phases: list[str] = Field(default_factory=list)
+    skip_phases: list[str] = dc_field(default_factory=list)
     patches: Patches | None = None
-    timeouts: Timeouts = Field(default_factory=Timeouts)
+    timeouts: Timeouts = dc_field(default_factory=Timeouts)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
-
 from bootstrap.config import validation
+from bootstrap.config.defaults import construct
 from bootstrap.config.kubeadm_flags import FLAG_FIELDS
 from bootstrap.config.model import (
     DEFAULT_TOKEN_TTL,
@@ -31,10 +29,14 @@ from bootstrap.config.model import (
     InitConfiguration,
     LocalEtcd,
     NodeRegistrationOptions,
+    _Model,
+    aliases,
+    field_default,
+    field_values,
+    given_fields,
 )
 from bootstrap.config.netdefaults import HostFacts
 from bootstrap.config.peek import MAX_CONFIG_BYTES
-from bootstrap.config.strict_yaml import YamlError, load_documents
 from bootstrap.config.versionlabels import resolve_label
 from bootstrap.errors import ConfigError
 
@@ -42,7 +44,7 @@ _KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
 _KUBE_PROXY = ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")
 _IGNORED_KUBEADM_KINDS = ("JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration")
 
-_M = TypeVar("_M", bound=BaseModel)
+_M = TypeVar("_M")
 
 _YAML_TYPE_NAMES = {
     str: "string",
@@ -82,6 +84,8 @@ def load_config_text(
 
     A joining control-plane node builds its init-shaped configuration this way: the cluster's
     ClusterConfiguration with this node's own documents, checked by the same rules as init's."""
+    from bootstrap.config.strict_yaml import YamlError, load_documents
+
     shown = validation.one_line(source)
     try:
         docs = load_documents(text, shown)
@@ -152,10 +156,15 @@ def _load(
         overrides or {}, {"InitConfiguration": init_raw, "ClusterConfiguration": cluster_raw}
     )
 
-    # A document that fails to parse is replaced by the (valid) defaults so that the semantic rules
-    # still run on the other one: the user sees every problem of the file in one go.
-    init = _parse(InitConfiguration, init_raw, flag_paths, problems) or InitConfiguration()
-    cluster = _parse(ClusterConfiguration, cluster_raw, flag_paths, problems) or ClusterConfiguration()
+    # Without a file the documents hold only flag values: built directly when each is of its field's
+    # type (pydantic would return the same objects), else parsed, so a bad value gets pydantic's check.
+    init = construct(InitConfiguration, init_raw) if named is None else None
+    cluster = construct(ClusterConfiguration, cluster_raw) if init is not None else None
+    if init is None or cluster is None:
+        # A document that fails to parse is replaced by the (valid) defaults so that the semantic rules
+        # still run on the other one: the user sees every problem of the file in one go.
+        init = _parse(InitConfiguration, init_raw, flag_paths, problems) or InitConfiguration()
+        cluster = _parse(ClusterConfiguration, cluster_raw, flag_paths, problems) or ClusterConfiguration()
 
     warnings += _warn_unacted(init, cluster)
     warnings += _apply_defaults(init, cluster, host)
@@ -209,19 +218,22 @@ def dump_config(cfg: Config) -> str:
     camelCase keys, Go-form durations, v1beta4 list-form extraArgs. :func:`load_config` reads the
     output back into an identical configuration.
     """
-    docs: list[object] = [
-        _prune(cfg.init.model_dump(mode="json", by_alias=True)),
-        _prune(cfg.cluster.model_dump(mode="json", by_alias=True)),
-    ]
+    import yaml
+
+    from bootstrap.config.schema import dump
+
+    docs: list[object] = [_prune(dump(cfg.init)), _prune(dump(cfg.cluster))]
     docs += [d for d in (cfg.kubelet, cfg.kube_proxy) if d is not None]
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def dump_cluster_configuration(cfg: Config) -> str:
     """The ClusterConfiguration document alone (what ``kube-system/kubeadm-config`` holds)."""
-    return yaml.safe_dump(
-        _prune(cfg.cluster.model_dump(mode="json", by_alias=True)), sort_keys=False, default_flow_style=False
-    )
+    import yaml
+
+    from bootstrap.config.schema import dump
+
+    return yaml.safe_dump(_prune(dump(cfg.cluster)), sort_keys=False, default_flow_style=False)
 
 
 def q_gvk(api_version: str, kind: str) -> str:
@@ -231,6 +243,8 @@ def q_gvk(api_version: str, kind: str) -> str:
 
 def _read_documents(path: Path) -> list[object]:
     """The file's YAML documents; any problem (missing, unreadable, not text, bad YAML) is a ConfigError."""
+    from bootstrap.config.strict_yaml import YamlError, load_documents
+
     shown = validation.one_line(str(path))
     try:
         with open(path, "rb") as stream:  # a directory fails here or at read() with EISDIR
@@ -370,9 +384,11 @@ def _pydantic_message(err: Mapping[str, Any]) -> str:
         "model_type": "a mapping",
         "model_attributes_type": "a mapping",
     }
-    if kind == "extra_forbidden":
+    if kind in ("dataclass_type", "dataclass_exact_type"):
+        return f"expected a mapping, {got}"
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return "unknown field (not part of kubeadm v1beta4)"
-    if kind == "missing":
+    if kind in ("missing", "missing_argument", "missing_keyword_only_argument"):
         return "is required"
     if kind in expected:
         return f"expected {expected[kind]}, {got}"
@@ -396,8 +412,12 @@ def _loc_to_path(loc: Sequence[int | str]) -> str:
 def _parse(
     model: type[_M], data: dict[str, Any], flag_paths: Mapping[str, str], problems: list[str]
 ) -> _M | None:
+    from pydantic import ValidationError
+
+    from bootstrap.config.schema import validate
+
     try:
-        return model.model_validate(data)
+        return validate(model, data)
     except ValidationError as exc:
         for err in exc.errors():
             problems.append(_format(_loc_to_path(err["loc"]), _pydantic_message(err), flag_paths))
@@ -407,10 +427,9 @@ def _parse(
 def _get_by_alias(model: object, dotted: str) -> object:
     node: object = model
     for part in dotted.split("."):
-        if not isinstance(node, BaseModel):
+        if not isinstance(node, _Model):
             return None
-        fields = type(node).model_fields
-        name = next((n for n, f in fields.items() if (f.alias or n) == part), part)
+        name = next((n for n, key in aliases(type(node)).items() if key == part), part)
         node = getattr(node, name, None)
     return node
 
@@ -418,7 +437,7 @@ def _get_by_alias(model: object, dotted: str) -> object:
 def _warn_unacted(init: InitConfiguration, cluster: ClusterConfiguration) -> list[str]:
     out: list[str] = []
     for kind, dotted, neutral in WARNED_FIELDS:
-        model: BaseModel = init if kind == "InitConfiguration" else cluster
+        model: _Model = init if kind == "InitConfiguration" else cluster
         value = _get_by_alias(model, dotted)
         if any(value is n or value == n for n in neutral):
             continue
@@ -433,32 +452,27 @@ def _warn_unacted(init: InitConfiguration, cluster: ClusterConfiguration) -> lis
 def _leaf_paths(dotted: str, value: object) -> list[str]:
     """Name the sub-fields actually set (``dns.imageTag``, ``featureGates.X``), else the field itself."""
     leaves: list[str] = []
-    if isinstance(value, BaseModel):
-        for name in sorted(value.model_fields_set):
-            info = type(value).model_fields[name]
-            leaves.append(f"{dotted}.{info.alias or name}")
+    if isinstance(value, _Model):
+        keys = aliases(type(value))
+        leaves = [f"{dotted}.{keys[name]}" for name in sorted(given_fields(value))]
     elif isinstance(value, dict):
         leaves = [f"{dotted}.{key}" for key in value]
     return leaves or [dotted]
 
 
-def _fill_zero_values(model: BaseModel) -> None:
+def _fill_zero_values(model: _Model) -> None:
     """Treat Go zero values ("" and 0) as unset, as kubeadm does, for fields with a non-zero default."""
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
+    for name, value in field_values(model):
+        if isinstance(value, _Model):
             _fill_zero_values(value)
         elif isinstance(value, list):
             for item in value:
-                if isinstance(item, BaseModel):
+                if isinstance(item, _Model):
                     _fill_zero_values(item)
-        elif (
-            value in ("", 0)
-            and not isinstance(value, bool)
-            and info.default not in ("", 0, None)
-            and isinstance(info.default, type(value))
-        ):
-            setattr(model, name, info.default)
+        elif value in ("", 0) and not isinstance(value, bool):
+            default = field_default(type(model), name)
+            if default not in ("", 0, None) and isinstance(default, type(value)):
+                setattr(model, name, default)
 
 
 def _resolve_version(version: str, warnings: list[str]) -> str:

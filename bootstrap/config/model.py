@@ -1,9 +1,12 @@
 """Typed model of the kubeadm ``v1beta4`` InitConfiguration and ClusterConfiguration documents.
 
 The models carry the full ``kubeadm.k8s.io/v1beta4`` field set so that every file kubeadm accepts is
-accepted here too. YAML keys are camelCase (pydantic aliases); Python attributes are snake_case.
-Unknown keys and wrong types are rejected (``extra="forbid"``, strict mode); the loader translates
-pydantic's errors into ``"<field.path>: <problem>"`` strings.
+accepted here too. YAML keys are camelCase (aliases); Python attributes are snake_case.
+
+The models are plain dataclasses, so that a run without a config file builds its defaults without
+pydantic: :mod:`bootstrap.config.schema` validates files into these same classes with pydantic (unknown
+keys and wrong types rejected, strict mode), and the loader translates its errors into
+``"<field.path>: <problem>"`` strings.
 
 Defaults that do not depend on the host live here, as field defaults, in one place (the ``DEFAULT_*``
 constants). Host-dependent defaults (node name, advertise address) are filled by the loader.
@@ -14,13 +17,11 @@ accepted for compatibility but ignored: setting them to a non-neutral value prod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import Field, dataclass, fields
 from dataclasses import field as dc_field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Literal
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
-from pydantic.alias_generators import to_camel
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from bootstrap.config.durations import format_go_duration, parse_go_duration
 from bootstrap.config.hostport import APISERVER_PORT
@@ -135,26 +136,96 @@ def _format_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-GoDuration = Annotated[timedelta, BeforeValidator(_to_duration), PlainSerializer(format_go_duration)]
+@dataclass(frozen=True)
+class Converted:
+    """``Annotated`` metadata of a type that YAML spells as a string: ``parse`` takes the YAML value
+    (raising ValueError with the message to show), ``format`` gives the YAML string back."""
+
+    parse: Callable[[object], object]
+    format: Callable[[Any], str]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from bootstrap.config.schema import converted_schema
+
+        return converted_schema(self, handler(source))
+
+
+GO_DURATION: Final = Converted(_to_duration, format_go_duration)
+RFC3339_TIME: Final = Converted(_to_time, _format_time)
+
+GoDuration = Annotated[timedelta, GO_DURATION]
 """A ``metav1.Duration``: Go duration string in YAML, ``timedelta`` in Python."""
 
-Rfc3339Time = Annotated[datetime, BeforeValidator(_to_time), PlainSerializer(_format_time)]
+Rfc3339Time = Annotated[datetime, RFC3339_TIME]
 """A ``metav1.Time``: RFC 3339 in YAML, timezone-aware ``datetime`` in Python."""
 
 
-class _Model(BaseModel):
-    """Common settings: camelCase aliases, unknown keys forbidden, no type coercion."""
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        validate_default=False,
-    )
+
+def _alias(alias: str) -> dict[str, str]:
+    """Field metadata naming a YAML key that is not the plain camelCase of the attribute."""
+    return {"alias": alias}
+
+
+class _Model:
+    """Base of every document type (each a ``@dataclass(kw_only=True)``): camelCase aliases, unknown
+    keys forbidden, no type coercion when validated by :mod:`bootstrap.config.schema`."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # set by each subclass's @dataclass
+    # Read by pydantic when it validates into the dataclass; a plain dict, so defining it needs no pydantic.
+    __pydantic_config__: ClassVar[dict[str, object]] = {
+        "extra": "forbid",
+        "strict": True,
+        "alias_generator": _camel,
+        "populate_by_name": True,
+        "validate_default": False,
+    }
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from bootstrap.config.schema import document_schema
+
+        return document_schema(cls, handler(source))
+
+
+_ALIASES: dict[type[_Model], dict[str, str]] = {}
+
+
+def aliases(model: type[_Model]) -> dict[str, str]:
+    """Attribute name -> YAML key of every field of a document type."""
+    known = _ALIASES.get(model)
+    if known is None:
+        known = _ALIASES[model] = {f.name: f.metadata.get("alias") or _camel(f.name) for f in fields(model)}
+    return known
+
+
+def field_default(model: type[_Model], name: str) -> object:
+    """The plain default of a field (``MISSING`` for a required one or one with a default factory)."""
+    return next(f.default for f in fields(model) if f.name == name)
+
+
+def field_values(document: _Model) -> Iterator[tuple[str, object]]:
+    """``(attribute name, value)`` of every field of a document, in declaration order."""
+    for f in fields(document):
+        yield f.name, getattr(document, f.name)
+
+
+def given_fields(document: object) -> frozenset[str]:
+    """The attribute names a validated document's input gave (pydantic's ``model_fields_set``)."""
+    given: frozenset[str] = getattr(document, "_given", frozenset())
+    return given
+
+
+def mark_given(document: object, names: frozenset[str]) -> None:
+    """Record which fields the input gave; not a field, so equality and dumps ignore it."""
+    object.__setattr__(document, "_given", names)
 
 
 # ---- shared pieces ----
+@dataclass(kw_only=True)
 class Arg(_Model):
     """One ``--name=value`` argument; v1beta4 lists allow repeats."""
 
@@ -162,6 +233,7 @@ class Arg(_Model):
     value: str = ""
 
 
+@dataclass(kw_only=True)
 class HostPathMount(_Model):
     """An extra hostPath volume for a control-plane static pod."""
 
@@ -172,6 +244,7 @@ class HostPathMount(_Model):
     path_type: str = ""
 
 
+@dataclass(kw_only=True)
 class EnvVar(_Model):
     """The subset of core/v1 EnvVar kubeadm passes through; ``valueFrom`` is kept as a mapping."""
 
@@ -180,22 +253,25 @@ class EnvVar(_Model):
     value_from: dict[str, Any] | None = None
 
 
+@dataclass(kw_only=True)
 class ControlPlaneComponent(_Model):
     """Settings shared by the kube-controller-manager and kube-scheduler."""
 
-    extra_args: list[Arg] = Field(default_factory=list)
-    extra_volumes: list[HostPathMount] = Field(default_factory=list)
-    extra_envs: list[EnvVar] = Field(default_factory=list)
+    extra_args: list[Arg] = dc_field(default_factory=list)
+    extra_volumes: list[HostPathMount] = dc_field(default_factory=list)
+    extra_envs: list[EnvVar] = dc_field(default_factory=list)
 
 
+@dataclass(kw_only=True)
 class APIServer(ControlPlaneComponent):
     """kube-apiserver settings."""
 
-    cert_sans: list[str] = Field(default_factory=list, alias="certSANs")
+    cert_sans: list[str] = dc_field(default_factory=list, metadata=_alias("certSANs"))
     # A v1beta3 leftover kubeadm tolerates with a warning; accepted, warned about, never acted on.
     timeout_for_control_plane: GoDuration | None = None
 
 
+@dataclass(kw_only=True)
 class ImageMeta(_Model):
     """Image override for components outside the Kubernetes release (etcd, CoreDNS)."""
 
@@ -203,37 +279,42 @@ class ImageMeta(_Model):
     image_tag: str = ""
 
 
+@dataclass(kw_only=True)
 class DNS(ImageMeta):
     """CoreDNS add-on settings (not acted on)."""
 
     disabled: bool = False
 
 
+@dataclass(kw_only=True)
 class Proxy(_Model):
     """kube-proxy add-on settings (not acted on)."""
 
     disabled: bool = False
 
 
+@dataclass(kw_only=True)
 class LocalEtcd(ImageMeta):
     """A stacked etcd member run as a static pod."""
 
     data_dir: str = DEFAULT_ETCD_DATA_DIR
-    extra_args: list[Arg] = Field(default_factory=list)
-    extra_envs: list[EnvVar] = Field(default_factory=list)
-    server_cert_sans: list[str] = Field(default_factory=list, alias="serverCertSANs")
-    peer_cert_sans: list[str] = Field(default_factory=list, alias="peerCertSANs")
+    extra_args: list[Arg] = dc_field(default_factory=list)
+    extra_envs: list[EnvVar] = dc_field(default_factory=list)
+    server_cert_sans: list[str] = dc_field(default_factory=list, metadata=_alias("serverCertSANs"))
+    peer_cert_sans: list[str] = dc_field(default_factory=list, metadata=_alias("peerCertSANs"))
 
 
+@dataclass(kw_only=True)
 class ExternalEtcd(_Model):
     """An etcd cluster managed elsewhere."""
 
-    endpoints: list[str] = Field(default_factory=list)
+    endpoints: list[str] = dc_field(default_factory=list)
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
 
 
+@dataclass(kw_only=True)
 class Etcd(_Model):
     """Exactly one of ``local`` / ``external``; the loader defaults to ``local`` when neither is set."""
 
@@ -241,6 +322,7 @@ class Etcd(_Model):
     external: ExternalEtcd | None = None
 
 
+@dataclass(kw_only=True)
 class Networking(_Model):
     """Service/pod CIDRs (comma-separated for dual-stack) and the cluster DNS domain."""
 
@@ -249,6 +331,7 @@ class Networking(_Model):
     dns_domain: str = DEFAULT_DNS_DOMAIN
 
 
+@dataclass(kw_only=True)
 class APIEndpoint(_Model):
     """Where this node's kube-apiserver advertises itself and listens."""
 
@@ -256,6 +339,7 @@ class APIEndpoint(_Model):
     bind_port: int = DEFAULT_BIND_PORT
 
 
+@dataclass(kw_only=True)
 class Taint(_Model):
     """A core/v1 Taint."""
 
@@ -265,18 +349,20 @@ class Taint(_Model):
     time_added: Rfc3339Time | None = None
 
 
+@dataclass(kw_only=True)
 class NodeRegistrationOptions(_Model):
     """How this node registers itself. ``taints: None`` means the default control-plane taint."""
 
     name: str = ""
     cri_socket: str = DEFAULT_CRI_SOCKET
     taints: list[Taint] | None = None
-    kubelet_extra_args: list[Arg] = Field(default_factory=list)
-    ignore_preflight_errors: list[str] = Field(default_factory=list)
+    kubelet_extra_args: list[Arg] = dc_field(default_factory=list)
+    ignore_preflight_errors: list[str] = dc_field(default_factory=list)
     image_pull_policy: str = DEFAULT_IMAGE_PULL_POLICY
     image_pull_serial: bool | None = None
 
 
+@dataclass(kw_only=True)
 class BootstrapToken(_Model):
     """A bootstrap token to create; ``token: None`` means one is generated at init time."""
 
@@ -284,55 +370,63 @@ class BootstrapToken(_Model):
     description: str = ""
     ttl: GoDuration | None = None
     expires: Rfc3339Time | None = None
-    usages: list[str] = Field(default_factory=lambda: list(DEFAULT_TOKEN_USAGES))
-    groups: list[str] = Field(default_factory=lambda: list(DEFAULT_TOKEN_GROUPS))
+    usages: list[str] = dc_field(default_factory=lambda: list(DEFAULT_TOKEN_USAGES))
+    groups: list[str] = dc_field(default_factory=lambda: list(DEFAULT_TOKEN_GROUPS))
 
 
+@dataclass(kw_only=True)
 class Patches(_Model):
     """Patch directory (not acted on)."""
 
     directory: str = ""
 
 
+@dataclass(kw_only=True)
 class Timeouts(_Model):
     """Timeouts of kubeadm operations (reference §5.3)."""
 
     control_plane_component_health_check: GoDuration = timedelta(minutes=4)
     kubelet_health_check: GoDuration = timedelta(minutes=4)
-    kubernetes_api_call: GoDuration = Field(default=timedelta(minutes=1), alias="kubernetesAPICall")
-    etcd_api_call: GoDuration = Field(default=timedelta(minutes=2), alias="etcdAPICall")
-    tls_bootstrap: GoDuration = Field(default=timedelta(minutes=5), alias="tlsBootstrap")
+    kubernetes_api_call: GoDuration = dc_field(
+        default=timedelta(minutes=1), metadata=_alias("kubernetesAPICall")
+    )
+    etcd_api_call: GoDuration = dc_field(default=timedelta(minutes=2), metadata=_alias("etcdAPICall"))
+    tls_bootstrap: GoDuration = dc_field(default=timedelta(minutes=5), metadata=_alias("tlsBootstrap"))
     discovery: GoDuration = timedelta(minutes=5)
     upgrade_manifests: GoDuration = timedelta(minutes=5)
 
 
+@dataclass(kw_only=True)
 class InitConfiguration(_Model):
     """``kubeadm.k8s.io/v1beta4`` InitConfiguration: node-local, init-time settings."""
 
     api_version: Literal["kubeadm.k8s.io/v1beta4"] = KUBEADM_API_VERSION
     kind: Literal["InitConfiguration"] = "InitConfiguration"
-    bootstrap_tokens: list[BootstrapToken] = Field(default_factory=list)
+    bootstrap_tokens: list[BootstrapToken] = dc_field(default_factory=list)
     dry_run: bool = False
-    node_registration: NodeRegistrationOptions = Field(default_factory=NodeRegistrationOptions)
-    local_api_endpoint: APIEndpoint = Field(default_factory=APIEndpoint, alias="localAPIEndpoint")
+    node_registration: NodeRegistrationOptions = dc_field(default_factory=NodeRegistrationOptions)
+    local_api_endpoint: APIEndpoint = dc_field(
+        default_factory=APIEndpoint, metadata=_alias("localAPIEndpoint")
+    )
     certificate_key: str = ""
-    skip_phases: list[str] = Field(default_factory=list)
+    skip_phases: list[str] = dc_field(default_factory=list)
     patches: Patches | None = None
-    timeouts: Timeouts = Field(default_factory=Timeouts)
+    timeouts: Timeouts = dc_field(default_factory=Timeouts)
 
 
+@dataclass(kw_only=True)
 class ClusterConfiguration(_Model):
     """``kubeadm.k8s.io/v1beta4`` ClusterConfiguration: cluster-wide settings."""
 
     api_version: Literal["kubeadm.k8s.io/v1beta4"] = KUBEADM_API_VERSION
     kind: Literal["ClusterConfiguration"] = "ClusterConfiguration"
-    etcd: Etcd = Field(default_factory=Etcd)
-    networking: Networking = Field(default_factory=Networking)
+    etcd: Etcd = dc_field(default_factory=Etcd)
+    networking: Networking = dc_field(default_factory=Networking)
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     control_plane_endpoint: str = ""
-    api_server: APIServer = Field(default_factory=APIServer)
-    controller_manager: ControlPlaneComponent = Field(default_factory=ControlPlaneComponent)
-    scheduler: ControlPlaneComponent = Field(default_factory=ControlPlaneComponent)
+    api_server: APIServer = dc_field(default_factory=APIServer)
+    controller_manager: ControlPlaneComponent = dc_field(default_factory=ControlPlaneComponent)
+    scheduler: ControlPlaneComponent = dc_field(default_factory=ControlPlaneComponent)
     dns: DNS | None = None
     proxy: Proxy | None = None
     certificates_dir: str = DEFAULT_CERTIFICATES_DIR

@@ -30,6 +30,7 @@ from bootstrap.config.model import (
     InitConfiguration,
     NodeRegistrationOptions,
     Timeouts,
+    aliases,
 )
 from bootstrap.config.tokens import TOKEN_GROUP_RE, TOKEN_RE
 
@@ -305,8 +306,8 @@ def _validate_init(init: InitConfiguration, r: Report) -> None:
 
 def validate_timeouts(timeouts: Timeouts, r: Report) -> None:
     """Every ``timeouts.*`` is positive and at most a year (shared by init and join)."""
-    for name, value in timeouts:
-        alias = type(timeouts).model_fields[name].alias or name
+    for name, alias in aliases(Timeouts).items():
+        value: timedelta = getattr(timeouts, name)
         if value <= timedelta(0):
             r.error(f"timeouts.{alias}", "must be a positive duration")
         elif value > MAX_TIMEOUT:

@@ -197,11 +197,11 @@ class JoinRunData(RunData):
         """The init-shaped configuration of this node, from the cluster's settings and its own."""
         import yaml
 
-        from bootstrap.config import load_config_text
+        from bootstrap.config import load_config_text, schema
         from bootstrap.host.kubelet_config import deep_merge
 
         join = self.join_config.join
-        registration = join.node_registration.model_dump(mode="json", by_alias=True, exclude_none=True)
+        registration = schema.dump(join.node_registration, exclude_none=True)
         taints = join.node_registration.taints
         if join.control_plane is None and taints:
             # As kubeadm: a worker's kubelet registers the node with them (no mark-control-plane).
@@ -215,12 +215,10 @@ class JoinRunData(RunData):
             "apiVersion": join.api_version,
             "kind": "InitConfiguration",
             "nodeRegistration": registration,
-            "timeouts": join.timeouts.model_dump(mode="json", by_alias=True),
+            "timeouts": schema.dump(join.timeouts),
         }
         if join.control_plane is not None:
-            init["localAPIEndpoint"] = join.control_plane.local_api_endpoint.model_dump(
-                mode="json", by_alias=True
-            )
+            init["localAPIEndpoint"] = schema.dump(join.control_plane.local_api_endpoint)
         else:
             # A worker runs no API server; any address will do, and guessing one would only warn.
             init["localAPIEndpoint"] = {"advertiseAddress": "127.0.0.1"}
