@@ -74,6 +74,8 @@ ACTED_FIELDS: tuple[str, ...] = (
     "ClusterConfiguration.etcd.local.{dataDir,imageRepository,imageTag,extraArgs,extraEnvs,"
     "serverCertSANs,peerCertSANs}",
     "ClusterConfiguration.etcd.external.*",
+    "ClusterConfiguration.dns.{imageRepository,imageTag,disabled}",
+    "ClusterConfiguration.proxy.disabled",
     "ClusterConfiguration.encryptionAlgorithm",
     "ClusterConfiguration.certificateValidityPeriod",
     "ClusterConfiguration.caCertificateValidityPeriod",
@@ -84,8 +86,6 @@ WARNED_FIELDS: tuple[tuple[str, str, tuple[object, ...]], ...] = (
     ("InitConfiguration", "patches", (None,)),
     ("InitConfiguration", "nodeRegistration.imagePullSerial", (None, True)),
     ("ClusterConfiguration", "featureGates", (None,)),
-    ("ClusterConfiguration", "dns", (None,)),
-    ("ClusterConfiguration", "proxy", (None,)),
     ("ClusterConfiguration", "apiServer.timeoutForControlPlane", (None,)),
 )
 
@@ -204,13 +204,13 @@ class ImageMeta(_Model):
 
 
 class DNS(ImageMeta):
-    """CoreDNS add-on settings (not acted on)."""
+    """CoreDNS add-on settings: its image, or none at all (``disabled``)."""
 
     disabled: bool = False
 
 
 class Proxy(_Model):
-    """kube-proxy add-on settings (not acted on)."""
+    """kube-proxy add-on settings: ``disabled`` installs none (e.g. with a CNI that replaces it)."""
 
     disabled: bool = False
 

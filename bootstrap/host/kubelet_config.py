@@ -6,7 +6,6 @@ Pure apart from rendering the defaults template: no run data, nothing written.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,9 +26,10 @@ class KubeletSettings:
 
 
 def cluster_dns_ip(service_subnet: str) -> str:
-    """The 10th address of the (first) service CIDR, kubeadm's DNS service IP."""
-    network = ipaddress.ip_network(service_subnet.split(",")[0].strip(), strict=False)
-    return str(network[10])
+    """The kube-dns Service's address (the rule lives with the CoreDNS addon)."""
+    from bootstrap.addons.coredns import dns_service_ip
+
+    return dns_service_ip(service_subnet)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

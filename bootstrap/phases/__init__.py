@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bootstrap.phases.addon import ADDON
 from bootstrap.phases.certs import CERTS
 from bootstrap.phases.kubeconfig import KUBECONFIG
+from bootstrap.phases.kubelet_finalize import KUBELET_FINALIZE
 from bootstrap.phases.kubelet_start import KUBELET_START
 from bootstrap.phases.manifests import MANIFESTS
 from bootstrap.phases.postinit import BOOTSTRAP_TOKEN, MARK_CONTROL_PLANE, SHOW_JOIN_COMMAND, UPLOAD_CONFIG
@@ -23,5 +25,7 @@ PHASES: tuple[Phase, ...] = (
     UPLOAD_CERTS,
     MARK_CONTROL_PLANE,
     BOOTSTRAP_TOKEN,
+    KUBELET_FINALIZE,
+    ADDON,
     SHOW_JOIN_COMMAND,
 )
