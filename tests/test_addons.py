@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bootstrap.addons.coredns import corefile, corefile_drift, corefile_hash, coredns_objects, dns_service_ip
+from bootstrap.addons.coredns import coredns_objects, corefile, corefile_drift, corefile_hash, dns_service_ip
 from bootstrap.addons.kube_proxy import kube_proxy_objects, proxy_config
 from bootstrap.components.images import cluster_images
 from bootstrap.components.pods import HostView
@@ -254,7 +254,7 @@ def test_dns_service_ip_is_the_tenth_address_of_the_primary_subnet(subnet: str, 
 
 @pytest.mark.parametrize("subnet", ["10.96.0.0/29", "10.96.0.8/30", "fd00::/125", "fd00::/125,10.96.0.0/16"])
 def test_dns_service_ip_refuses_a_subnet_without_a_tenth_address(subnet: str) -> None:
-    with pytest.raises(ValueError, match="networking.serviceSubnet: .* at least 11"):
+    with pytest.raises(ValueError, match=r"networking\.serviceSubnet: .* at least 11"):
         dns_service_ip(subnet)
 
 
