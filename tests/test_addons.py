@@ -26,7 +26,7 @@ from bootstrap.errors import ConfigError
 from tests.corefile_parser import CorefileError, parse
 from tests.tools import tool
 
-GOLDEN = Path(__file__).parent / "golden" / "addons"
+GOLDEN = Path(__file__).parent / "golden_addons"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 HOST = HostFacts(hostname=lambda: "cp1", default_ipv4=lambda: "10.0.0.1")
 
