@@ -429,3 +429,56 @@ def test_config_images_list_refuses_an_unsupported_version() -> None:
     proc = images_cli("--kubernetes-version", "v1.29.0")
     assert proc.returncode == 3
     assert "kubernetesVersion" in proc.stderr and proc.stdout == ""
+
+
+# ---- the applier's comparison of a defaulted spec -----------------------------------------------------
+
+
+def test_a_spec_the_server_defaulted_still_covers_ours(tmp_path: Path) -> None:
+    from bootstrap.cluster.apply import covers
+
+    desired = by_kind(addon_objects(load(tmp_path)), "Service", "kube-dns")
+    live = yaml.safe_load(yaml.safe_dump(desired))
+    live["spec"].update({"type": "ClusterIP", "clusterIPs": ["10.96.0.10"], "sessionAffinity": "None"})
+    live["metadata"]["resourceVersion"] = "7"
+    assert covers(live, desired)
+    live["spec"]["ports"][2]["port"] = 9154
+    assert not covers(live, desired)
+    live["spec"]["ports"] = live["spec"]["ports"][:2]
+    assert not covers(live, desired)
+
+
+def test_the_stand_in_api_server_allocates_service_addresses_like_the_real_one() -> None:
+    from tests.standin.store import RESOURCES, ApiError, Store
+
+    services = next(r for r in RESOURCES if r.name == "services")
+    store = Store(service_cidrs=["10.96.0.0/12"])
+
+    def service(name: str, address: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "spec": {"clusterIP": address, "ports": [{"port": 53}]}}
+
+    made = store.create(services, "kube-system", service("kube-dns", "10.96.0.10"))
+    assert made["spec"]["clusterIPs"] == ["10.96.0.10"] and made["spec"]["ports"][0]["protocol"] == "TCP"
+    for name, address, why in (
+        ("taken", "10.96.0.10", "already allocated"),
+        ("outside", "10.200.0.10", "not in the valid range"),
+        ("garbage", "ten", "must be a valid IP address"),
+    ):
+        with pytest.raises(ApiError) as caught:
+            store.create(services, "kube-system", service(name, address))
+        assert caught.value.code == 422 and why in str(caught.value), name
+    with pytest.raises(ApiError, match="immutable"):
+        store.update(services, "kube-system", "kube-dns", service("kube-dns", "10.96.0.11"))
+
+
+def test_init_help_lists_the_phases_in_kubeadms_order() -> None:
+    help_text = subprocess.run([tool("bootstrap"), "init", "--help"], capture_output=True, text=True).stdout
+    tree = help_text.split("Phases, in order", 1)[1]
+    tops = [line.split()[0] for line in tree.splitlines()[1:] if line.startswith("  ") and line[2] != " "]
+    # kubeadm init --help (v1.31-v1.35), its etcd and control-plane phases being our manifests.
+    assert tops == [
+        "preflight", "certs", "kubeconfig", "manifests", "kubelet-start", "wait-control-plane",
+        "upload-config", "upload-certs", "mark-control-plane", "bootstrap-token", "kubelet-finalize",
+        "addon", "show-join-command",
+    ]  # fmt: skip
+    assert "    /enable-client-cert-rotation" in tree and "    /coredns" in tree and "    /kube-proxy" in tree
