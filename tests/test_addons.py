@@ -14,13 +14,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bootstrap.addons.coredns import coredns_objects, corefile, corefile_drift, corefile_hash, dns_service_ip
+from bootstrap.addons.coredns import coredns_objects, corefile, corefile_drift, corefile_hash
 from bootstrap.addons.kube_proxy import kube_proxy_objects, proxy_config
 from bootstrap.components.images import cluster_images
 from bootstrap.components.pods import HostView
 from bootstrap.components.render import components_for, render
 from bootstrap.components.versions import COREDNS_TAGS, ETCD_TAGS, PAUSE_TAGS
 from bootstrap.config import Config, HostFacts, load_config
+from bootstrap.config.dnsaddress import dns_service_ip
 from bootstrap.config.model import SUPPORTED_MINORS
 from bootstrap.errors import ConfigError
 from tests.corefile_parser import CorefileError, parse

@@ -1,14 +1,13 @@
-"""The CoreDNS addon: the DNS Service address, the Corefile, and the objects behind ``addon/coredns``.
+"""The CoreDNS addon: the Corefile and the objects behind ``addon/coredns``.
 
-The Service sits at the 10th address of the (primary) service subnet, the address kubelet-start
-writes into every kubelet's ``clusterDNS``. With a dual-stack ``serviceSubnet`` the first CIDR is the
-primary family, as for kubeadm; the Service stays single-stack on it.
+The ``kube-dns`` Service sits at :func:`~bootstrap.config.dnsaddress.dns_service_ip`, the address
+kubelet-start writes into every kubelet's ``clusterDNS``; with a dual-stack ``serviceSubnet`` it stays
+single-stack on the primary family, as kubeadm's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from typing import Any
 
 from bootstrap.addons.rendering import render_objects
@@ -17,9 +16,9 @@ from bootstrap.components.images import coredns_image
 from bootstrap.components.render import render_template
 from bootstrap.components.versions import Features
 from bootstrap.config import Config
+from bootstrap.config.dnsaddress import dns_service_ip
 from bootstrap.config.kubeversion import minor_of
 
-DNS_ADDRESS_INDEX = 10
 REPLICAS = 2
 NAMESPACE = "kube-system"
 CONFIG_MAP = "coredns"
@@ -27,19 +26,6 @@ COREFILE_KEY = "Corefile"
 # The hash of the Corefile we last wrote: a live Corefile that no longer matches it was edited by
 # someone, and is kept (see corefile_drift).
 COREFILE_HASH_ANNOTATION = "kube-bootstrap/corefile-sha256"
-
-
-def dns_service_ip(service_subnet: str) -> str:
-    """The 10th address of the primary (first) CIDR of ``service_subnet``; ValueError when that CIDR
-    is too small to have one."""
-    primary = service_subnet.split(",")[0].strip()
-    network = ipaddress.ip_network(primary, strict=False)
-    if network.num_addresses <= DNS_ADDRESS_INDEX:
-        raise ValueError(
-            f"networking.serviceSubnet: {primary} has {network.num_addresses} addresses; the DNS "
-            f"Service needs its {DNS_ADDRESS_INDEX}th, so at least {DNS_ADDRESS_INDEX + 1}"
-        )
-    return str(network[DNS_ADDRESS_INDEX])
 
 
 def corefile(cfg: Config) -> str:

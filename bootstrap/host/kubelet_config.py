@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bootstrap.config.dnsaddress import dns_service_ip
 from bootstrap.config.kubeversion import minor_of
 from bootstrap.host.kubelet import CRI_IN_CONFIG_FROM_MINOR, DEFAULT_STATIC_POD_PATH
 
@@ -23,13 +24,6 @@ class KubeletSettings:
 
     document: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-
-
-def cluster_dns_ip(service_subnet: str) -> str:
-    """The kube-dns Service's address (the rule lives with the CoreDNS addon)."""
-    from bootstrap.addons.coredns import dns_service_ip
-
-    return dns_service_ip(service_subnet)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,7 +61,7 @@ def kubelet_settings(cfg: Config, pod_path: str) -> KubeletSettings:
             "kubelet-config.yaml.j2",
             {
                 "client_ca_file": f"{cfg.cert_dir}/ca.crt",
-                "cluster_dns": cluster_dns_ip(cfg.cluster.networking.service_subnet),
+                "cluster_dns": dns_service_ip(cfg.cluster.networking.service_subnet),
                 "cluster_domain": cfg.cluster.networking.dns_domain,
                 "static_pod_path": pod_path,
             },
