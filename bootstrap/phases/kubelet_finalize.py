@@ -48,6 +48,8 @@ def _enable_rotation(rd: RunData) -> list[Outcome]:
     from bootstrap.host.fs import write_atomic
 
     path = rd.host_path(KUBELET_CONF)
+    if not path.exists() and rd.dry_run:  # a skipped kubeconfig phase would have written it
+        return [Outcome(False, f'No "{KUBELET_CONF}" to update yet (dry run)')]
     if not path.exists():
         raise PhaseError(
             f'{path}: no kubelet kubeconfig; run "bootstrap init phase kubeconfig kubelet" first'
