@@ -111,7 +111,8 @@ def test_an_edited_corefile_is_kept_and_reported_unless_forced(cluster: tuple[No
 
     code, doc, stderr = run_init(node, "--force-addons")
     assert code == 0, stderr
-    assert phase(doc, "addon/coredns")["changed"] is True
+    report = phase(doc, "addon/coredns")
+    assert report["changed"] is True and report["details"]["corefileDrift"]["kept"] is False
     assert core.read_namespaced_config_map("coredns", "kube-system").data["Corefile"] != edited
     code, doc, stderr = run_init(node)  # ours again: nothing to report
     assert code == 0 and "details" not in phase(doc, "addon/coredns"), stderr

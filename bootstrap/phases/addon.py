@@ -38,47 +38,36 @@ def _coredns(rd: RunData) -> list[Outcome]:
         objects = coredns.coredns_objects(rd.config)
     except ValueError as exc:
         raise PhaseError(str(exc)) from None
-    outcomes = []
-    for obj in objects:
-        if obj["kind"] == "ConfigMap":
-            kept = _keep_edited_corefile(rd, obj)
-            if kept is not None:
-                outcomes.append(kept)
-                continue
-        outcomes.append(rd.applier.apply(obj))
-    return outcomes
+    return [
+        _apply_corefile(rd, obj) if obj["kind"] == "ConfigMap" else rd.applier.apply(obj) for obj in objects
+    ]
 
 
-def _keep_edited_corefile(rd: RunData, obj: dict[str, Any]) -> Outcome | None:
-    """An outcome that keeps the live Corefile when it was edited, or None to apply ours."""
+def _apply_corefile(rd: RunData, obj: dict[str, Any]) -> Outcome:
+    """Apply the coredns ConfigMap, unless its live Corefile was edited (then keep it and say so, or
+    with --force-addons replace it and say so)."""
     from bootstrap.addons import coredns
 
     live = rd.applier.read("ConfigMap", coredns.NAMESPACE, coredns.CONFIG_MAP)
     wanted = obj["data"][coredns.COREFILE_KEY]
     edited = coredns.corefile_drift(live, wanted)
     if edited is None:
-        return None
-    where = f"ConfigMap {coredns.NAMESPACE}/{coredns.CONFIG_MAP}"
-    diff = list(
-        difflib.unified_diff(
-            edited.splitlines(), wanted.splitlines(), "live Corefile", "rendered Corefile", lineterm=""
-        )
+        return rd.applier.apply(obj)
+    where = f"{coredns.NAMESPACE}/{coredns.CONFIG_MAP}"
+    diff = difflib.unified_diff(
+        edited.splitlines(), wanted.splitlines(), "live Corefile", "rendered Corefile", lineterm=""
     )
-    if rd.options.force_addons:
-        rd.reporter.warn(f"{where}: replacing the Corefile edited in the cluster (--force-addons)")
-        return None
+    forced = rd.options.force_addons
+    details = {"corefileDrift": {"configMap": where, "kept": not forced, "diff": list(diff)}}
+    if forced:
+        rd.reporter.warn(f"ConfigMap {where}: replacing the Corefile edited in the cluster (--force-addons)")
+        applied = rd.applier.apply(obj)
+        return Outcome(applied.changed, f"{applied.message} (edited Corefile replaced)", [], details)
     rd.reporter.warn(
-        f"{where}: its Corefile was changed in the cluster and differs from the one rendered from the "
-        "config; kept (run with --force-addons to replace it)"
+        f"ConfigMap {where}: its Corefile was changed in the cluster and differs from the one rendered "
+        "from the config; kept (run with --force-addons to replace it)"
     )
-    details = {
-        "corefileDrift": {
-            "configMap": f"{coredns.NAMESPACE}/{coredns.CONFIG_MAP}",
-            "kept": True,
-            "diff": diff,
-        }
-    }
-    return Outcome(False, f"Kept the edited Corefile in {where} (drift reported)", [], details)
+    return Outcome(False, f"Kept the edited Corefile in ConfigMap {where} (drift reported)", [], details)
 
 
 def _kube_proxy(rd: RunData) -> list[Outcome]:
