@@ -40,19 +40,8 @@ def join_options(func: F) -> F:
         options.VERBOSE,
         options.SKIP_PHASES,
         options.IGNORE_PREFLIGHT_ERRORS,
-        click.option(
-            "--timeout",
-            default=None,
-            metavar="DURATION",
-            help="wait-control-plane deadline (default: timeouts.controlPlaneComponentHealthCheck, 4m).",
-        ),
-        click.option(
-            "--settle",
-            default="5s",
-            metavar="DURATION",
-            show_default=True,
-            help="How long every component must stay healthy before wait-control-plane succeeds.",
-        ),
+        options.WAIT_TIMEOUT,
+        options.SETTLE,
     ]
     for flag in JOIN_FLAGS:
         names = [f"--{name}" for name in flag.names]

@@ -67,19 +67,8 @@ def run_options(func: F) -> F:
             help="Write manifests to this directory instead of the kubelet's watched path.",
         ),
         click.option("--diff", is_flag=True, help="Print a unified diff per manifest; write no manifest."),
-        click.option(
-            "--timeout",
-            default=None,
-            metavar="DURATION",
-            help="wait-control-plane deadline (default: timeouts.controlPlaneComponentHealthCheck, 4m).",
-        ),
-        click.option(
-            "--settle",
-            default="5s",
-            metavar="DURATION",
-            show_default=True,
-            help="How long every component must stay healthy before the wait succeeds.",
-        ),
+        options.WAIT_TIMEOUT,
+        options.SETTLE,
         click.option(
             "--quarantine-strays",
             is_flag=True,

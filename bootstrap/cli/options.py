@@ -117,6 +117,19 @@ SKIP_PHASES = click.option(
     metavar="PHASES",
     help="Phases to skip, comma-separated slash paths (e.g. certs/sa,kubeconfig).",
 )
+WAIT_TIMEOUT = click.option(
+    "--timeout",
+    default=None,
+    metavar="DURATION",
+    help="wait-control-plane deadline (default: timeouts.controlPlaneComponentHealthCheck, 4m).",
+)
+SETTLE = click.option(
+    "--settle",
+    default="5s",
+    metavar="DURATION",
+    show_default=True,
+    help="How long every component must stay healthy before wait-control-plane succeeds.",
+)
 ROOTFS = click.option(
     "--rootfs",
     type=PathParam(file_okay=False),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bootstrap.config.kubeversion import minor_of
 from bootstrap.errors import PhaseError
+from bootstrap.host.fs import write_atomic
+from bootstrap.results import Outcome
 
 if TYPE_CHECKING:
     from bootstrap.config import Config
@@ -98,3 +100,19 @@ class NoServiceManager:
 
     def restart_kubelet(self, settings_changed: bool) -> tuple[bool, str]:
         return False, f"Not restarting the kubelet ({self.reason})"
+
+
+def write_kubelet_files(
+    files: Sequence[tuple[str, Path, bytes, int]], manager: ServiceManager
+) -> list[Outcome]:
+    """Write each ``(shown name, path, content, mode)`` atomically, then restart the kubelet when one
+    changed (kubelet-start of init and of join): an unchanged file is left alone and says so."""
+    outcomes = []
+    for shown, path, data, mode in files:
+        if write_atomic(path, data, mode):
+            outcomes.append(Outcome(True, f'Writing kubelet file "{shown}"', [path]))
+        else:
+            outcomes.append(Outcome(False, f'Kubelet file "{shown}" is up to date'))
+    touched, message = manager.restart_kubelet(any(o.changed for o in outcomes))
+    outcomes.append(Outcome(touched, message))
+    return outcomes

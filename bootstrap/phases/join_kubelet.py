@@ -37,7 +37,6 @@ def _kubelet_start(rd: RunData) -> list[Outcome]:
 
     from bootstrap.cluster.joining import bootstrap_kubeconfig
     from bootstrap.host import kubelet
-    from bootstrap.host.fs import write_atomic
     from bootstrap.host.kubelet_config import kubelet_settings
     from bootstrap.workflow.joindata import BOOTSTRAP_KUBELET_CONF, ClusterUnavailable, join_data
 
@@ -68,15 +67,8 @@ def _kubelet_start(rd: RunData) -> list[Outcome]:
         rd.reporter.warn(warning)
     files.append((kubelet.KUBELET_CONFIG, yaml.safe_dump(settings.document, sort_keys=True).encode(), 0o644))
     files.append((kubelet.KUBELET_FLAGS_ENV, kubelet.flags_env(cfg, socket.gethostname()).encode(), 0o644))
-    for host_path, data, mode in files:
-        path = rd.host_path(host_path)
-        if write_atomic(path, data, mode):
-            outcomes.append(Outcome(True, f'Writing "{host_path}"', [path]))
-        else:
-            outcomes.append(Outcome(False, f'"{host_path}" is up to date'))
-    touched, message = rd.service_manager.restart_kubelet(any(o.changed for o in outcomes))
-    outcomes.append(Outcome(touched, message))
-    return outcomes
+    written = [(host_path, rd.host_path(host_path), data, mode) for host_path, data, mode in files]
+    return outcomes + kubelet.write_kubelet_files(written, rd.service_manager)
 
 
 def _wait_bootstrap(rd: RunData) -> list[Outcome]:
