@@ -129,7 +129,7 @@ def images(output: str, verbose: bool) -> None:
     "--config",
     "config_file",
     default=None,
-    type=click.Path(path_type=Path),
+    type=options.PathParam(),
     help="Config file whose imageRepository, kubernetesVersion, etcd and dns settings apply.",
 )
 @click.option(
