@@ -23,7 +23,10 @@ from tests.netns import route_proven
 NODE = "cp1"
 # No kubelet or API server runs in these tests unless a test starts the stand-ins: skip the phases
 # that need a running control plane.
-CLUSTER_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command"
+CLUSTER_PHASES = (
+    "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,"
+    "show-join-command"
+)
 # ...and the host checks a bare rootfs cannot pass (no kubelet binary, no CRI socket, maybe swap).
 HOST_CHECKS = "FileExisting-kubelet,CRI,Swap"
 NO_WAIT = ("--skip-phases", CLUSTER_PHASES, "--ignore-preflight-errors", HOST_CHECKS)

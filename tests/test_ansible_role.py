@@ -47,6 +47,8 @@ CLUSTER_PHASES = [
     "upload-config",
     "mark-control-plane",
     "bootstrap-token",
+    "kubelet-finalize",
+    "addon",
     "show-join-command",
 ]
 PLAYBOOK = """\

@@ -199,11 +199,10 @@ def test_fields_not_acted_on_are_warned_about_by_path(tmp_path: Path) -> None:
     assert {
         "nodeRegistration.imagePullSerial",
         "featureGates.NodeLocalCRISocket",
-        "dns.imageTag",
-        "proxy.disabled",
         "patches.directory",
     } <= warned
-    # nothing we act on is warned about
+    # nothing we act on is warned about (the addons use dns and proxy)
+    assert not {"dns.imageTag", "proxy.disabled"} & warned
     assert "networking.podSubnet" not in warned and "timeouts" not in warned
     assert "certificateKey" not in warned  # upload-certs uses it
 
@@ -219,7 +218,7 @@ def test_kubelet_configuration_document_is_kept_as_a_dict(tmp_path: Path) -> Non
     assert cfg.kubelet["cgroupDriver"] == "systemd" and cfg.kubelet["maxPods"] == 250
 
 
-def test_kube_proxy_configuration_is_kept_with_a_warning(tmp_path: Path) -> None:
+def test_kube_proxy_configuration_is_kept_and_acted_on(tmp_path: Path) -> None:
     text = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\n"
     cfg = load_config(write(tmp_path, text + "---\n" + INIT_ONLY), {}, host=FAKE_HOST)
     assert cfg.kube_proxy == {
@@ -227,7 +226,7 @@ def test_kube_proxy_configuration_is_kept_with_a_warning(tmp_path: Path) -> None
         "kind": "KubeProxyConfiguration",
         "mode": "ipvs",
     }
-    assert any("KubeProxyConfiguration" in w and "not acted on" in w for w in cfg.warnings)
+    assert not any("KubeProxyConfiguration" in w for w in cfg.warnings)
 
 
 def test_join_configuration_is_ignored_with_a_warning(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from bootstrap.config import Config, load_config
+from bootstrap.config.dnsaddress import dns_service_ip
 from bootstrap.config.netdefaults import HostFacts
 from bootstrap.host.kubelet import DEFAULT_STATIC_POD_PATH
-from bootstrap.host.kubelet_config import cluster_dns_ip, deep_merge, kubelet_settings, static_pod_path
+from bootstrap.host.kubelet_config import deep_merge, kubelet_settings, static_pod_path
 
 HOST = HostFacts(hostname=lambda: "cp1", default_ipv4=lambda: "192.0.2.10")
 HEAD = """apiVersion: kubeadm.k8s.io/v1beta4
@@ -31,8 +32,8 @@ def config(tmp_path: Path, kubelet: str | None = None, version: str = "v1.33.1")
 
 
 def test_the_dns_address_is_the_tenth_of_the_first_service_range() -> None:
-    assert cluster_dns_ip("10.96.0.0/12") == "10.96.0.10"
-    assert cluster_dns_ip("fd00:10::/108, 10.96.0.0/12") == "fd00:10::a"
+    assert dns_service_ip("10.96.0.0/12") == "10.96.0.10"
+    assert dns_service_ip("fd00:10::/108, 10.96.0.0/12") == "fd00:10::a"
 
 
 def test_deep_merge_merges_mappings_and_replaces_everything_else() -> None:

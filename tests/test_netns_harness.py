@@ -380,7 +380,7 @@ etcd:
 NOT_FOR_ETCD = (
     "preflight,kubeconfig,manifests/kube-apiserver,manifests/kube-controller-manager,"
     "manifests/kube-scheduler,kubelet-start,wait-control-plane,upload-config,mark-control-plane,"
-    "bootstrap-token,show-join-command"
+    "bootstrap-token,kubelet-finalize,addon,show-join-command"
 )
 
 

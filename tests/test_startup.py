@@ -143,7 +143,8 @@ def test_manifests_still_asks_the_api_for_mirror_pods_when_something_listens(
 
 
 AFTER_MANIFESTS = (
-    "kubelet-start,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command"
+    "kubelet-start,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,"
+    "addon,show-join-command"
 )
 # Records every KeySource.prefetch call: whether the config loader was loaded yet (a run without a file
 # never needs pydantic, so its import tells nothing), the algorithm and the count; then runs the real

@@ -116,3 +116,61 @@ def validate(config_file: Path, output: str, verbose: bool) -> None:
             "warnings": reporter.warnings,
         }
     )
+
+
+@config.group("images", cls=options.SuggestingGroup)
+@options.global_options
+def images(output: str, verbose: bool) -> None:
+    """The images a cluster runs (for pre-pulling, or mirroring into an air-gapped registry)."""
+
+
+@images.command("list")
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    type=options.PathParam(),
+    help="Config file whose imageRepository, kubernetesVersion, etcd and dns settings apply.",
+)
+@click.option(
+    "--kubernetes-version",
+    default=None,
+    metavar="VERSION",
+    help="Kubernetes version to list the images of (wins over the config's kubernetesVersion).",
+)
+@options.OUTPUT
+@options.VERBOSE
+def images_list(config_file: Path | None, kubernetes_version: str | None, output: str, verbose: bool) -> None:
+    """Print every image the cluster will run: control plane, kube-proxy, CoreDNS, pause and etcd.
+
+    As kubeadm: a disabled addon's image, and etcd's with external etcd, are left out.
+    """
+    from bootstrap.components.images import cluster_images
+    from bootstrap.config import load_config
+    from bootstrap.results import RESULT_API_VERSION as API_VERSION
+
+    reporter = options.reporter(output, verbose, "ConfigImagesListResult")
+    # The node's name and address do not change an image: placeholders spare the host detection.
+    overrides: dict[str, object] = {
+        "kubernetes-version": kubernetes_version,
+        "node-name": PLACEHOLDER_NODE_NAME,
+        "apiserver-advertise-address": PLACEHOLDER_ADVERTISE_ADDRESS,
+    }
+    cfg = load_config(config_file, overrides)
+    for warning in cfg.warnings:
+        reporter.warn(warning)
+    listed = cluster_images(cfg)
+    if output == "text":
+        click.echo("\n".join(image for _, image in listed))
+    reporter.result(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ConfigImagesListResult",
+            "ok": True,
+            "changed": False,
+            "kubernetesVersion": cfg.kubernetes_version,
+            "images": [image for _, image in listed],
+            "components": [{"name": name, "image": image} for name, image in listed],
+            "warnings": reporter.warnings,
+        }
+    )

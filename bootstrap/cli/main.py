@@ -104,6 +104,11 @@ def run_options(func: F) -> F:
             help="Never print the certificate key (it is still in -o json's show-join-command details).",
         ),
         click.option(
+            "--force-addons",
+            is_flag=True,
+            help="Replace a CoreDNS Corefile edited in the cluster (kept, with a warning, otherwise).",
+        ),
+        click.option(
             "--patches",
             default=None,
             metavar="DIR",
@@ -153,6 +158,7 @@ def options_from(params: dict[str, Any]) -> RunOptions:
         upload_certs=bool(params.get("upload_certs")),
         certificate_key_ttl=_certificate_key_ttl(params.get("certificate_key_ttl") or "2h"),
         skip_certificate_key_print=bool(params.get("skip_certificate_key_print")),
+        force_addons=bool(params.get("force_addons")),
     )
 
 

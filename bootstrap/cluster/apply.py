@@ -20,6 +20,9 @@ from bootstrap.results import Outcome
 APPLY_ATTEMPTS = 5
 # The parts of an object that carry its content (everything else is server-managed).
 CONTENT_FIELDS = ("data", "type", "rules", "roleRef", "subjects")
+# Content the API server fills in with defaults (a workload's or a Service's spec): compared as "has
+# every value we set", so that the defaults it added do not read as a change on every run.
+DEFAULTED_FIELDS = ("spec",)
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -27,8 +30,25 @@ def _name(obj: dict[str, Any]) -> str:
     return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta["name"])
 
 
+def contains(have: Any, want: Any) -> bool:
+    """True when ``have`` holds every value of ``want``: mappings key by key (extra keys allowed),
+    lists item by item (same length), anything else equal."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and contains(have[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(have) == len(want)
+            and all(contains(h, w) for h, w in zip(have, want, strict=True))
+        )
+    return bool(have == want)
+
+
 def covers(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
     """True when ``existing`` already has every content field and label/annotation of ``desired``."""
+    for field in DEFAULTED_FIELDS:
+        if field in desired and not contains(existing.get(field), desired[field]):
+            return False
     for field in CONTENT_FIELDS:
         if field == "data" and owns_only_its_keys(desired):
             have = existing.get("data") or {}

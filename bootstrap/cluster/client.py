@@ -260,6 +260,7 @@ class KubeApi:
         self._client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(self._client)
         self.rbac = client.RbacAuthorizationV1Api(self._client)
+        self.apps = client.AppsV1Api(self._client)
         self.requests = 0  # API requests made (for the watch-not-poll benchmark)
         self._watch_response: Any = None
 
@@ -359,6 +360,10 @@ class KubeApi:
         "ClusterRoleBinding": ("rbac", "cluster_role_binding", False),
         "Role": ("rbac", "role", True),
         "RoleBinding": ("rbac", "role_binding", True),
+        "ServiceAccount": ("core", "service_account", True),
+        "Service": ("core", "service", True),
+        "Deployment": ("apps", "deployment", True),
+        "DaemonSet": ("apps", "daemon_set", True),
     }
 
     def _method(self, verb: str, kind: str) -> tuple[Callable[..., Any], bool]:

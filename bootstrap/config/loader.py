@@ -37,6 +37,7 @@ from bootstrap.config.model import (
 )
 from bootstrap.config.netdefaults import HostFacts
 from bootstrap.config.peek import MAX_CONFIG_BYTES
+from bootstrap.config.proxyconfig import validate_kube_proxy
 from bootstrap.config.versionlabels import resolve_label
 from bootstrap.errors import ConfigError
 
@@ -125,9 +126,6 @@ def _load(
             if kube_proxy is not None:
                 problems.append(f"{where} ({gvk}): a second KubeProxyConfiguration; at most one is allowed")
             kube_proxy = dict(doc)
-            warnings.append(
-                f"{where} ({gvk}): kept but not acted on; kube-bootstrap does not deploy kube-proxy"
-            )
         else:
             problems.append(
                 f"{where}: unknown apiVersion/kind {q_gvk(api_version, kind)}; "
@@ -171,6 +169,7 @@ def _load(
 
     report = validation.validate(init, cluster)
     report.problems += validation.validate_kubelet(kubelet or {})
+    report.problems += validate_kube_proxy(kube_proxy or {})
     problems += [
         _format(path, message, flag_paths) for path, message in report.problems if path not in nul_fields
     ]

@@ -75,6 +75,8 @@ ACTED_FIELDS: tuple[str, ...] = (
     "ClusterConfiguration.etcd.local.{dataDir,imageRepository,imageTag,extraArgs,extraEnvs,"
     "serverCertSANs,peerCertSANs}",
     "ClusterConfiguration.etcd.external.*",
+    "ClusterConfiguration.dns.{imageRepository,imageTag,disabled}",
+    "ClusterConfiguration.proxy.disabled",
     "ClusterConfiguration.encryptionAlgorithm",
     "ClusterConfiguration.certificateValidityPeriod",
     "ClusterConfiguration.caCertificateValidityPeriod",
@@ -85,8 +87,6 @@ WARNED_FIELDS: tuple[tuple[str, str, tuple[object, ...]], ...] = (
     ("InitConfiguration", "patches", (None,)),
     ("InitConfiguration", "nodeRegistration.imagePullSerial", (None, True)),
     ("ClusterConfiguration", "featureGates", (None,)),
-    ("ClusterConfiguration", "dns", (None,)),
-    ("ClusterConfiguration", "proxy", (None,)),
     ("ClusterConfiguration", "apiServer.timeoutForControlPlane", (None,)),
 )
 
@@ -281,14 +281,14 @@ class ImageMeta(_Model):
 
 @dataclass(kw_only=True)
 class DNS(ImageMeta):
-    """CoreDNS add-on settings (not acted on)."""
+    """CoreDNS add-on settings: its image, or none at all (``disabled``)."""
 
     disabled: bool = False
 
 
 @dataclass(kw_only=True)
 class Proxy(_Model):
-    """kube-proxy add-on settings (not acted on)."""
+    """kube-proxy add-on settings: ``disabled`` installs none (e.g. with a CNI that replaces it)."""
 
     disabled: bool = False
 

@@ -6,11 +6,11 @@ Pure apart from rendering the defaults template: no run data, nothing written.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bootstrap.config.dnsaddress import dns_service_ip
 from bootstrap.config.kubeversion import minor_of
 from bootstrap.host.kubelet import CRI_IN_CONFIG_FROM_MINOR, DEFAULT_STATIC_POD_PATH
 
@@ -24,12 +24,6 @@ class KubeletSettings:
 
     document: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-
-
-def cluster_dns_ip(service_subnet: str) -> str:
-    """The 10th address of the (first) service CIDR, kubeadm's DNS service IP."""
-    network = ipaddress.ip_network(service_subnet.split(",")[0].strip(), strict=False)
-    return str(network[10])
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,7 +61,7 @@ def kubelet_settings(cfg: Config, pod_path: str) -> KubeletSettings:
             "kubelet-config.yaml.j2",
             {
                 "client_ca_file": f"{cfg.cert_dir}/ca.crt",
-                "cluster_dns": cluster_dns_ip(cfg.cluster.networking.service_subnet),
+                "cluster_dns": dns_service_ip(cfg.cluster.networking.service_subnet),
                 "cluster_domain": cfg.cluster.networking.dns_domain,
                 "static_pod_path": pod_path,
             },

@@ -23,6 +23,8 @@ from bootstrap.output import Reporter
 from bootstrap.results import RESULT_API_VERSION, host_path, rootfs_field
 
 LABEL = "reset"
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+KUBELET_PKI_DIR = "/var/lib/kubelet/pki"
 
 
 @dataclass
@@ -92,8 +94,28 @@ def plan_reset(fs: Rootfs) -> ResetPlan:
                     user.removeprefix("system:node:") if user.startswith("system:node:") else None
                 )
             plan.files.append(host)
+    client_files = kubelet_client_files(fs) if KUBELET_CONF in plan.files else []
+    if client_files:
+        plan.files += [f for f in client_files if f not in plan.files]
+        plan.dirs.append(KUBELET_PKI_DIR)  # removed only when nothing else is left in it
     plan.dirs = sorted(dict.fromkeys(plan.dirs), key=lambda d: d.count("/"), reverse=True)
     return plan
+
+
+def kubelet_client_files(fs: Rootfs) -> list[str]:
+    """The client certificates the kubelet keeps for the kubelet.conf we wrote (kubelet-finalize points
+    kubelet.conf at them): they authenticate to the cluster being reset, so they go with it (kubeadm
+    empties /var/lib/kubelet)."""
+    pki = fs.path(KUBELET_PKI_DIR)
+    if not pki.is_dir():
+        return []
+    return [
+        f"{KUBELET_PKI_DIR}/{entry.name}"
+        for entry in sorted(pki.iterdir())
+        if entry.name.startswith("kubelet-client-")
+        and entry.name.endswith(".pem")
+        and (entry.is_symlink() or entry.is_file())
+    ]
 
 
 def _inside(fs: Rootfs, host: str) -> bool:
@@ -138,7 +160,8 @@ def wait_for_mirror_pods_gone(admin_conf: Path, node: str, components: list[str]
 
 
 def _remove_file(fs: Rootfs, host: str, result: ResetResult, dry_run: bool) -> None:
-    path = fs.path(host)
+    # The entry itself: a link (kubelet-client-current.pem) goes, not the file it leads to.
+    path = fs.path(str(Path(host).parent)) / Path(host).name
     if not path.exists() and not path.is_symlink():
         return
     if not dry_run:

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from bootstrap.phases.addon import ADDON
 from bootstrap.phases.certs import CERTS
 from bootstrap.phases.download_certs import DOWNLOAD_CERTS
 from bootstrap.phases.etcd_join import ETCD_JOIN
@@ -20,6 +21,7 @@ from bootstrap.phases.join_kubelet import KUBELET_START as JOIN_KUBELET_START
 from bootstrap.phases.join_kubelet import KUBELET_WAIT_BOOTSTRAP
 from bootstrap.phases.join_preflight import cluster_checks, worker_checks
 from bootstrap.phases.kubeconfig import KUBECONFIG
+from bootstrap.phases.kubelet_finalize import KUBELET_FINALIZE
 from bootstrap.phases.kubelet_start import KUBELET_START
 from bootstrap.phases.manifests import MANIFESTS
 from bootstrap.phases.postinit import BOOTSTRAP_TOKEN, MARK_CONTROL_PLANE, SHOW_JOIN_COMMAND, UPLOAD_CONFIG
@@ -44,6 +46,8 @@ PHASES: tuple[Phase, ...] = (
     UPLOAD_CERTS,
     MARK_CONTROL_PLANE,
     BOOTSTRAP_TOKEN,
+    KUBELET_FINALIZE,
+    ADDON,
     SHOW_JOIN_COMMAND,
 )
 

@@ -37,6 +37,8 @@ def _kubeconfig_phase(name: str) -> Phase:
             cfg.cluster.cluster_name,
             spec.server(endpoints, cfg.kubernetes_version),
             rd.keys,
+            # A kubelet.conf kubelet-finalize pointed at the kubelet's own files (read on the node).
+            lambda host_path: rd.real_fs.path(host_path).read_bytes(),
         )
         for warning in warnings:
             rd.reporter.warn(warning)

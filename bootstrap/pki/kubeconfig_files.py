@@ -141,8 +141,12 @@ def _check_existing(
     user: str,
     organizations: tuple[str, ...],
     server: str,
+    read_file: Callable[[str], bytes] | None = None,
 ) -> list[str]:
-    """Problems that make an existing kubeconfig unusable (empty: reuse it) and soft warnings."""
+    """Problems that make an existing kubeconfig unusable (empty: reuse it) and soft warnings.
+
+    With ``read_file`` (host path -> content), client credentials may be files instead of embedded
+    data: kubelet-finalize points kubelet.conf at the kubelet's rotating certificate."""
     from cryptography import x509
 
     from bootstrap.pki import verify_client_pair
@@ -152,8 +156,13 @@ def _check_existing(
         cluster = data["clusters"][0]["cluster"]
         ca_pem = base64.b64decode(cluster["certificate-authority-data"])
         creds = data["users"][0]["user"]
-        cert_pem = base64.b64decode(creds["client-certificate-data"])
-        key_pem = base64.b64decode(creds["client-key-data"])
+        if read_file is not None and "client-certificate-data" not in creds and "client-certificate" in creds:
+            cert_pem, key_pem = read_file(creds["client-certificate"]), read_file(creds["client-key"])
+        else:
+            cert_pem = base64.b64decode(creds["client-certificate-data"])
+            key_pem = base64.b64decode(creds["client-key-data"])
+    except OSError as exc:
+        raise PkiError(f"{path}: cannot read its client certificate or key ({exc.strerror}); {fix}") from exc
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         # Name the missing field only: the values may hold key material.
         raise PkiError(
@@ -183,6 +192,7 @@ def ensure_kubeconfig(
     cluster_name: str,
     server: str,
     keys: KeySource,
+    read_file: Callable[[str], bytes] | None = None,
 ) -> tuple[Outcome, list[str]]:
     """Write ``spec``'s kubeconfig unless a valid one exists; return the outcome and warnings."""
     import yaml
@@ -200,7 +210,7 @@ def ensure_kubeconfig(
                 f"{path}: not valid YAML ({exc.__class__.__name__}); delete {path.name} and re-run "
                 f'"bootstrap phase kubeconfig {path.stem}"'
             ) from exc
-        warnings = _check_existing(path, data, ca, user, spec.organizations, server)
+        warnings = _check_existing(path, data, ca, user, spec.organizations, server, read_file)
         return Outcome(False, f'Using existing kubeconfig file: "{path}"'), warnings
     if ca.key is None:
         raise PkiError(

@@ -67,6 +67,7 @@ class RunOptions:
     upload_certs: bool = False  # run upload-certs (kubeadm's --upload-certs)
     certificate_key_ttl: timedelta = timedelta(hours=2)  # how long kubeadm-certs lives
     skip_certificate_key_print: bool = False  # never print the certificate key
+    force_addons: bool = False  # replace a Corefile edited in the cluster (addon/coredns)
 
 
 class RunData:

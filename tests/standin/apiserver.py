@@ -1353,7 +1353,7 @@ class ApiServerStandin:
             return Path(rootfs) / flags[flag].lstrip("/")
 
         signing = _controller_manager_signing(Path(rootfs), pod)
-        return cls(
+        server = cls(
             host=flags.get("advertise-address", "127.0.0.1"),
             port=int(flags.get("secure-port", "6443")),
             tls_cert=host_path("tls-cert-file"),
@@ -1364,6 +1364,9 @@ class ApiServerStandin:
             signing_cert=signing[0] if signing else None,
             signing_key=signing[1] if signing else None,
         )
+        ranges = flags.get("service-cluster-ip-range")
+        server.store.service_cidrs = ranges.split(",") if ranges else []
+        return server
 
     def now(self) -> datetime.datetime:
         """The stand-in's wall clock (token expiry, certificate validity): real time plus the offset

@@ -135,6 +135,7 @@ def skip_phases() -> str:
         "upload-config",
         "mark-control-plane",
         "bootstrap-token",
+        "addon",
         "show-join-command",
         "preflight",
     )

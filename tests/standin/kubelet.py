@@ -16,7 +16,8 @@ What it does, like the real kubelet (pkg/kubelet/config/file.go, kubelet_pods.go
   ``kubeadm-flags.env``, else the host name). When ``kubelet.conf`` is missing and
   ``/etc/kubernetes/bootstrap-kubelet.conf`` exists it first performs the TLS bootstrap, as the real
   kubelet does (:mod:`tests.standin.tls_bootstrap`: its CSR, its ``kubelet-client-current.pem``
-  whose absolute link resolves inside the rootfs, then ``kubelet.conf``); a refused token or a denied
+  whose absolute link resolves inside the rootfs, then ``kubelet.conf``; a ``kubelet.conf`` with an
+  embedded certificate is stored there too); a refused token or a denied
   CSR is logged once per cause, one line, and retried: registers its Node, keeps one mirror pod per static pod
   (``<pod>-<node>``, ``kubernetes.io/config.*`` annotations, owned by the Node), posts the pod status
   through ``/status`` and kubelet-like Events; recreates a mirror pod deleted through the API; replaces
@@ -80,6 +81,7 @@ from tests.standin.tls_bootstrap import (
     TlsBootstrap,
     map_file_refs,
     resolve_in_rootfs,
+    store_embedded_credentials,
 )
 
 log = logging.getLogger(__name__)
@@ -913,6 +915,10 @@ class KubeletStandin:
             return self._client
         if not self.kubeconfig.exists() and not self._tls_bootstrap():
             return None
+        if store_embedded_credentials(self.rootfs):
+            log.info(
+                "kubelet stand-in %s: kubelet-client-current.pem written from kubelet.conf", self.node_name
+            )
         from kubernetes import client, config
 
         cfg = client.Configuration()

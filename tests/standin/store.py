@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import ipaddress
 import re
 import threading
 import uuid
@@ -146,6 +147,8 @@ class Store:
     # Events with rv <= compacted are gone: a watch/list from an older resourceVersion gets 410.
     compacted: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # The API server's --service-cluster-ip-range (empty: any address is in range).
+    service_cidrs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition(self.lock)
@@ -297,8 +300,34 @@ class Store:
         meta["creationTimestamp"] = now()
         meta.pop("deletionTimestamp", None)
         meta.pop("resourceVersion", None)
+        if res.name == "services":
+            self._check_cluster_ip(res, obj)
         apply_defaults(res, obj)
         return obj
+
+    def _check_cluster_ip(self, res: Resource, obj: Obj) -> None:
+        """As the real server's Service IP allocator: a given ``spec.clusterIP`` is an address of the
+        service range that no other Service holds ("None" makes a headless Service)."""
+        name = obj["metadata"]["name"]
+        wanted = (obj.get("spec") or {}).get("clusterIP")
+        if not wanted or wanted == "None":
+            return
+        field_ = f"spec.clusterIP: Invalid value: {wanted!r}"
+        try:
+            address = ipaddress.ip_address(wanted)
+        except ValueError:
+            raise invalid(res, name, f"{field_}: must be a valid IP address") from None
+        ranges = [ipaddress.ip_network(c.strip(), strict=False) for c in self.service_cidrs]
+        if ranges and not any(address.version == r.version and address in r for r in ranges):
+            valid = ",".join(self.service_cidrs)
+            raise invalid(
+                res,
+                name,
+                f"{field_}: provided IP is not in the valid range. The range of valid IPs is {valid}",
+            )
+        for (other_res, _, _), other in list(self.objects.items()):
+            if other_res.name == "services" and (other.get("spec") or {}).get("clusterIP") == wanted:
+                raise invalid(res, name, f"{field_}: provided IP is already allocated")
 
     def update(
         self,
@@ -373,6 +402,8 @@ class Store:
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if res.name == "secrets":
             _fold_string_data(new)
+        if res.name == "services" and subresource != "status":
+            _keep_cluster_ip(res, name, new, current)
         return new
 
     def delete(
@@ -504,6 +535,35 @@ def apply_defaults(res: Resource, obj: Obj) -> None:
         _fold_string_data(obj)
     elif res.name in ("deployments", "daemonsets"):
         obj["metadata"].setdefault("generation", 1)
+    elif res.name == "services":
+        _service_defaults(obj)
+
+
+def _service_defaults(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    address = spec.get("clusterIP")
+    if address and address != "None":
+        spec.setdefault("clusterIPs", [address])
+        family = "IPv6" if ":" in address else "IPv4"
+        spec.setdefault("ipFamilies", [family])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        port.setdefault("targetPort", port.get("port"))
+
+
+def _keep_cluster_ip(res: Resource, name: str, new: Obj, current: Obj) -> None:
+    """``spec.clusterIP`` is immutable: an update leaving it out keeps it, one changing it is refused."""
+    had = (current.get("spec") or {}).get("clusterIP")
+    spec = new.setdefault("spec", {})
+    wanted = spec.get("clusterIP")
+    if had and wanted and wanted != had:
+        raise invalid(res, name, f"spec.clusterIP: Invalid value: {wanted!r}: field is immutable")
+    if had:
+        spec["clusterIP"] = had
+    _service_defaults(new)
 
 
 def _fold_string_data(secret: Obj) -> None:

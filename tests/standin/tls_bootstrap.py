@@ -13,6 +13,11 @@ exists (pkg/kubelet/certificate/bootstrap, client-go's csr helpers), and so what
   mode 0600) and points ``kubelet-client-current.pem`` at it, then writes ``kubelet.conf`` with the
   bootstrap kubeconfig's cluster (same server, same CA) and that file as client certificate and key.
 
+A kubelet started with a ``kubelet.conf`` that embeds its client certificate and key (the init node's,
+written by ``kubeconfig/kubelet``) stores them the same way on its first start, as the real kubelet's
+certificate manager does before it rotates them (:func:`store_embedded_credentials`); kubeadm's
+kubelet-finalize then points ``kubelet.conf`` at that file.
+
 Under a rootfs: the real kubelet's ``kubelet-client-current.pem`` link is absolute
 (``/var/lib/kubelet/pki/kubelet-client-<ts>.pem``). The stand-in writes the same absolute target, as
 the node sees it, and every reader here resolves it inside the rootfs, as a ``chroot`` would
@@ -93,6 +98,39 @@ def _current(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     if not cluster or user is None:
         raise BootstrapFailed(f"{BOOTSTRAP_KUBECONFIG}: context {name!r} lacks its cluster or user")
     return dict(cluster), dict(user)
+
+
+def _link_current(rootfs: Path, pem_name: str) -> None:
+    """Point ``kubelet-client-current.pem`` at ``pem_name`` (the node's absolute path), swapped in by
+    a rename so a reader never sees it missing."""
+    link = under(rootfs, CURRENT_CLIENT_PEM)
+    tmp_link = link.with_name(f".{link.name}.tmp")
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(f"{PKI_DIR}/{pem_name}")
+    os.replace(tmp_link, link)
+
+
+def store_embedded_credentials(rootfs: Path) -> bool:
+    """Write ``kubelet.conf``'s embedded client certificate and key to a dated pem and link
+    ``kubelet-client-current.pem`` to it, unless that link exists; True when it wrote them."""
+    if under(rootfs, CURRENT_CLIENT_PEM).is_symlink() or under(rootfs, CURRENT_CLIENT_PEM).exists():
+        return False
+    try:
+        data = yaml.safe_load(under(rootfs, KUBELET_KUBECONFIG).read_text()) or {}
+        _, user = _current(data)
+    except (OSError, yaml.YAMLError, BootstrapFailed, AttributeError):
+        return False
+    cert, key = user.get("client-certificate-data"), user.get("client-key-data")
+    if not cert or not key:
+        return False
+    pki = under(rootfs, PKI_DIR)
+    pki.mkdir(parents=True, exist_ok=True, mode=0o755)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d-%H-%M-%S")
+    pem_name = f"kubelet-client-{stamp}.pem"
+    pem = base64.b64decode(cert).rstrip(b"\n") + b"\n" + base64.b64decode(key)
+    _write_private(pki / pem_name, pem)
+    _link_current(rootfs, pem_name)
+    return True
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -227,13 +265,7 @@ class TlsBootstrap:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d-%H-%M-%S")
         pem_name = f"kubelet-client-{stamp}.pem"
         _write_private(pki / pem_name, certificate.rstrip(b"\n") + b"\n" + key_pem)
-        # The link's target is the node's absolute path, as the real kubelet writes it; swapped in
-        # by a rename so a reader never sees it missing.
-        link = under(self.rootfs, CURRENT_CLIENT_PEM)
-        tmp_link = link.with_name(f".{link.name}.tmp")
-        tmp_link.unlink(missing_ok=True)
-        tmp_link.symlink_to(f"{PKI_DIR}/{pem_name}")
-        os.replace(tmp_link, link)
+        _link_current(self.rootfs, pem_name)
         kubeconfig = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -252,4 +284,11 @@ class TlsBootstrap:
         _write_private(under(self.rootfs, KUBELET_KUBECONFIG), yaml.safe_dump(kubeconfig).encode())
 
 
-__all__ = ["BootstrapFailed", "TlsBootstrap", "map_file_refs", "resolve_in_rootfs", "under"]
+__all__ = [
+    "BootstrapFailed",
+    "TlsBootstrap",
+    "map_file_refs",
+    "resolve_in_rootfs",
+    "store_embedded_credentials",
+    "under",
+]
