@@ -17,6 +17,9 @@ from bootstrap.etcd.members import EtcdClient, EtcdError, EtcdTLS, Member, Reaso
 
 REMOVE_TIMEOUT = 15.0  # a live voter is removable only after the leader has seen every voter for 5 s
 DEFAULT_CLIENT_PORT = 2379
+# What can heal within the deadline: the 5 s window after a member started, a loaded or restarting
+# member (kubeadm retries its member remove too). Anything else (TLS, a refusal) is final.
+_RETRIED = frozenset({Reason.UNHEALTHY_CLUSTER, Reason.UNREACHABLE, Reason.TIMEOUT})
 
 
 @dataclass
@@ -118,9 +121,10 @@ def leave_cluster(
     if dry_run:
         leave.notes.append(f"would remove etcd member {_named(mine)}")
         return leave
-    # After this node's own member goes, its local endpoint stops answering: keep the others to talk to.
+    # Ask the other members first: a member removing itself may drop the connection before it answers,
+    # and once it is gone its local endpoint stops answering.
     client.endpoints = list(
-        dict.fromkeys([*client.endpoints, *(u for m in members if m.id != mine.id for u in m.client_urls)])
+        dict.fromkeys([*(u for m in members if m.id != mine.id for u in m.client_urls), *client.endpoints])
     )
     deadline = clock() + timeout
     while True:
@@ -129,8 +133,8 @@ def leave_cluster(
             break
         except EtcdError as exc:
             if exc.reason is Reason.MEMBER_NOT_FOUND:
-                break  # an earlier try went through
-            if exc.reason is not Reason.UNHEALTHY_CLUSTER or clock() >= deadline:
+                break  # an earlier try went through (its answer may have been lost)
+            if exc.reason not in _RETRIED or clock() >= deadline:
                 return _failed(leave, f"cannot remove etcd member {_named(mine)}: {exc}", mine)
             sleep(0.5)
     leave.removed = True
