@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -257,25 +258,37 @@ def test_unsupported_encryption_algorithm_is_an_error() -> None:
         KeySource("DSA-1024")
 
 
-def test_key_source_prefetch_returns_distinct_valid_keys_and_shuts_its_pool_down() -> None:
+@pytest.fixture
+def new_children() -> Callable[[], list[multiprocessing.process.BaseProcess]]:
+    """The child processes of this test process started since the test began (a pytest worker runs
+    other files' tests first; what they left running is not this test's pool)."""
+    before = set(multiprocessing.active_children())
+    return lambda: [p for p in multiprocessing.active_children() if p not in before]
+
+
+def test_key_source_prefetch_returns_distinct_valid_keys_and_shuts_its_pool_down(
+    new_children: Callable[[], list[multiprocessing.process.BaseProcess]],
+) -> None:
     with KeySource("RSA-2048") as keys:
         keys.prefetch(4)
         assert keys.pending == 4
-        assert multiprocessing.active_children()
+        assert new_children()
         taken = [keys.take() for _ in range(5)]  # the fifth is generated inline
         assert keys.pending == 0
     rsa_keys = [k for k in taken if isinstance(k, rsa.RSAPrivateKey) and k.key_size == 2048]
     assert len(rsa_keys) == 5
     assert len({k.private_numbers().p for k in rsa_keys}) == 5
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
 
 
-def test_key_source_shuts_its_pool_down_when_the_run_fails() -> None:
+def test_key_source_shuts_its_pool_down_when_the_run_fails(
+    new_children: Callable[[], list[multiprocessing.process.BaseProcess]],
+) -> None:
     with pytest.raises(RuntimeError), KeySource("RSA-2048") as keys:
         keys.prefetch(3)
         raise RuntimeError("phase failed")
     assert keys.pending == 0
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
 
 
 def test_key_source_tops_up_a_running_pool_by_a_single_key() -> None:
@@ -289,16 +302,20 @@ def test_key_source_tops_up_a_running_pool_by_a_single_key() -> None:
         assert keys.pending == 0
 
 
-def test_key_source_starts_no_pool_for_one_key_or_for_ecdsa() -> None:
+def test_key_source_starts_no_pool_for_one_key_or_for_ecdsa(
+    new_children: Callable[[], list[multiprocessing.process.BaseProcess]],
+) -> None:
     for algorithm, count in (("RSA-2048", 1), ("ECDSA-P256", 8)):
         with KeySource(algorithm) as keys:
             keys.prefetch(count)
             assert keys.pending == 0
-            assert multiprocessing.active_children() == []
+            assert new_children() == []
             assert keys.take() is not None
 
 
-def test_run_keys_started_ahead_serve_the_run_or_give_way_to_the_configured_algorithm(rootfs: Path) -> None:
+def test_run_keys_started_ahead_serve_the_run_or_give_way_to_the_configured_algorithm(
+    rootfs: Path, new_children: Callable[[], list[multiprocessing.process.BaseProcess]]
+) -> None:
     import dataclasses
 
     from bootstrap.output import Reporter
@@ -318,7 +335,7 @@ def test_run_keys_started_ahead_serve_the_run_or_give_way_to_the_configured_algo
             assert isinstance(rd.keys.take(), rsa.RSAPrivateKey if reused else ec.EllipticCurvePrivateKey)
         finally:
             rd.close()
-        assert multiprocessing.active_children() == []
+        assert new_children() == []
 
 
 def test_existing_sa_key_is_reused_and_missing_sa_pub_rederived(pki_dir: Path) -> None:
