@@ -198,12 +198,15 @@ def admin_client(rootfs: Path) -> Any:
 
 @contextlib.contextmanager
 def kubelet_once_configured(rootfs: Path) -> Iterator[dict[str, Any]]:
-    """Start the kubelet stand-in when kubelet-start has written its config; stop it at the end."""
+    """Start the kubelet stand-in when kubelet-start has written its config and its flags (the real
+    kubelet is restarted after both: started between the two, the stand-in would take the host name
+    for the node name, not --hostname-override); stop it at the end."""
     state: dict[str, Any] = {}
     stop = threading.Event()
+    written = [rootfs / "var/lib/kubelet/config.yaml", rootfs / "var/lib/kubelet/kubeadm-flags.env"]
 
     def run() -> None:
-        while not (rootfs / "var/lib/kubelet/config.yaml").exists():
+        while not all(path.exists() for path in written):
             if stop.wait(0.05):
                 return
         with running_control_plane(rootfs) as kubelet:
