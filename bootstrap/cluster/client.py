@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import sys
 import time
@@ -268,7 +269,10 @@ class KubeApi:
         """Abort a watch in progress (from any thread) and release the connections."""
         response = self._watch_response
         if response is not None:
-            response.shutdown()  # unblocks a reader waiting for the next event
+            # Unblocks a reader waiting for the next event. The watch thread may have just closed that
+            # response itself (its socket is gone: EBADF): then there is nothing left to unblock.
+            with contextlib.suppress(OSError):
+                response.shutdown()
         self._client.close()  # type: ignore[no-untyped-call]
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
