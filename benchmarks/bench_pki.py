@@ -61,7 +61,8 @@ LOOPBACK = "127.0.0.1"
 # Everything after manifests needs a kubelet and an API server; preflight's host checks (kubelet
 # binary, CRI socket, the held port) fail on a bench machine and only become warnings.
 AFTER_MANIFESTS = (
-    "kubelet-start,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command"
+    "kubelet-start,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,"
+    "kubelet-finalize,addon,show-join-command"
 )
 
 
