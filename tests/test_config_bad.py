@@ -12,6 +12,8 @@ from bootstrap.errors import EXIT_INVALID_CONFIG, ConfigError
 HOST = HostFacts(hostname=lambda: "cp1", default_ipv4=lambda: "192.0.2.10")
 INIT = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
 CLUSTER = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+KUBELET = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+KUBE_PROXY = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
 
 # (id, file text, expected fragments of the error message)
 BAD_FILES: list[tuple[str, str, list[str]]] = [
@@ -191,6 +193,16 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
         "two InitConfigurations",
         INIT + "---\n" + INIT,
         ["document 2", "at most one"],
+    ),
+    (
+        "two KubeletConfigurations",
+        INIT + "---\n" + KUBELET + "---\n" + KUBELET,
+        ["document 3 (kubelet.config.k8s.io/v1beta1 KubeletConfiguration): a second", "at most one"],
+    ),
+    (
+        "two KubeProxyConfigurations",
+        INIT + "---\n" + KUBE_PROXY + "---\n" + KUBE_PROXY,
+        ["document 3 (kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration): a second", "at most one"],
     ),
     (
         "document that is not a mapping",

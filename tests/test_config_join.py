@@ -18,6 +18,7 @@ SECRET = "0123456789abcdef"
 HASH = "sha256:" + "ab" * 32
 KEY = "0f" * 32
 JOIN = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"
+KUBELET_DOC = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
 TOKEN_DISCOVERY = (
     JOIN + "discovery:\n  bootstrapToken:\n"
     f"    token: {TOKEN}\n    apiServerEndpoint: 10.0.0.1:6443\n    caCertHashes: ['{HASH}']\n"
@@ -258,6 +259,11 @@ BAD: list[tuple[str, str, list[str]]] = [
         "two JoinConfigurations",
         TOKEN_DISCOVERY + "---\n" + TOKEN_DISCOVERY,
         ["document 2 (kubeadm.k8s.io/v1beta4 JoinConfiguration): a second JoinConfiguration"],
+    ),
+    (
+        "two KubeletConfigurations",
+        TOKEN_DISCOVERY + "---\n" + KUBELET_DOC + "---\n" + KUBELET_DOC,
+        ["document 3 (kubelet.config.k8s.io/v1beta1 KubeletConfiguration): a second KubeletConfiguration"],
     ),
     (
         "v1beta3",

@@ -18,6 +18,8 @@ from bootstrap.config.hostport import is_ip
 from bootstrap.config.join_model import JOIN_WARNED_FIELDS, JoinConfig, JoinConfiguration
 from bootstrap.config.kubeadm_flags import JOIN_FLAG_FIELDS
 from bootstrap.config.loader import (
+    _KUBE_PROXY,
+    _KUBELET,
     _fill_zero_values,
     _format,
     _get_by_alias,
@@ -27,16 +29,15 @@ from bootstrap.config.loader import (
     _parse,
     _read_documents,
     default_node_registration,
+    one_of_each_kind,
     q_gvk,
-    typed_documents,
 )
 from bootstrap.config.model import FALLBACK_ADVERTISE_ADDRESS, KUBEADM_API_VERSION
 from bootstrap.config.netdefaults import HostFacts
 from bootstrap.config.tokens import TOKEN_RE
 from bootstrap.errors import ConfigError
 
-_KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
-_KUBE_PROXY = ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")
+_JOIN = (KUBEADM_API_VERSION, "JoinConfiguration")
 _IGNORED_KINDS = {
     "ClusterConfiguration": "join reads the cluster's settings from kube-system/kubeadm-config",
     "ResetConfiguration": "`join` does not use ResetConfiguration",
@@ -148,24 +149,15 @@ def _split_documents(
     docs: Sequence[object], source: str, problems: list[str], warnings: list[str]
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The JoinConfiguration and KubeletConfiguration documents; every other kind is refused or warned."""
-    join: dict[str, Any] | None = None
-    kubelet: dict[str, Any] | None = None
+    found: dict[str, dict[str, Any]] = {}
     init_seen: str | None = None
-    for where, api_version, kind, doc in typed_documents(docs, source, problems):
+    kinds = (_JOIN, _KUBELET)
+    for where, api_version, kind in one_of_each_kind(docs, source, problems, kinds, found):
         gvk = f"{api_version} {kind}"
-        if api_version == KUBEADM_API_VERSION and kind == "JoinConfiguration":
-            if join is not None:
-                problems.append(f"{where} ({gvk}): a second JoinConfiguration; at most one is allowed")
-            else:
-                join = dict(doc)
-        elif api_version == KUBEADM_API_VERSION and kind == "InitConfiguration":
+        if api_version == KUBEADM_API_VERSION and kind == "InitConfiguration":
             init_seen = where
         elif api_version == KUBEADM_API_VERSION and kind in _IGNORED_KINDS:
             warnings.append(f"{where} ({gvk}): ignored; {_IGNORED_KINDS[kind]}")
-        elif (api_version, kind) == _KUBELET:
-            if kubelet is not None:
-                problems.append(f"{where} ({gvk}): a second KubeletConfiguration; at most one is allowed")
-            kubelet = dict(doc)
         elif (api_version, kind) == _KUBE_PROXY:
             warnings.append(f"{where} ({gvk}): ignored; `join` does not configure kube-proxy")
         else:
@@ -179,7 +171,7 @@ def _split_documents(
             f"{init_seen} ({KUBEADM_API_VERSION} InitConfiguration): a join config file must not hold an "
             "InitConfiguration; keep init's and join's documents in separate files"
         )
-    return join, kubelet
+    return found.get(_JOIN[1]), found.get(_KUBELET[1])
 
 
 def _drop_unquotable_secrets(raw: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ problem caused by a flag reads ``"--flag (field.path): <what is wrong>"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +41,8 @@ from bootstrap.config.proxyconfig import validate_kube_proxy
 from bootstrap.config.versionlabels import resolve_label
 from bootstrap.errors import ConfigError
 
+_INIT = (KUBEADM_API_VERSION, "InitConfiguration")
+_CLUSTER = (KUBEADM_API_VERSION, "ClusterConfiguration")
 _KUBELET = ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")
 _KUBE_PROXY = ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")
 _IGNORED_KUBEADM_KINDS = ("JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration")
@@ -105,33 +107,20 @@ def _load(
     source = named if named is not None else "<defaults>"
     problems: list[str] = []
     warnings: list[str] = []
-    raw: dict[str, dict[str, Any]] = {}
-    kubelet: dict[str, Any] | None = None
-    kube_proxy: dict[str, Any] | None = None
-
-    for where, api_version, kind, doc in typed_documents(docs, source, problems):
+    found: dict[str, dict[str, Any]] = {}
+    kinds = (_INIT, _CLUSTER, _KUBELET, _KUBE_PROXY)
+    for where, api_version, kind in one_of_each_kind(docs, source, problems, kinds, found):
         gvk = f"{api_version} {kind}"
-        if api_version == KUBEADM_API_VERSION and kind in ("InitConfiguration", "ClusterConfiguration"):
-            if kind in raw:
-                problems.append(f"{where} ({gvk}): a second {kind}; at most one is allowed")
-            else:
-                raw[kind] = dict(doc)
-        elif api_version == KUBEADM_API_VERSION and kind in _IGNORED_KUBEADM_KINDS:
+        if api_version == KUBEADM_API_VERSION and kind in _IGNORED_KUBEADM_KINDS:
             warnings.append(f"{where} ({gvk}): ignored; `init` does not use {kind}")
-        elif (api_version, kind) == _KUBELET:
-            if kubelet is not None:
-                problems.append(f"{where} ({gvk}): a second KubeletConfiguration; at most one is allowed")
-            kubelet = dict(doc)
-        elif (api_version, kind) == _KUBE_PROXY:
-            if kube_proxy is not None:
-                problems.append(f"{where} ({gvk}): a second KubeProxyConfiguration; at most one is allowed")
-            kube_proxy = dict(doc)
         else:
             problems.append(
                 f"{where}: unknown apiVersion/kind {q_gvk(api_version, kind)}; "
                 f"expected {KUBEADM_API_VERSION} "
                 "InitConfiguration/ClusterConfiguration, KubeletConfiguration or KubeProxyConfiguration"
             )
+    raw = {kind: doc for kind, doc in found.items() if (KUBEADM_API_VERSION, kind) in (_INIT, _CLUSTER)}
+    kubelet, kube_proxy = found.get(_KUBELET[1]), found.get(_KUBE_PROXY[1])
 
     if named is not None and not raw and not problems:
         # As kubeadm: a file must say something about the cluster; an empty one is almost always a mistake.
@@ -352,6 +341,27 @@ def typed_documents(
             )
             continue
         yield where, api_version, kind, doc
+
+
+def one_of_each_kind(
+    docs: Sequence[object],
+    source: str,
+    problems: list[str],
+    kinds: Collection[tuple[str, str]],
+    found: dict[str, dict[str, Any]],
+) -> Iterator[tuple[str, str, str]]:
+    """Sort the typed documents by kind: the first of each ``(apiVersion, kind)`` in ``kinds`` goes into
+    ``found`` (a copy, by kind); another of the same kind is a problem (at most one is allowed) and is
+    dropped. Every document of another kind is yielded as ``(where, apiVersion, kind)``, in file order,
+    for the caller to warn about or refuse, so the messages keep the documents' order. Init's and
+    join's files follow this one rule."""
+    for where, api_version, kind, doc in typed_documents(docs, source, problems):
+        if (api_version, kind) not in kinds:
+            yield where, api_version, kind
+        elif kind in found:
+            problems.append(f"{where} ({api_version} {kind}): a second {kind}; at most one is allowed")
+        else:
+            found[kind] = dict(doc)
 
 
 def _type_name(value: object) -> str:
