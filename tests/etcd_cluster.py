@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bootstrap.etcd.members import EtcdTLS
 from bootstrap.pki import KeySource, PkiSettings, ensure_cert
+from tests.pki_helpers import make_settings
 from tests.standin.harness import free_ports
 from tests.test_etcd_manifest import etcd_binary, etcd_version
 
@@ -27,16 +28,9 @@ ALGORITHM = "ECDSA-P256"  # fast to generate; etcd takes it like RSA
 
 
 def pki_settings(name: str, address: str = LOOPBACK) -> PkiSettings:
-    return PkiSettings(
+    return make_settings(
         node_name=name,
         advertise_address=address,
-        control_plane_endpoint="",
-        service_subnet="10.96.0.0/12",
-        dns_domain="cluster.local",
-        apiserver_cert_sans=(),
-        etcd_server_cert_sans=(),
-        etcd_peer_cert_sans=(),
-        external_etcd=False,
         encryption_algorithm=ALGORITHM,
         cert_validity=timedelta(days=1),
         ca_validity=timedelta(days=2),
