@@ -26,7 +26,12 @@ from bootstrap.cluster.client import KubeApi
 from bootstrap.cluster.joining import etcd_client_urls
 from bootstrap.phases.etcd_join import peer_cert_problem
 from tests.conftest import files_under
-from tests.standin.harness import admin_client, free_ports, kubelet_once_configured
+from tests.standin.harness import (
+    add_endpoint_and_certificate_key,
+    admin_client,
+    free_ports,
+    kubelet_once_configured,
+)
 from tests.standin.tls_bootstrap import map_file_refs
 from tests.test_init_e2e import Node, make_node, plant_host_tools, run_init
 from tests.tools import tool, wait_for
@@ -48,14 +53,7 @@ CONTROL_PLANE_FILES = (
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, dict[str, Any], Any]]:
     """Node A, initialized with --upload-certs and a controlPlaneEndpoint; its -o json document; the API."""
     node = make_node(tmp_path_factory.mktemp("join-a"))
-    text = node.config.read_text()
-    port = re.search(r"bindPort: (\d+)", text)
-    assert port is not None
-    text = text.replace(
-        "kind: ClusterConfiguration\n",
-        f"kind: ClusterConfiguration\ncontrolPlaneEndpoint: 127.0.0.1:{port[1]}\n",
-    )
-    node.config.write_text(text.replace("nodeRegistration:", f"certificateKey: {KEY}\nnodeRegistration:", 1))
+    add_endpoint_and_certificate_key(node.config, KEY)
     with kubelet_once_configured(node.rootfs) as state:
         code, doc, stderr = run_init(node, "--upload-certs")
         assert code == 0, stderr

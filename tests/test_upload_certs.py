@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from kubernetes.client import CoreV1Api, RbacAuthorizationV1Api
 
 from bootstrap.cluster.join_command import JoinCommand
 from bootstrap.pki import cert_upload
-from tests.standin.harness import admin_client, kubelet_once_configured
+from tests.standin.harness import add_endpoint_and_certificate_key, admin_client, kubelet_once_configured
 from tests.test_init_e2e import Node, make_node
 
 KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f000112233445566778899aabbccddeeff"
@@ -170,15 +169,7 @@ def phase(doc: dict[str, Any], path: str) -> dict[str, Any]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, dict[str, Any], str]]:
     """One node initialized with --upload-certs and InitConfiguration.certificateKey, -o json."""
     node = make_node(tmp_path_factory.mktemp("upload"))
-    text = node.config.read_text()
-    port = re.search(r"bindPort: (\d+)", text)
-    assert port is not None
-    # A controlPlaneEndpoint, without which no control-plane node can join (so no such command).
-    text = text.replace(
-        "kind: ClusterConfiguration\n",
-        f"kind: ClusterConfiguration\ncontrolPlaneEndpoint: 127.0.0.1:{port[1]}\n",
-    )
-    node.config.write_text(text.replace("nodeRegistration:", f"certificateKey: {KEY}\nnodeRegistration:", 1))
+    add_endpoint_and_certificate_key(node.config, KEY)
     with kubelet_once_configured(node.rootfs):
         code, doc, _, stderr = run(node, "--upload-certs", "--certificate-key-ttl", "90m")
         assert code == 0, stderr

@@ -11,6 +11,7 @@ import functools
 import itertools
 import os
 import random
+import re
 import socket
 import subprocess
 import threading
@@ -118,6 +119,22 @@ kind: KubeletConfiguration
 healthzBindAddress: {address}
 healthzPort: {ports.kubelet_healthz}
 """
+
+
+def add_endpoint_and_certificate_key(config: Path, certificate_key: str) -> None:
+    """Edit an :func:`init_config` file for an HA-ready first node: ``controlPlaneEndpoint`` is its own
+    API server (without one no control-plane node may join) and ``certificateKey`` is given, so
+    ``--upload-certs`` uploads with a key the test knows."""
+    text = config.read_text()
+    port = re.search(r"bindPort: (\d+)", text)
+    assert port is not None, f"{config}: no bindPort"
+    text = text.replace(
+        "kind: ClusterConfiguration\n",
+        f"kind: ClusterConfiguration\ncontrolPlaneEndpoint: {ADDRESS}:{port[1]}\n",
+    )
+    config.write_text(
+        text.replace("nodeRegistration:", f"certificateKey: {certificate_key}\nnodeRegistration:", 1)
+    )
 
 
 @functools.cache
