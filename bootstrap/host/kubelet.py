@@ -31,13 +31,19 @@ CRI_IN_CONFIG_FROM_MINOR = 34
 
 def read_kubelet_config(path: Path) -> dict[str, Any] | None:
     """The kubelet config at ``path``; None when there is none. A broken file is an error naming it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PhaseError(f"{path}: cannot read the kubelet config: {exc}") from exc
+    # Only now: a fresh node has no file, and init asks before its keys are all started (yaml's
+    # import is a third of what runs between the first keys and the rest).
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise PhaseError(f"{path}: cannot read the kubelet config: {exc}") from exc
     if data is None:
         return None
