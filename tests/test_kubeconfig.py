@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ADDRESS, NODE, CliRunner
 from tests.tools import openssl_subject, run, tool
@@ -52,6 +53,14 @@ def test_kubectl_reads_kubeconfig_with_expected_identity_and_server(kubeconfigs:
     cert_file.write_bytes(cert)
     verify = run(tool("openssl"), "verify", "-CAfile", str(kubeconfigs / "pki/ca.crt"), str(cert_file))
     assert verify.stdout.strip().endswith(": OK")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_kubeconfig_text_is_what_the_pure_python_emitter_writes(kubeconfigs: Path, name: str) -> None:
+    # Written with libyaml's emitter for speed: the bytes must not depend on which emitter wrote them.
+    text = (kubeconfigs / name).read_text()
+    assert text == yaml.safe_dump(yaml.safe_load(text), sort_keys=False, default_flow_style=False)
+    assert text.startswith("apiVersion: v1\n")
 
 
 def test_kubeconfig_rerun_reuses_files(cli: CliRunner, kubeconfigs: Path, node_args: list[str]) -> None:
