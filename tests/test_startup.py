@@ -214,3 +214,58 @@ def test_init_with_a_config_file_that_cannot_choose_the_algorithm_starts_keys_be
     (early_loaded, early_algorithm, early), (late_loaded, _, late) = calls
     assert (early_loaded, early_algorithm, early) == (False, "RSA-2048", os.cpu_count() or 1)
     assert late_loaded is True and early + late == 16
+
+
+# The module families loaded when each KeySource.prefetch call starts keys, then the real entry point.
+IMPORTS_AT_PREFETCH_SPY = (
+    "import json, sys\n"
+    "import bootstrap.pki.keys as keys\n"
+    "watched = json.loads(sys.argv.pop(1))\n"
+    "calls = []\n"
+    "real = keys.KeySource.prefetch\n"
+    "def spy(self, count):\n"
+    "    calls.append(sorted({w for w in watched for m in sys.modules if m == w or m.startswith(w + '.')}))\n"
+    "    return real(self, count)\n"
+    "keys.KeySource.prefetch = spy\n"
+    "from bootstrap.cli.main import main\n"
+    "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+    "print(json.dumps({'code': code, 'calls': calls}))"
+)
+# Loaded only once a phase runs that needs them: the join, etcd and addon phases' libraries, the API
+# client, the template engine, YAML and X.509 (the phase modules import them inside their run functions).
+PHASE_LIBRARIES = (
+    "bootstrap.addons",
+    "bootstrap.etcd",
+    "bootstrap.cluster",
+    "bootstrap.workflow.joindata",
+    "bootstrap.components.render",
+    "kubernetes",
+    "urllib3",
+    "pydantic",
+    "jinja2",
+    "yaml",
+    "cryptography.x509",
+)
+
+
+def test_init_starts_keys_before_the_phase_tree_and_tops_them_up_before_any_phase_library(
+    rootfs: Path,
+) -> None:
+    # Every module loaded before the first keys start delays all of them (one core idles meanwhile);
+    # every module loaded before the plan's top-up may leave the workers idle once the first keys are done.
+    watched = ["bootstrap.phases", "bootstrap.config.model", *PHASE_LIBRARIES]
+    argv = ["init", "--rootfs", str(rootfs), "--node-name", NODE, "--advertise-address", "127.0.0.1"]
+    argv += ["--skip-phases", AFTER_MANIFESTS, "--ignore-preflight-errors", "all", "-o", "json"]
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTS_AT_PREFETCH_SPY, json.dumps(watched), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, proc.stderr
+    early, top_up = result["calls"]
+    assert early == []
+    # Planning needs the tree (every phase module) and the config, and nothing the phases only run.
+    assert top_up == ["bootstrap.config.model", "bootstrap.phases"]
