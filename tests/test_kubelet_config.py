@@ -9,7 +9,8 @@ import pytest
 from bootstrap.config import Config, load_config
 from bootstrap.config.dnsaddress import dns_service_ip
 from bootstrap.config.netdefaults import HostFacts
-from bootstrap.host.kubelet import DEFAULT_STATIC_POD_PATH
+from bootstrap.errors import PhaseError
+from bootstrap.host.kubelet import DEFAULT_STATIC_POD_PATH, read_kubelet_config
 from bootstrap.host.kubelet_config import deep_merge, kubelet_settings, static_pod_path
 
 HOST = HostFacts(hostname=lambda: "cp1", default_ipv4=lambda: "192.0.2.10")
@@ -97,3 +98,19 @@ def test_the_static_pod_path_comes_from_the_first_source_that_names_one() -> Non
     assert static_pod_path({}, {"maxPods": 5}, on_disk) == "/c"
     assert static_pod_path(None, None, {"staticPodPath": 7}) == DEFAULT_STATIC_POD_PATH  # not a path
     assert static_pod_path(None, None, None) == DEFAULT_STATIC_POD_PATH
+
+
+def test_the_kubelet_config_on_disk_is_read_and_its_problems_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    assert read_kubelet_config(path) is None  # a fresh node: none yet
+    path.write_text("staticPodPath: /srv/pods\n")
+    assert read_kubelet_config(path) == {"staticPodPath": "/srv/pods"}
+    path.write_text("")
+    assert read_kubelet_config(path) is None
+    broken = (("staticPodPath: [\n", "cannot read the kubelet config"), ("- a\n", "not a Kubelet"))
+    for text, fragment in broken:
+        path.write_text(text)
+        with pytest.raises(PhaseError, match=f"^{path}: {fragment}"):
+            read_kubelet_config(path)
+    with pytest.raises(PhaseError, match=f"^{tmp_path}: cannot read the kubelet config"):
+        read_kubelet_config(tmp_path)  # a directory: an OSError other than a missing file
