@@ -193,13 +193,11 @@ def _apply(prepared: Prepared, request: UpgradeRequest, yes: bool, reporter: Rep
             entry["rollout"] = rollout.to_dict()
         components.append(entry)
         if component.changed:
-            reporter.info(
-                "upgrade", f"{component.component}: {component.old_image} → {component.new_image}"
-            )
+            reporter.info("upgrade", f"{component.component}: {component.old_image} → {component.new_image}")
     if plan.noop and not applied.config_updated:
         reporter.info("upgrade", "Nothing to do: the control plane already runs this configuration")
     else:
-        reporter.info("upgrade", f"The control plane runs {plan.target_version} with the wanted configuration")
+        reporter.info("upgrade", f"The control plane runs {plan.target_version}, configured as wanted")
     changed = bool(applied.rollouts) or applied.config_updated or bool(applied.renewed or applied.reissued)
     reporter.result(
         _document(

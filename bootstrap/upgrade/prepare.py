@@ -81,7 +81,7 @@ def prepare(request: UpgradeRequest, reporter: Reporter) -> Prepared:
     overrides = node_overrides(apiserver_manifest, rd.fs.path(KUBELET_FLAGS_ENV))
     sources = load_sources(request.config_file, request.version, current, api_factory(rd), overrides)
     wanted = sources.wanted
-    rd.config = wanted  # type: ignore[misc]  # the run renders and writes for the wanted configuration
+    rd.config = wanted  # the run renders and writes for the wanted configuration
     for warning in [*sources.warnings, *wanted.warnings]:
         reporter.warn(warning)
     current = current or (sources.stored.kubernetes_version if sources.stored else wanted.kubernetes_version)

@@ -19,7 +19,7 @@ import yaml
 
 from bootstrap.cluster.apierror import ApiError
 from bootstrap.config import Config, dump_cluster_configuration, load_config, load_config_text
-from bootstrap.errors import ConfigError, PhaseError
+from bootstrap.errors import PhaseError
 
 NAMESPACE = "kube-system"
 CONFIG_MAP = "kubeadm-config"
@@ -128,6 +128,7 @@ def load_sources(
     stored_from = STORED_NAME
     kubelets: dict[str, str] = {}
     warnings: list[str] = []
+    error: ApiError | None = None
     try:
         api = api_factory()
     except ApiError as exc:
@@ -170,7 +171,7 @@ def store_config(api: Any, cfg: Config) -> bool:
     text = dump_cluster_configuration(cfg)
     config_map = api.read("ConfigMap", NAMESPACE, CONFIG_MAP)
     if config_map is None:
-        raise ConfigError(f"{STORED_NAME} does not exist; cannot record the new configuration")
+        raise PhaseError(f"{STORED_NAME} does not exist; cannot record the new configuration")
     data = config_map.setdefault("data", {}) or {}
     if data.get(CONFIG_KEY) == text:
         return False
