@@ -1,0 +1,171 @@
+"""`bootstrap upgrade plan|apply` without a running control plane: the skew rules, the plan, the
+confirmation, dry runs. The node is made by `bootstrap init` (through the manifests, nothing
+started); the stored configuration then comes from --config, as when the API cannot be reached."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bootstrap.upgrade import manifests
+from bootstrap.upgrade.skew import (
+    RULE_KUBELET_NOT_NEWER,
+    RULE_KUBELET_TOO_OLD,
+    RULE_NO_DOWNGRADE,
+    RULE_NO_SKIP,
+    RULE_SAME_MAJOR,
+    SkewRefused,
+    check_upgrade,
+)
+from tests.conftest import NO_WAIT, CliRunner, files_under
+from tests.standin.harness import allocate_ports, init_config
+from tests.tools import tool
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "kubelets", "rule"),
+    [
+        ("v1.32.4", "v1.34.2", {}, RULE_NO_SKIP),
+        ("v1.34.2", "v1.33.4", {}, RULE_NO_DOWNGRADE),
+        ("v1.34.2", "v2.0.0", {}, RULE_SAME_MAJOR),
+        ("v1.33.4", "v1.34.2", {"w1": "v1.35.0"}, RULE_KUBELET_NOT_NEWER),
+        ("v1.34.2", "v1.35.0", {"w1": "v1.31.9"}, RULE_KUBELET_TOO_OLD),
+    ],
+)
+def test_the_skew_policy_refuses_with_the_rule_named(
+    current: str, target: str, kubelets: dict[str, str], rule: str
+) -> None:
+    with pytest.raises(SkewRefused) as refused:
+        check_upgrade(current, target, kubelets)
+    assert refused.value.rule == rule
+    assert f"(rule: {rule})" in refused.value.format_message()
+    assert refused.value.exit_code == 4
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "kubelets", "warns"),
+    [
+        ("v1.33.4", "v1.34.2", {"cp1": "v1.33.4", "w1": "v1.31.0"}, False),
+        ("v1.34.2", "v1.34.2", {"cp1": "v1.34.1"}, False),
+        ("v1.34.2", "v1.34.1", {}, True),
+    ],
+)
+def test_the_skew_policy_allows_one_minor_up_and_patch_changes(
+    current: str, target: str, kubelets: dict[str, str], warns: bool
+) -> None:
+    assert bool(check_upgrade(current, target, kubelets)) is warns
+
+
+def test_annotate_adds_the_annotation_once_in_sorted_place() -> None:
+    text = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    a.io/x: '1'\n    z.io/y: '2'\n  name: p\n"
+    )
+    once = manifests.annotate(text, manifests.CERT_GENERATION, "abc")
+    assert manifests.annotate(once, manifests.CERT_GENERATION, "abc") == once
+    pod = manifests.parse(once)
+    assert list(pod["metadata"]["annotations"]) == ["a.io/x", manifests.CERT_GENERATION, "z.io/y"]
+    bare = manifests.annotate("kind: Pod\nmetadata:\n  name: p\n", manifests.CERT_GENERATION, "0123")
+    assert manifests.parse(bare)["metadata"]["annotations"] == {manifests.CERT_GENERATION: "0123"}
+
+
+def _node(cli: CliRunner, tmp_path: Path, version: str, extra: str = "") -> tuple[Path, Path, str]:
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    text = init_config(allocate_ports()).replace(
+        "kind: ClusterConfiguration\n", f"kind: ClusterConfiguration\nkubernetesVersion: {version}\n{extra}"
+    )
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text(text)
+    result = cli("init", "--config", config, "--rootfs", rootfs, *NO_WAIT)
+    assert result.code == 0, result.stderr
+    return rootfs, config, text
+
+
+@pytest.mark.parametrize(
+    ("installed", "target", "rule"),
+    [("v1.32.4", "v1.34.2", RULE_NO_SKIP), ("v1.34.2", "v1.33.4", RULE_NO_DOWNGRADE)],
+)
+def test_apply_refuses_a_version_change_the_skew_policy_forbids_and_writes_nothing(
+    cli: CliRunner, tmp_path: Path, installed: str, target: str, rule: str
+) -> None:
+    rootfs, config, _ = _node(cli, tmp_path, installed)
+    before = {f: (rootfs / f).read_bytes() for f in files_under(rootfs)}
+
+    result = cli("upgrade", "apply", target, "--config", config, "--rootfs", rootfs, "--yes", "-o", "json")
+
+    assert result.code == 4, result.stderr
+    assert f"(rule: {rule})" in result.json()["error"]["message"]
+    assert f"{installed} → {target}" in result.stderr
+    assert {f: (rootfs / f).read_bytes() for f in files_under(rootfs)} == before
+    planned = cli("upgrade", "plan", target, "--config", config, "--rootfs", rootfs)
+    assert planned.code == 4 and rule in planned.stderr
+
+
+def test_plan_shows_the_flag_volume_image_and_certificate_changes(cli: CliRunner, tmp_path: Path) -> None:
+    rootfs, _, text = _node(cli, tmp_path, "v1.33.4")
+    wanted = tmp_path / "wanted.yaml"
+    wanted.write_text(
+        text.replace(
+            "scheduler:\n",
+            "apiServer:\n  certSANs:\n  - api.example.test\n"
+            "  extraVolumes:\n  - name: audit\n    hostPath: /var/log/audit\n    mountPath: /var/log/audit\n"
+            "scheduler:\n",
+        )
+    )
+    before = files_under(rootfs)
+
+    result = cli("upgrade", "plan", "v1.34.2", "--config", wanted, "--rootfs", rootfs, "-o", "json")
+
+    assert result.code == 0, result.stderr
+    plan = result.json()["plan"]
+    assert (plan["currentVersion"], plan["targetVersion"]) == ("v1.33.4", "v1.34.2")
+    components = {c["component"]: c for c in plan["components"]}
+    apiserver = components["kube-apiserver"]
+    assert apiserver["to"]["image"] == "registry.k8s.io/kube-apiserver:v1.34.2"
+    assert apiserver["volumes"] == ["+audit: /var/log/audit -> /var/log/audit"]
+    assert apiserver["restartFor"] == ["apiserver"]
+    assert "startupProbe" in components["kube-scheduler"]["probes"]
+    assert any(
+        f.startswith("~--feature-gates") or f.startswith("+--feature-gates")
+        for f in components["etcd"]["flags"]
+    )
+    assert plan["certificates"] == [
+        {
+            "certificate": "apiserver",
+            "component": "kube-apiserver",
+            "sansAdded": ["DNS:api.example.test"],
+            "sansRemoved": [],
+        }
+    ]
+    assert files_under(rootfs) == before
+
+
+def test_apply_without_a_terminal_and_without_yes_is_a_usage_error(cli: CliRunner, tmp_path: Path) -> None:
+    rootfs, config, _ = _node(cli, tmp_path, "v1.33.4")
+    before = {f: (rootfs / f).read_bytes() for f in files_under(rootfs)}
+
+    proc = subprocess.run(
+        [tool("bootstrap"), "upgrade", "apply", "v1.34.2", "--config", str(config), "--rootfs", str(rootfs)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert proc.returncode == 2, proc.stderr
+    assert "--yes" in proc.stderr
+    assert {f: (rootfs / f).read_bytes() for f in files_under(rootfs)} == before
+
+
+def test_diff_prints_the_manifest_changes_and_writes_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    rootfs, config, _ = _node(cli, tmp_path, "v1.33.4")
+    before = {f: (rootfs / f).read_bytes() for f in files_under(rootfs)}
+
+    result = cli("upgrade", "apply", "v1.34.2", "--config", config, "--rootfs", rootfs, "--diff")
+
+    assert result.code == 0, result.stderr
+    assert "-    image: registry.k8s.io/kube-apiserver:v1.33.4" in result.stdout
+    assert "+    image: registry.k8s.io/kube-apiserver:v1.34.2" in result.stdout
+    assert {f: (rootfs / f).read_bytes() for f in files_under(rootfs)} == before
