@@ -16,13 +16,15 @@ import yaml
 
 CERT_GENERATION = "kube-bootstrap.io/cert-generation"
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+# libyaml's loader when PyYAML has it: every manifest is parsed once per side, but fast matters at start.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        pod = yaml.safe_load(text)
+        pod = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError:
         return {}
     return pod if isinstance(pod, dict) else {}

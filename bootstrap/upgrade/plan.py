@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from bootstrap.upgrade import manifests
@@ -24,11 +25,11 @@ class ComponentPlan:
     new_text: str
     restart_for: list[str] = field(default_factory=list)  # certificates re-issued for it
 
-    @property
+    @cached_property
     def old(self) -> dict[str, Any]:
         return manifests.parse(self.old_text)
 
-    @property
+    @cached_property
     def new(self) -> dict[str, Any]:
         return manifests.parse(self.new_text)
 

@@ -20,6 +20,7 @@ import yaml
 from bootstrap.cluster.apierror import ApiError
 from bootstrap.config import Config, dump_cluster_configuration, load_config, load_config_text
 from bootstrap.errors import PhaseError
+from bootstrap.upgrade import manifests
 
 NAMESPACE = "kube-system"
 CONFIG_MAP = "kubeadm-config"
@@ -40,35 +41,23 @@ class Sources:
     warnings: list[str] = field(default_factory=list)
 
 
-def manifest_flags(path: Path) -> dict[str, str]:
-    """The ``--name=value`` flags of the first container of the static pod at ``path`` ({} if none)."""
+def _read(path: Path) -> dict[str, Any]:
     try:
-        pod = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        return manifests.parse(path.read_text())
+    except OSError:
         return {}
-    containers = ((pod or {}).get("spec") or {}).get("containers") or [{}]
-    flags: dict[str, str] = {}
-    for arg in containers[0].get("command") or []:
-        if isinstance(arg, str) and arg.startswith("--") and "=" in arg:
-            name, value = arg[2:].split("=", 1)
-            flags[name] = value
-    return flags
 
 
 def manifest_image_version(path: Path) -> str | None:
     """The tag of the image the static pod at ``path`` runs (``v1.33.4``), if it reads as a version."""
-    try:
-        pod = yaml.safe_load(path.read_text())
-        image = str(((pod or {}).get("spec") or {}).get("containers", [{}])[0].get("image", ""))
-    except (OSError, yaml.YAMLError, AttributeError, IndexError):
-        return None
+    image = manifests.image(_read(path))
     tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
     return tag if re.fullmatch(r"v\d+\.\d+\.\d+\S*", tag) else None
 
 
 def node_overrides(apiserver_manifest: Path, kubelet_flags: Path) -> dict[str, object]:
     """This node's settings as running now: the API server's address and port, the kubelet's name."""
-    flags = manifest_flags(apiserver_manifest)
+    flags = manifests.flags(_read(apiserver_manifest))
     overrides: dict[str, object] = {}
     if flags.get("advertise-address"):
         overrides["apiserver-advertise-address"] = flags["advertise-address"]
