@@ -49,9 +49,10 @@ def test_upgrade_from_v1_33_to_v1_34_swaps_each_component_in_turn_and_records_th
     before = {c: v133.mirror_hash(c) for c in COMPONENTS}
     assert "kubernetesVersion: v1.33.4" in v133.stored_configuration()
 
-    code, doc, stderr = v133.upgrade("v1.34.2")
+    code, doc, stderr = v133.upgrade("v1.34.2", stored=True)  # no --config: kubeadm-config is read
 
     assert code == 0, stderr
+    assert doc["plan"]["storedConfiguration"] == "kube-system/kubeadm-config"
     assert doc["ok"] is True and doc["changed"] is True
     rollouts = doc["rollouts"]
     assert [r["component"] for r in rollouts] == list(COMPONENTS)  # one at a time, in this order
@@ -80,7 +81,7 @@ def test_upgrade_from_v1_33_to_v1_34_swaps_each_component_in_turn_and_records_th
 
     manifests = {c: v133.manifest(c).stat().st_mtime_ns for c in COMPONENTS}
     hashes = {c: v133.mirror_hash(c) for c in COMPONENTS}
-    again, doc, stderr = v133.upgrade("v1.34.2")
+    again, doc, stderr = v133.upgrade("v1.34.2", stored=True)
 
     assert again == 0, stderr
     assert doc["changed"] is False and doc["rollouts"] == [] and doc["backupDir"] is None

@@ -39,10 +39,20 @@ class Cluster:
         return path
 
     def upgrade(
-        self, *args: str, config: Path | None = None, timeout: str = "60s", settle: str = "1s"
+        self,
+        *args: str,
+        config: Path | None = None,
+        stored: bool = False,
+        timeout: str = "60s",
+        settle: str = "1s",
     ) -> tuple[int, dict[str, Any], str]:
-        """``bootstrap upgrade apply <args> --yes -o json``; (exit code, document, stderr)."""
+        """``bootstrap upgrade apply <args> --yes -o json`` with ``--config`` (``config``, else the init
+        config), or with none when ``stored`` (the cluster's kubeadm-config is the configuration); (exit
+        code, document, stderr)."""
         command = bootstrap_command(self.rootfs, config or self.config, "upgrade", "apply", settle=settle)
+        if stored:
+            at = command.index("--config")
+            del command[at : at + 2]
         proc = subprocess.run(
             [*command, "--yes", "--timeout", timeout, *args], capture_output=True, text=True, timeout=300
         )
