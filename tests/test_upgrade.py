@@ -4,6 +4,7 @@ started); the stored configuration then comes from --config, as when the API can
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def _node(cli: CliRunner, tmp_path: Path, version: str, extra: str = "") -> tupl
     text = init_config(allocate_ports()).replace(
         "kind: ClusterConfiguration\n", f"kind: ClusterConfiguration\nkubernetesVersion: {version}\n{extra}"
     )
+    # The member list is the node's own (as init renders it, or as a join left it), not a fixed extraArg.
+    text = re.sub(r"    - name: initial-cluster\n      value: .*\n", "", text)
     config = tmp_path / "kubeadm.yaml"
     config.write_text(text)
     result = cli("init", "--config", config, "--rootfs", rootfs, *NO_WAIT)
@@ -169,3 +172,43 @@ def test_diff_prints_the_manifest_changes_and_writes_nothing(cli: CliRunner, tmp
     assert "-    image: registry.k8s.io/kube-apiserver:v1.33.4" in result.stdout
     assert "+    image: registry.k8s.io/kube-apiserver:v1.34.2" in result.stdout
     assert {f: (rootfs / f).read_bytes() for f in files_under(rootfs)} == before
+
+
+def _cluster_document(text: str) -> str:
+    """Only the ClusterConfiguration document of ``text``."""
+    return next(doc for doc in text.split("---\n") if "kind: ClusterConfiguration" in doc)
+
+
+def test_a_config_without_init_configuration_takes_the_node_settings_from_the_running_node(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    rootfs, _, text = _node(cli, tmp_path, "v1.33.4")
+    cluster_only = tmp_path / "cluster.yaml"
+    cluster_only.write_text(_cluster_document(text))
+
+    result = cli("upgrade", "plan", "--config", cluster_only, "--rootfs", rootfs, "-o", "json")
+
+    assert result.code == 0, result.stderr
+    plan = result.json()["plan"]
+    assert [c["component"] for c in plan["components"] if c["changed"]] == []
+    assert plan["certificates"] == []
+
+
+def test_a_joined_etcd_member_keeps_its_membership(cli: CliRunner, tmp_path: Path) -> None:
+    rootfs, config, _ = _node(cli, tmp_path, "v1.34.2")
+    etcd = rootfs / "etc/kubernetes/manifests/etcd.yaml"
+    original = etcd.read_text()
+    member = re.search(r"--initial-cluster=(\S+)", original)
+    assert member is not None
+    state = "\n    - --initial-cluster-state=existing"
+    joined = original.replace(
+        f"--initial-cluster={member.group(1)}",
+        f"--initial-cluster=cp0=https://127.0.0.2:2380,{member.group(1)}{state}",
+    )
+    etcd.write_text(joined)
+
+    result = cli("upgrade", "plan", "--config", config, "--rootfs", rootfs, "-o", "json")
+
+    assert result.code == 0, result.stderr
+    plan = {c["component"]: c for c in result.json()["plan"]["components"]}
+    assert plan["etcd"]["changed"] is False, plan["etcd"]

@@ -17,14 +17,14 @@ import yaml
 CERT_GENERATION = "kube-bootstrap.io/cert-generation"
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 # libyaml's loader when PyYAML has it: every manifest is parsed once per side, but fast matters at start.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        pod = yaml.load(text, Loader=_LOADER)
+        pod = yaml.load(text, Loader=LOADER)
     except yaml.YAMLError:
         return {}
     return pod if isinstance(pod, dict) else {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.cluster.apierror import ApiError
+from bootstrap.components.pods import EtcdJoin
 from bootstrap.components.render import components_for, render
 from bootstrap.config import dump_cluster_configuration
 from bootstrap.host.kubelet import read_kubelet_config
@@ -56,6 +57,17 @@ class Prepared:
     plan: UpgradePlan
 
 
+def _joined_member(component: str, old_text: str | None) -> EtcdJoin | None:
+    """An etcd member that joined an existing cluster keeps the membership it was started with
+    (``--initial-cluster``, ``--initial-cluster-state=existing``), not the single-member one of init."""
+    if component != "etcd":
+        return None
+    flags = manifests.flags(manifests.parse(old_text))
+    if flags.get("initial-cluster-state") != "existing" or not flags.get("initial-cluster"):
+        return None
+    return EtcdJoin(flags["initial-cluster"])
+
+
 def api_factory(rd: RunData) -> Callable[[], Any]:
     def build() -> Any:
         from bootstrap.cluster.client import admin_api
@@ -93,7 +105,7 @@ def prepare(request: UpgradeRequest, reporter: Reporter) -> Prepared:
     for component in components_for(wanted):
         path = rd.manifest_dir / f"{component}.yaml"
         old_text = path.read_text() if path.exists() else None
-        new_text = render(component, wanted, view).text
+        new_text = render(component, wanted, view, etcd_join=_joined_member(component, old_text)).text
         generation = manifests.annotation(manifests.parse(old_text), manifests.CERT_GENERATION)
         if generation is not None:  # keep what an earlier re-issue set: no restart for it now
             new_text = manifests.annotate(new_text, manifests.CERT_GENERATION, generation)

@@ -72,16 +72,25 @@ def node_overrides(apiserver_manifest: Path, kubelet_flags: Path) -> dict[str, o
     return overrides
 
 
+def _documents(config_file: Path) -> list[dict[str, Any]]:
+    try:
+        docs = list(yaml.load_all(config_file.read_text(), Loader=manifests.LOADER))
+    except (OSError, yaml.YAMLError):
+        return []  # the loader reports the file's problem with its own message
+    return [d for d in docs if isinstance(d, dict)]
+
+
 def names_version(config_file: Path) -> bool:
     """Whether ``config_file``'s ClusterConfiguration sets kubernetesVersion itself."""
-    try:
-        docs = list(yaml.safe_load_all(config_file.read_text()))
-    except (OSError, yaml.YAMLError):
-        return False  # the loader reports the file's problem with its own message
     return any(
-        isinstance(d, dict) and d.get("kind") == "ClusterConfiguration" and d.get("kubernetesVersion")
-        for d in docs
+        d.get("kind") == "ClusterConfiguration" and d.get("kubernetesVersion")
+        for d in _documents(config_file)
     )
+
+
+def describes_node(config_file: Path) -> bool:
+    """Whether ``config_file`` has an InitConfiguration (this node's name, address and port)."""
+    return any(d.get("kind") == "InitConfiguration" for d in _documents(config_file))
 
 
 def read_stored(api: Any, overrides: dict[str, object]) -> Config | None:
@@ -144,11 +153,13 @@ def load_sources(
     wanted_version = version or (None if config_file is not None and names_version(config_file) else keep)
     wanted_overrides = {**overrides, "kubernetes-version": wanted_version} if wanted_version else overrides
     if config_file is not None:
-        # The file describes this node: its own InitConfiguration wins over what the manifest says.
-        file_overrides = {"kubernetes-version": wanted_version} if wanted_version else {}
+        # A file with an InitConfiguration describes this node itself; one without takes the node's
+        # settings from what runs on it, as the stored configuration does.
+        node = {} if describes_node(config_file) else overrides
+        file_overrides = {**node, "kubernetes-version": wanted_version} if wanted_version else node
         wanted = load_config(config_file, file_overrides)
         if stored is None:
-            stored = load_config(config_file, {"kubernetes-version": keep} if keep else {})
+            stored = load_config(config_file, {**node, "kubernetes-version": keep} if keep else node)
     else:
         assert stored is not None
         wanted = load_config_text(dump_cluster_configuration(stored), STORED_NAME, wanted_overrides)
