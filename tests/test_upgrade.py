@@ -212,3 +212,11 @@ def test_a_joined_etcd_member_keeps_its_membership(cli: CliRunner, tmp_path: Pat
     assert result.code == 0, result.stderr
     plan = {c["component"]: c for c in result.json()["plan"]["components"]}
     assert plan["etcd"]["changed"] is False, plan["etcd"]
+
+
+def test_a_version_argument_that_is_no_version_is_a_usage_error(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli("upgrade", "apply", "banana", "--rootfs", tmp_path, "--yes", "-o", "json")
+
+    assert result.code == 2
+    assert "VERSION 'banana' is not a version" in result.json()["error"]["message"]
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ the result. Exit codes: 0 done (or nothing to do), 2 usage (also: no terminal to
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +30,24 @@ def upgrade(output: str, verbose: bool) -> None:
     """Upgrade the control plane to another version, or reconfigure it, one component at a time."""
 
 
+_VERSION = re.compile(r"v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?|stable|latest|stable-\d+|stable-\d+\.\d+")
+
+
+def _version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse what is not a version (or one of kubeadm's labels) before anything is read (exit 2)."""
+    if value is not None and not _VERSION.fullmatch(value):
+        from bootstrap.errors import UsageError
+
+        raise UsageError(
+            f"VERSION {value!r} is not a version (e.g. v1.34.2) or a label (stable, stable-1.34)", ctx
+        )
+    return value
+
+
 def _common(func: Any) -> Any:
     for decorator in reversed(
         [
-            click.argument("version", required=False),
+            click.argument("version", required=False, callback=_version),
             options.CONFIG,
             options.ROOTFS,
             options.OUTPUT,

@@ -146,7 +146,7 @@ class UpgradePlan:
             lines.append(f"  {plan.component}:")
             lines += [f"    {line}" for line in plan.summary()]
         for change in self.certificates:
-            lines.append(f"  certificate {change.text()} (restarts {change.component})")
+            lines.append(f"  {change.text()} (restarts {change.component})")
         if self.noop:
             lines.append("Nothing to do: the control plane already runs this configuration.")
         return "\n".join(lines)
