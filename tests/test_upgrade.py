@@ -220,3 +220,18 @@ def test_a_version_argument_that_is_no_version_is_a_usage_error(cli: CliRunner, 
     assert result.code == 2
     assert "VERSION 'banana' is not a version" in result.json()["error"]["message"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "renewing"),
+    [(("v1.34.2",), True), (("v1.34.2", "--certificate-renewal=false"), False), ((), False)],
+)
+def test_certificates_are_renewed_on_a_version_change_unless_turned_off(
+    cli: CliRunner, tmp_path: Path, args: tuple[str, ...], renewing: bool
+) -> None:
+    rootfs, config, _ = _node(cli, tmp_path, "v1.33.4")
+
+    result = cli("upgrade", "apply", *args, "--config", config, "--rootfs", rootfs, "--dry-run", "-o", "json")
+
+    assert result.code == 0, result.stderr
+    assert result.json()["certificateRenewal"] is renewing

@@ -48,6 +48,7 @@ def test_upgrade_from_v1_33_to_v1_34_swaps_each_component_in_turn_and_records_th
 ) -> None:
     before = {c: v133.mirror_hash(c) for c in COMPONENTS}
     assert "kubernetesVersion: v1.33.4" in v133.stored_configuration()
+    apiserver_cert = (v133.rootfs / "etc/kubernetes/pki/apiserver.crt").read_bytes()
 
     code, doc, stderr = v133.upgrade("v1.34.2", stored=True)  # no --config: kubeadm-config is read
 
@@ -73,6 +74,9 @@ def test_upgrade_from_v1_33_to_v1_34_swaps_each_component_in_turn_and_records_th
     assert "port: probe-port" in scheduler  # v1.34's named probe port
     assert "--feature-gates=InitialCorruptCheck=true" in v133.manifest("etcd").read_text()
     assert "kubernetesVersion: v1.34.2" in v133.stored_configuration()
+    assert doc["certificateRenewal"] is True
+    assert "/etc/kubernetes/pki/apiserver.crt" in doc["certificatesRenewed"]
+    assert (v133.rootfs / "etc/kubernetes/pki/apiserver.crt").read_bytes() != apiserver_cert
     assert len(backups(v133)) == 1
     assert (
         "registry.k8s.io/kube-apiserver:v1.33.4"

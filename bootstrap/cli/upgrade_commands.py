@@ -174,6 +174,8 @@ def apply_command(version: str | None, yes: bool, **params: Any) -> None:
 
 def _apply(prepared: Prepared, request: UpgradeRequest, yes: bool, reporter: Reporter) -> None:
     plan, rd = prepared.plan, prepared.rd
+    # As kubeadm: an upgrade to another version renews the certificates; a reconfiguration does not.
+    renewing = plan.version_changes and request.certificate_renewal
     if request.dry_run:
         for component in plan.changed_components:
             if request.diff:
@@ -184,7 +186,16 @@ def _apply(prepared: Prepared, request: UpgradeRequest, yes: bool, reporter: Rep
         if request.output == "text" and not request.diff:
             reporter.text(plan.text())
         reporter.info("upgrade", "Dry run: nothing was written")
-        reporter.result(_document("UpgradeResult", prepared, reporter, changed=not plan.noop, dryRun=True))
+        reporter.result(
+            _document(
+                "UpgradeResult",
+                prepared,
+                reporter,
+                changed=not plan.noop,
+                dryRun=True,
+                certificateRenewal=renewing,
+            )
+        )
         return
     from bootstrap.upgrade.apply import UpgradeFailed, apply
 
@@ -221,6 +232,7 @@ def _apply(prepared: Prepared, request: UpgradeRequest, yes: bool, reporter: Rep
             reporter,
             changed=changed,
             dryRun=False,
+            certificateRenewal=renewing,
             components=components,
             **applied.to_dict(rd),
         )
