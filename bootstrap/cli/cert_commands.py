@@ -286,3 +286,100 @@ def _restart_in_turn(
 
 def _restart_entry(outcome: RolloutOutcome, planned: dict[str, list[str]]) -> dict[str, Any]:
     return {**outcome.to_dict(), "uses": planned[outcome.component]}
+
+
+@certs.command("install-timer")
+@options.CONFIG
+@options.ROOTFS
+@click.option("--cert-dir", default=None, help="Where certificates are stored (passed on to the renewal).")
+@click.option("--dry-run", is_flag=True, help="Print the units; write nothing.")
+@click.option(
+    "--executable",
+    default=None,
+    metavar="PATH",
+    help="The bootstrap executable the service runs (default: this one).",
+)
+@options.OUTPUT
+@options.VERBOSE
+def install_timer(
+    config_file: Path | None,
+    rootfs: Path | None,
+    cert_dir: str | None,
+    dry_run: bool,
+    executable: str | None,
+    output: str,
+    verbose: bool,
+) -> None:
+    """Install a systemd timer that renews certificates unattended and restarts what uses them.
+
+    Writes kube-bootstrap-cert-renewal.service (runs `certs renew all --if-expiring-within 720h
+    --restart -o json`) and kube-bootstrap-cert-renewal.timer (daily, randomized delay, persistent)
+    to /etc/systemd/system, mode 0644, and enables the timer. Re-running changes nothing.
+    """
+    from bootstrap.host.cert_timer import activate, install, units
+    from bootstrap.host.fs import Rootfs
+    from bootstrap.results import RESULT_API_VERSION as API_VERSION
+    from bootstrap.results import rootfs_field
+
+    options.expect_kind("InstallTimerResult")
+    reporter = options.reporter(output, verbose, "InstallTimerResult")
+    extra: list[str] = []
+    if config_file is not None:
+        extra += ["--config", str(config_file.absolute())]
+    if cert_dir is not None:
+        extra += ["--cert-dir", cert_dir]
+    files = units(_executable(executable), extra)
+    document: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "InstallTimerResult",
+        "rootfs": rootfs_field(rootfs),
+        "ok": True,
+        "dryRun": dry_run,
+    }
+    if dry_run:
+        for unit in files:
+            reporter.info("dryrun", f"Would write {unit.host_path}")
+            if output == "text":
+                reporter.text(f"# {unit.host_path}\n{unit.text}")
+        document.update(
+            changed=False,
+            warnings=reporter.warnings,
+            units=[{"path": u.host_path, "content": u.text} for u in files],
+        )
+        reporter.result(document)
+        return
+    written = install(files, Rootfs(rootfs).path)
+    for host_path, changed in written:
+        reporter.info("timer", f"{'Wrote' if changed else 'Up to date:'} {host_path}")
+    started, message = (
+        activate(any(c for _, c in written)) if rootfs is None else (False, "--rootfs: not starting it")
+    )
+    reporter.info("timer", message)
+    document.update(
+        changed=any(c for _, c in written) or started,
+        warnings=reporter.warnings,
+        units=[{"path": p, "changed": c} for p, c in written],
+        started=started,
+    )
+    reporter.result(document)
+
+
+def _executable(given: str | None) -> str:
+    """The bootstrap the service runs: ``--executable``, else the console script running now."""
+    import os
+    import shutil
+    import sys
+
+    from bootstrap.errors import UsageError
+
+    if given is not None:
+        if not os.path.isabs(given):
+            raise UsageError(f"--executable: {given!r} is not an absolute path")
+        return given
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "bootstrap" and os.path.isfile(argv0):
+        return os.path.abspath(argv0)
+    found = shutil.which("bootstrap")
+    if found is None:
+        raise UsageError("cannot tell where the bootstrap executable is: give --executable PATH")
+    return os.path.abspath(found)
