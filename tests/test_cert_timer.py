@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from bootstrap.host.cert_timer import UNIT_NAME, renew_command
@@ -107,3 +109,61 @@ def test_a_relative_executable_is_a_usage_error(tmp_path: Path) -> None:
     proc = install(tmp_path, "--executable", "bin/bootstrap")
     assert proc.returncode == 2 and "--executable" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+ROLES = Path(__file__).resolve().parent.parent / "ansible" / "roles"
+TIMER_PLAYBOOK = """\
+- name: The role's certificate renewal timer tasks
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Install the timer
+      ansible.builtin.include_role:
+        name: kube_bootstrap
+        tasks_from: cert_timer
+"""
+
+
+def play_timer(base: Path, rootfs: Path, *options: str) -> tuple[int, str]:
+    variables = {
+        "kube_bootstrap__bin": tool("bootstrap"),
+        "kube_bootstrap_config_file": "/etc/kube-bootstrap/kubeadm.yaml",
+        "kube_bootstrap_rootfs": str(rootfs),
+        "ansible_python_interpreter": sys.executable,
+    }
+    (base / "vars.json").write_text(json.dumps(variables))
+    (base / "timer.yml").write_text(TIMER_PLAYBOOK)
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(ROLES),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCAL_TEMP": str(base / "ansible-tmp"),
+        "ANSIBLE_HOME": str(base / "ansible-home"),
+    }
+    command = [tool("ansible-playbook"), "-i", "localhost,", "-c", "local", str(base / "timer.yml")]
+    command += ["-e", f"@{base / 'vars.json'}", *options]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, cwd=base)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def changed_count(output: str) -> int:
+    recap = next(line for line in output.splitlines() if line.startswith("localhost"))
+    return int(recap.split("changed=")[1].split()[0])
+
+
+def test_the_role_installs_the_timer_idempotently_and_plans_it_in_check_mode(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    code, output = play_timer(tmp_path, rootfs, "--check")
+    assert code == 0, output
+    assert changed_count(output) == 1 and list(rootfs.iterdir()) == []
+    code, output = play_timer(tmp_path, rootfs)
+    assert code == 0, output
+    assert changed_count(output) == 1
+    service, timer = unit_paths(rootfs)
+    assert verify(service, timer).returncode == 0
+    words = exec_start(service)
+    assert words[words.index("--config") + 1] == "/etc/kube-bootstrap/kubeadm.yaml"
+    code, output = play_timer(tmp_path, rootfs)
+    assert code == 0, output
+    assert changed_count(output) == 0

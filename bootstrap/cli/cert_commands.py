@@ -316,7 +316,7 @@ def install_timer(
     --restart -o json`) and kube-bootstrap-cert-renewal.timer (daily, randomized delay, persistent)
     to /etc/systemd/system, mode 0644, and enables the timer. Re-running changes nothing.
     """
-    from bootstrap.host.cert_timer import activate, install, units
+    from bootstrap.host.cert_timer import activate, install, pending, units
     from bootstrap.host.fs import Rootfs
     from bootstrap.results import RESULT_API_VERSION as API_VERSION
     from bootstrap.results import rootfs_field
@@ -337,14 +337,17 @@ def install_timer(
         "dryRun": dry_run,
     }
     if dry_run:
-        for unit in files:
-            reporter.info("dryrun", f"Would write {unit.host_path}")
-            if output == "text":
+        would = pending(files, Rootfs(rootfs).path)
+        for host_path, change in would:
+            reporter.info("dryrun", f"{'Would write' if change else 'Up to date:'} {host_path}")
+        if output == "text":
+            for unit in files:
                 reporter.text(f"# {unit.host_path}\n{unit.text}")
+        contents = {u.host_path: u.text for u in files}
         document.update(
-            changed=False,
+            changed=any(c for _, c in would),  # what a real run would change
             warnings=reporter.warnings,
-            units=[{"path": u.host_path, "content": u.text} for u in files],
+            units=[{"path": p, "changed": c, "content": contents.get(p)} for p, c in would],
         )
         reporter.result(document)
         return

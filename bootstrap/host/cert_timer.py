@@ -106,6 +106,23 @@ def install(files: Sequence[UnitFile], locate: Callable[[str], Path]) -> list[tu
     return results
 
 
+def pending(files: Sequence[UnitFile], locate: Callable[[str], Path]) -> list[tuple[str, bool]]:
+    """What :func:`install` would change, without writing: ``(host path, would change)``."""
+    results = []
+    for unit in files:
+        path = locate(unit.host_path)
+        try:
+            same = path.read_bytes() == unit.text.encode() and (path.stat().st_mode & 0o7777) == UNIT_MODE
+        except OSError:
+            same = False
+        results.append((unit.host_path, not same))
+    timer = next(u.host_path for u in files if u.host_path.endswith(".timer"))
+    link = locate(WANTS_DIR) / Path(timer).name
+    linked = link.is_symlink() and os.readlink(link) == timer
+    results.append((f"{WANTS_DIR}/{Path(timer).name}", not linked))
+    return results
+
+
 def activate(reload: bool) -> tuple[bool, str]:
     """Start the timer on a host systemd runs (``reload``: the unit files changed); (started, what
     happened). Without systemd the link starts it at the next boot."""
