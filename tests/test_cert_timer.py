@@ -167,3 +167,19 @@ def test_the_role_installs_the_timer_idempotently_and_plans_it_in_check_mode(tmp
     code, output = play_timer(tmp_path, rootfs)
     assert code == 0, output
     assert changed_count(output) == 0
+
+
+def test_reset_removes_the_units_it_installed(tmp_path: Path) -> None:
+    assert install(tmp_path).returncode == 0
+    service, timer = unit_paths(tmp_path)
+    link = tmp_path / UNITS / "timers.target.wants" / f"{UNIT_NAME}.timer"
+    proc = subprocess.run(
+        [tool("bootstrap"), "reset", "--force", "--rootfs", str(tmp_path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    removed = json.loads(proc.stdout)["removed"]
+    assert f"/{UNITS}/{UNIT_NAME}.service" in removed and f"/{UNITS}/{UNIT_NAME}.timer" in removed
+    assert not service.exists() and not timer.exists() and not link.is_symlink()

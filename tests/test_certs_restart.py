@@ -261,3 +261,14 @@ def test_without_a_running_control_plane_the_default_restarts_nothing(stopped: N
     assert restart["restarted"] == [] and restart["notRestarted"] == list(COMPONENTS)
     assert stopped.manifest_texts() == texts
     assert "this node's API server is not running" in run.stderr
+
+
+def test_renewal_waits_for_no_one_while_another_run_holds_the_lock(stopped: Node) -> None:
+    from bootstrap.host.fs import Rootfs
+    from bootstrap.host.ledger import run_lock
+
+    before = (stopped.pki / "apiserver.crt").read_bytes()
+    with run_lock(Rootfs(stopped.rootfs)):
+        run = stopped.renew("apiserver")
+    assert run.code == 1 and "lock" in run.doc["error"]["message"]
+    assert (stopped.pki / "apiserver.crt").read_bytes() == before

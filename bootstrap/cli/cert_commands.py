@@ -9,6 +9,7 @@ import click
 from bootstrap.cli import options
 
 if TYPE_CHECKING:
+    from datetime import timedelta
     from pathlib import Path
 
     from bootstrap.output import Reporter
@@ -149,11 +150,7 @@ def renew(
     healthy stops there with exit 5 and its diagnosis; the rest are not touched. kubelet.conf is left
     to the kubelet, which rotates its own client certificate.
     """
-    from bootstrap.pki import KeySource
-    from bootstrap.pki.expiration import RENEWABLE_NAMES
-    from bootstrap.pki.expiration import renew as renew_certs
-    from bootstrap.results import RESULT_API_VERSION as API_VERSION
-    from bootstrap.results import rootfs_field
+    from bootstrap.host.ledger import run_lock
 
     options.expect_kind("RenewResult")
     window = None
@@ -163,7 +160,28 @@ def renew(
     settle_seconds = options.seconds("--settle", settle) or 0.0
     reporter = options.reporter(output, verbose, "RenewResult")
     rd = _run_data(config_file, rootfs, cert_dir, output, reporter)
-    cfg = rd.config
+    _ = rd.config  # a bad config fails (exit 3) before the lock is taken
+    # One run at a time: the timer's renewal must not restart components under an upgrade or init.
+    with run_lock(rd.fs, warn=reporter.warn):
+        _renew_and_restart(rd, name, window, restart, settle_seconds, timeout_seconds, rootfs)
+
+
+def _renew_and_restart(
+    rd: RunData,
+    name: str,
+    window: timedelta | None,
+    restart: bool | None,
+    settle_seconds: float,
+    timeout_seconds: float | None,
+    rootfs: Path | None,
+) -> None:
+    from bootstrap.pki import KeySource
+    from bootstrap.pki.expiration import RENEWABLE_NAMES
+    from bootstrap.pki.expiration import renew as renew_certs
+    from bootstrap.results import RESULT_API_VERSION as API_VERSION
+    from bootstrap.results import rootfs_field
+
+    cfg, reporter = rd.config, rd.reporter
     with KeySource(cfg.cluster.encryption_algorithm) as keys:
         outcomes = renew_certs(
             name,
@@ -318,6 +336,7 @@ def install_timer(
     """
     from bootstrap.host.cert_timer import activate, install, pending, units
     from bootstrap.host.fs import Rootfs
+    from bootstrap.host.ledger import recorded_run
     from bootstrap.results import RESULT_API_VERSION as API_VERSION
     from bootstrap.results import rootfs_field
 
@@ -351,7 +370,10 @@ def install_timer(
         )
         reporter.result(document)
         return
-    written = install(files, Rootfs(rootfs).path)
+    fs = Rootfs(rootfs)
+    # Recorded in the ledger like every file we create, so `bootstrap reset` removes the units.
+    with recorded_run(fs, fs, reporter.warn):
+        written = install(files, fs.path)
     for host_path, changed in written:
         reporter.info("timer", f"{'Wrote' if changed else 'Up to date:'} {host_path}")
     started, message = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import PhaseError
-from bootstrap.host.fs import ensure_dir, temp_path, write_atomic
+from bootstrap.host.fs import announce, ensure_dir, temp_path, write_atomic
 
 UNIT_NAME = "kube-bootstrap-cert-renewal"
 UNIT_DIR = "/etc/systemd/system"
@@ -151,6 +151,7 @@ def _link(path: Path, target: str) -> bool:
     if path.exists() and not path.is_symlink():
         raise PhaseError(f"{path}: exists and is not a symbolic link; move it away to enable the timer")
     ensure_dir(path.parent)
+    announce(path, "modified" if path.is_symlink() else "file")
     tmp = temp_path(path)
     try:
         os.symlink(target, tmp)
