@@ -38,6 +38,7 @@ class Run:
 @dataclass
 class Node:
     rootfs: Path
+    config: Path
     kubelet: KubeletStandin | None = None
 
     @property
@@ -119,7 +120,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stopped(prepared: Path, tmp_path: Path) -> Node:
     rootfs = tmp_path / "rootfs"
     shutil.copytree(prepared, rootfs, symlinks=True)
-    return Node(rootfs)
+    return Node(rootfs, prepared.parent / f"{prepared.name}-kubeadm.yaml")
 
 
 @pytest.fixture
@@ -197,6 +198,18 @@ def test_renewing_one_certificate_restarts_only_its_user(running: Node) -> None:
     for component in ("etcd", "kube-controller-manager", "kube-scheduler"):
         assert after[component] == before[component]
         assert running.manifest_texts()[component] == texts[component]
+    # A converging re-run of the manifests phase keeps the restart's annotation: nothing changes.
+    texts = running.manifest_texts()
+    command = [tool("bootstrap"), "phase", "manifests", "--config", str(running.config)]
+    proc = subprocess.run(
+        [*command, "--rootfs", str(running.rootfs), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not any(p["changed"] for p in json.loads(proc.stdout)["phases"])
+    assert running.manifest_texts() == texts and running.hashes() == after
 
 
 def test_fresh_certificates_within_24h_renew_and_restart_nothing(running: Node) -> None:

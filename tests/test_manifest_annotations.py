@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
-from bootstrap.components.annotations import CERT_GENERATION, with_annotation
+from bootstrap.components.annotations import CERT_GENERATION, keep_generation, with_annotation
+from bootstrap.components.render import Manifest
 
 PLAIN = """\
 apiVersion: v1
@@ -47,3 +50,16 @@ def test_layouts_the_text_edit_does_not_know_are_rewritten_from_the_parsed_pod()
     as_json = '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {}}'
     for text in (flow, as_json):
         assert yaml.safe_load(with_annotation(text, CERT_GENERATION, "3")) == expected(text, "3")
+
+
+def test_a_re_render_keeps_the_generation_of_the_manifest_on_disk(tmp_path: Path) -> None:
+    rendered = Manifest("kube-scheduler", PLAIN, yaml.safe_load(PLAIN), None)  # type: ignore[arg-type]
+    on_disk = tmp_path / "kube-scheduler.yaml"
+    assert keep_generation(on_disk, rendered) is rendered  # no file
+    on_disk.write_text(PLAIN)
+    assert keep_generation(on_disk, rendered) is rendered  # no annotation
+    on_disk.write_text(with_annotation(PLAIN, CERT_GENERATION, "7"))
+    kept = keep_generation(on_disk, rendered)
+    assert kept.text == on_disk.read_text()
+    assert kept.pod["metadata"]["annotations"] == {CERT_GENERATION: "7"}
+    assert "annotations" not in rendered.pod["metadata"]  # the rendered one is not changed

@@ -9,10 +9,15 @@ the text edit does not understand (JSON, flow style) is written out again from i
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bootstrap.components.podfile import load_pod
+from bootstrap.components.render import Manifest
 
 # The annotation `certs renew` changes to restart a component on its renewed certificates.
 CERT_GENERATION = "kube-bootstrap.io/cert-generation"
@@ -90,3 +95,18 @@ def with_annotation(text: str, key: str, value: str) -> str:
         except yaml.YAMLError:
             pass
     return str(yaml.safe_dump(wanted, default_flow_style=False, sort_keys=False))
+
+
+def keep_generation(existing: Path, manifest: Manifest) -> Manifest:
+    """``manifest`` with the :data:`CERT_GENERATION` of the manifest at ``existing``, when it has
+    one: a re-render must not undo a restart's annotation, or every converging re-run after a
+    renewal would rewrite the manifest and restart the component once more."""
+    pod = load_pod(existing)
+    annotations = ((pod or {}).get("metadata") or {}).get("annotations")
+    value = annotations.get(CERT_GENERATION) if isinstance(annotations, dict) else None
+    if not isinstance(value, str):
+        return manifest
+    rendered = copy.deepcopy(manifest.pod)
+    rendered.setdefault("metadata", {}).setdefault("annotations", {})[CERT_GENERATION] = value
+    text = with_annotation(manifest.text, CERT_GENERATION, value)
+    return dataclasses.replace(manifest, text=text, pod=rendered)
