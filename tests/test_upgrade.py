@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.upgrade import manifests
 from bootstrap.upgrade.skew import (
     RULE_KUBELET_NOT_NEWER,
     RULE_KUBELET_TOO_OLD,
@@ -57,18 +56,6 @@ def test_the_skew_policy_allows_one_minor_up_and_patch_changes(
     current: str, target: str, kubelets: dict[str, str], warns: bool
 ) -> None:
     assert bool(check_upgrade(current, target, kubelets)) is warns
-
-
-def test_annotate_adds_the_annotation_once_in_sorted_place() -> None:
-    text = (
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    a.io/x: '1'\n    z.io/y: '2'\n  name: p\n"
-    )
-    once = manifests.annotate(text, manifests.CERT_GENERATION, "abc")
-    assert manifests.annotate(once, manifests.CERT_GENERATION, "abc") == once
-    pod = manifests.parse(once)
-    assert list(pod["metadata"]["annotations"]) == ["a.io/x", manifests.CERT_GENERATION, "z.io/y"]
-    bare = manifests.annotate("kind: Pod\nmetadata:\n  name: p\n", manifests.CERT_GENERATION, "0123")
-    assert manifests.parse(bare)["metadata"]["annotations"] == {manifests.CERT_GENERATION: "0123"}
 
 
 def _node(cli: CliRunner, tmp_path: Path, version: str, extra: str = "") -> tuple[Path, Path, str]:

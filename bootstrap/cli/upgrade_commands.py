@@ -197,7 +197,7 @@ def _apply(prepared: Prepared, request: UpgradeRequest, yes: bool, reporter: Rep
             )
         )
         return
-    from bootstrap.upgrade.apply import UpgradeFailed, apply
+    from bootstrap.upgrade.swaps import UpgradeFailed, apply
 
     try:
         applied = apply(prepared, request, _confirmation(yes, reporter))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from bootstrap.upgrade import manifests
+from bootstrap.upgrade import podfields
 from bootstrap.upgrade.certsans import SanChange
 
 
@@ -27,11 +27,11 @@ class ComponentPlan:
 
     @cached_property
     def old(self) -> dict[str, Any]:
-        return manifests.parse(self.old_text)
+        return podfields.parse(self.old_text)
 
     @cached_property
     def new(self) -> dict[str, Any]:
-        return manifests.parse(self.new_text)
+        return podfields.parse(self.new_text)
 
     @property
     def changed(self) -> bool:
@@ -39,21 +39,21 @@ class ComponentPlan:
 
     @property
     def old_image(self) -> str:
-        return manifests.image(self.old)
+        return podfields.image(self.old)
 
     @property
     def new_image(self) -> str:
-        return manifests.image(self.new)
+        return podfields.image(self.new)
 
     def flag_changes(self) -> list[str]:
         """``+--name=value``, ``---name=value`` and ``~--name: old → new``, sorted by name."""
-        return _map_changes(manifests.flags(self.old), manifests.flags(self.new), "--", "=")
+        return _map_changes(podfields.flags(self.old), podfields.flags(self.new), "--", "=")
 
     def volume_changes(self) -> list[str]:
-        return _map_changes(manifests.volumes(self.old), manifests.volumes(self.new), "", ": ")
+        return _map_changes(podfields.volumes(self.old), podfields.volumes(self.new), "", ": ")
 
     def probe_changes(self) -> list[str]:
-        old, new = manifests.probes(self.old), manifests.probes(self.new)
+        old, new = podfields.probes(self.old), podfields.probes(self.new)
         return [kind for kind in old if old[kind] != new[kind]]
 
     def summary(self) -> list[str]:

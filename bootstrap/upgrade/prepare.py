@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.cluster.apierror import ApiError
+from bootstrap.components.annotations import keep_generation
 from bootstrap.components.pods import EtcdJoin
 from bootstrap.components.render import components_for, render
 from bootstrap.config import dump_cluster_configuration
 from bootstrap.host.kubelet import read_kubelet_config
 from bootstrap.host.kubelet_config import static_pod_path
 from bootstrap.output import Reporter
-from bootstrap.upgrade import manifests
+from bootstrap.upgrade import podfields
 from bootstrap.upgrade.certsans import san_changes
 from bootstrap.upgrade.plan import ComponentPlan, UpgradePlan
 from bootstrap.upgrade.skew import check_upgrade
@@ -62,7 +63,7 @@ def _joined_member(component: str, old_text: str | None) -> EtcdJoin | None:
     (``--initial-cluster``, ``--initial-cluster-state=existing``), not the single-member one of init."""
     if component != "etcd":
         return None
-    flags = manifests.flags(manifests.parse(old_text))
+    flags = podfields.flags(podfields.parse(old_text))
     if flags.get("initial-cluster-state") != "existing" or not flags.get("initial-cluster"):
         return None
     return EtcdJoin(flags["initial-cluster"])
@@ -105,10 +106,9 @@ def prepare(request: UpgradeRequest, reporter: Reporter) -> Prepared:
     for component in components_for(wanted):
         path = rd.manifest_dir / f"{component}.yaml"
         old_text = path.read_text() if path.exists() else None
-        new_text = render(component, wanted, view, etcd_join=_joined_member(component, old_text)).text
-        generation = manifests.annotation(manifests.parse(old_text), manifests.CERT_GENERATION)
-        if generation is not None:  # keep what an earlier re-issue set: no restart for it now
-            new_text = manifests.annotate(new_text, manifests.CERT_GENERATION, generation)
+        rendered = render(component, wanted, view, etcd_join=_joined_member(component, old_text))
+        # What an earlier renewal or re-issue set is kept: it asks for no restart now.
+        new_text = keep_generation(path, rendered).text
         restart_for = [c.name for c in certificates if c.component == component]
         components.append(ComponentPlan(component, old_text, new_text, restart_for))
     stored_text = dump_cluster_configuration(sources.stored) if sources.stored is not None else None

@@ -20,7 +20,7 @@ import yaml
 from bootstrap.cluster.apierror import ApiError
 from bootstrap.config import Config, dump_cluster_configuration, load_config, load_config_text
 from bootstrap.errors import PhaseError
-from bootstrap.upgrade import manifests
+from bootstrap.upgrade import podfields
 
 NAMESPACE = "kube-system"
 CONFIG_MAP = "kubeadm-config"
@@ -43,21 +43,21 @@ class Sources:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return manifests.parse(path.read_text())
+        return podfields.parse(path.read_text())
     except OSError:
         return {}
 
 
 def manifest_image_version(path: Path) -> str | None:
     """The tag of the image the static pod at ``path`` runs (``v1.33.4``), if it reads as a version."""
-    image = manifests.image(_read(path))
+    image = podfields.image(_read(path))
     tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
     return tag if re.fullmatch(r"v\d+\.\d+\.\d+\S*", tag) else None
 
 
 def node_overrides(apiserver_manifest: Path, kubelet_flags: Path) -> dict[str, object]:
     """This node's settings as running now: the API server's address and port, the kubelet's name."""
-    flags = manifests.flags(_read(apiserver_manifest))
+    flags = podfields.flags(_read(apiserver_manifest))
     overrides: dict[str, object] = {}
     if flags.get("advertise-address"):
         overrides["apiserver-advertise-address"] = flags["advertise-address"]
@@ -74,7 +74,7 @@ def node_overrides(apiserver_manifest: Path, kubelet_flags: Path) -> dict[str, o
 
 def _documents(config_file: Path) -> list[dict[str, Any]]:
     try:
-        docs = list(yaml.load_all(config_file.read_text(), Loader=manifests.LOADER))
+        docs = list(yaml.load_all(config_file.read_text(), Loader=podfields.LOADER))
     except (OSError, yaml.YAMLError):
         return []  # the loader reports the file's problem with its own message
     return [d for d in docs if isinstance(d, dict)]

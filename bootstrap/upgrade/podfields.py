@@ -1,9 +1,8 @@
 """Reading a static pod manifest for what an upgrade compares: image, flags, volumes, probes.
 
-Also the one annotation an upgrade adds: ``kube-bootstrap.io/cert-generation``, a fingerprint of the
-certificates a component serves that were re-issued. A changed value restarts the component when
-nothing else in its manifest changed (the kubelet replaces a static pod whose file changed); the value
-is carried over on later renderings, so a re-run sees no difference.
+Also :func:`fingerprint`, the value an upgrade gives the ``kube-bootstrap.io/cert-generation``
+annotation (:mod:`bootstrap.components.annotations`) of a component whose serving certificate it
+re-issued: the changed manifest is what makes the kubelet restart it on the new certificate.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from typing import Any
 
 import yaml
 
-CERT_GENERATION = "kube-bootstrap.io/cert-generation"
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 # libyaml's loader when PyYAML has it: every manifest is parsed once per side, but fast matters at start.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -67,31 +65,6 @@ def image(pod: dict[str, Any]) -> str:
 def probes(pod: dict[str, Any]) -> dict[str, Any]:
     c = container(pod)
     return {kind: c.get(kind) for kind in (*PROBES, "ports")}
-
-
-def annotation(pod: dict[str, Any], key: str) -> str | None:
-    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(key)
-    return str(value) if value is not None else None
-
-
-def annotate(text: str, key: str, value: str) -> str:
-    """``text`` (a rendered manifest) with ``metadata.annotations[key] = value``, in sorted place."""
-    entry = f"    {key}: {yaml.safe_dump(value, default_style=chr(34)).strip()}\n"
-    lines = text.splitlines(keepends=True)
-    start = lines.index("metadata:\n") + 1
-    if start < len(lines) and lines[start] == "  annotations:\n":
-        index = start + 1
-        while index < len(lines) and lines[index].startswith("    "):
-            if lines[index].lstrip().startswith(f"{key}:"):
-                lines[index] = entry
-                return "".join(lines)
-            if lines[index].strip() > entry.strip():
-                break
-            index += 1
-        lines.insert(index, entry)
-    else:
-        lines[start:start] = ["  annotations:\n", entry]
-    return "".join(lines)
 
 
 def fingerprint(files: list[Path]) -> str:

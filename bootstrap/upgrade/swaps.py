@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootstrap.components.annotations import CERT_GENERATION, with_annotation
 from bootstrap.errors import WaitTimeoutError
-from bootstrap.upgrade import manifests
+from bootstrap.upgrade import podfields
 from bootstrap.upgrade.backup import Backup, backup_dir, make_backup
 from bootstrap.upgrade.certsans import reissue
 from bootstrap.upgrade.plan import ComponentPlan, UpgradePlan
@@ -164,7 +165,7 @@ def _final_text(rd: RunData, component: ComponentPlan, plan: UpgradePlan) -> str
     from bootstrap.pki.specs import get_spec
 
     files = [rd.cert_dir / get_spec(name).cert_file for name in component.restart_for]
-    return manifests.annotate(component.new_text, manifests.CERT_GENERATION, manifests.fingerprint(files))
+    return with_annotation(component.new_text, CERT_GENERATION, podfields.fingerprint(files))
 
 
 def _roll_back(
