@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,7 @@ from bootstrap.upgrade.skew import (
     SkewRefused,
     check_upgrade,
 )
+from bootstrap.wait.status import Freshness, Problem, judge
 from tests.conftest import NO_WAIT, CliRunner, files_under
 from tests.standin.harness import allocate_ports, init_config
 from tests.tools import tool
@@ -222,3 +225,35 @@ def test_certificates_are_renewed_on_a_version_change_unless_turned_off(
 
     assert result.code == 0, result.stderr
     assert result.json()["certificateRenewal"] is renewing
+
+
+def _mirror(config_hash: str, seen: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "kube-apiserver-cp1",
+            "annotations": {
+                "kubernetes.io/config.mirror": config_hash,
+                "kubernetes.io/config.hash": config_hash,
+                "kubernetes.io/config.seen": seen,
+            },
+            "ownerReferences": [{"kind": "Node", "name": "cp1"}],
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"ready": True, "restartCount": 0}],
+        },
+    }
+
+
+def test_a_restored_manifest_counts_as_new_when_its_pod_has_the_hash_it_had_before() -> None:
+    # A rolled-back API server: the API never saw the failed pod, so its mirror pod is the one from before
+    # the failed write (old "seen" time, same hash): the pod the restored manifest runs as.
+    written = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    mirror = _mirror("h0", "2026-01-01T11:00:00Z")
+
+    assert judge(mirror, "cp1", Freshness(None, written)).problem_kind is Problem.STALE
+    assert judge(mirror, "cp1", Freshness(None, written, expected_hash="h0")).problem_kind is None
+    assert judge(mirror, "cp1", Freshness("h0", written, expected_hash="h0")).problem_kind is None
+    other = judge(_mirror("h1", "2026-01-01T11:00:00Z"), "cp1", Freshness(None, written, expected_hash="h0"))
+    assert other.problem_kind is Problem.STALE

@@ -201,6 +201,7 @@ def _roll_back(
         timeout=request.timeout,
         progress=progress,
         debug=rd.reporter.debug,
+        expect_hash=failed.old_hash,
     )
     applied.rollouts.append(restored)
     where = rd.reported_path(backup.directory)

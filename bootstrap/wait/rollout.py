@@ -100,6 +100,7 @@ def roll_out(
     progress: Progress | None = None,
     api_factory: Callable[[], KubeApi] | None = None,
     debug: Callable[[str], None] = lambda _: None,
+    expect_hash: str | None = None,
 ) -> RolloutOutcome:
     """Replace ``component``'s manifest with ``manifest_text`` and wait for its new pod to be healthy.
 
@@ -108,6 +109,9 @@ def roll_out(
     or when admin.conf cannot be used to check health. Everything after the write is reported in the
     outcome: ``healthy`` False with a diagnosis when the new pod is not healthy and stable within
     ``timeout`` seconds (or a permanent API or TLS failure ends the wait).
+
+    ``expect_hash`` is for putting back a manifest as it was (a rollback): the hash its pod had
+    before, which counts as the new pod even when the API never saw the failed one in between.
     """
     if component not in SPECS:
         raise PhaseError(f"{component}: not a control-plane component ({', '.join(SPECS)})")
@@ -125,7 +129,7 @@ def roll_out(
     start = time.monotonic()
     written = write_atomic(path, manifest_text.encode(), MANIFEST_MODE, dir_mode=MANIFEST_DIR_MODE)
     # An unchanged file restarts nothing: then only the pod that runs now has to be healthy.
-    freshness = {component: Freshness(old_hash, written_at)} if written else {}
+    freshness = {component: Freshness(old_hash, written_at, expect_hash)} if written else {}
     plan = _plan(node, component, endpoint_from_pod(component, pod), freshness, settle, timeout)
     try:
         result = _wait(plan, node, progress, api_factory)
