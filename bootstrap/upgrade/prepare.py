@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.cluster.apierror import ApiError
+from bootstrap.cluster.client import admin_api
+from bootstrap.cluster.probe import listening, server_address
 from bootstrap.components.annotations import keep_generation
 from bootstrap.components.pods import EtcdJoin
 from bootstrap.components.render import components_for, render
@@ -71,9 +73,6 @@ def _joined_member(component: str, old_text: str | None) -> EtcdJoin | None:
 
 def api_factory(rd: RunData) -> Callable[[], Any]:
     def build() -> Any:
-        from bootstrap.cluster.client import admin_api
-        from bootstrap.cluster.probe import listening, server_address
-
         admin = rd.kubernetes_dir / "admin.conf"
         if not admin.exists():
             raise ApiError(f"{admin} does not exist")

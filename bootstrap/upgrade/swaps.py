@@ -18,6 +18,10 @@ from typing import Any
 
 from bootstrap.components.annotations import CERT_GENERATION, with_annotation
 from bootstrap.errors import WaitTimeoutError
+from bootstrap.host.ledger import run_lock
+from bootstrap.pki.expiration import RENEWABLE_KUBECONFIGS, renew
+from bootstrap.pki.keys import KeySource
+from bootstrap.pki.specs import LEAF_NAMES, get_spec
 from bootstrap.upgrade import podfields
 from bootstrap.upgrade.backup import Backup, backup_dir, make_backup
 from bootstrap.upgrade.certsans import reissue
@@ -53,9 +57,6 @@ class Applied:
 
 
 def _renewal_files(rd: RunData) -> list[Path]:
-    from bootstrap.pki.expiration import RENEWABLE_KUBECONFIGS
-    from bootstrap.pki.specs import LEAF_NAMES, get_spec
-
     files = []
     for name in LEAF_NAMES:
         spec = get_spec(name)
@@ -65,9 +66,6 @@ def _renewal_files(rd: RunData) -> list[Path]:
 
 
 def _renew(rd: RunData, applied: Applied) -> None:
-    from bootstrap.pki import KeySource
-    from bootstrap.pki.expiration import renew
-
     cfg = rd.config
     with KeySource(cfg.cluster.encryption_algorithm) as keys:
         outcomes = renew(
@@ -92,8 +90,6 @@ def apply(
     progress: Any = None,
 ) -> Applied:
     """Carry out ``prepared``'s plan (see the module docstring); ``confirm`` raises to stop."""
-    from bootstrap.host.ledger import run_lock
-
     rd, plan = prepared.rd, prepared.plan
     applied = Applied()
     if plan.noop:
@@ -133,7 +129,7 @@ def apply(
             rd.kubelet_config_path,
         )
         for component in changed:
-            text = _final_text(rd, component, plan)
+            text = _final_text(rd, component)
             rd.reporter.info(
                 "upgrade/apply", f"Upgrading {component.component}: {'; '.join(component.summary())}"
             )
@@ -158,12 +154,10 @@ def apply(
     return applied
 
 
-def _final_text(rd: RunData, component: ComponentPlan, plan: UpgradePlan) -> str:
+def _final_text(rd: RunData, component: ComponentPlan) -> str:
     """The manifest to write: as planned, with a new cert-generation for certificates re-issued now."""
     if not component.restart_for:
         return component.new_text
-    from bootstrap.pki.specs import get_spec
-
     files = [rd.cert_dir / get_spec(name).cert_file for name in component.restart_for]
     return with_annotation(component.new_text, CERT_GENERATION, podfields.fingerprint(files))
 
