@@ -145,9 +145,12 @@ def load_sources(
             why = f"cannot read it: {error}" if error is not None else "it holds no ClusterConfiguration"
             raise PhaseError(f"no stored configuration: {STORED_NAME}: {why}; pass --config")
         reason = str(error) if error is not None else "no ClusterConfiguration in it"
-        warnings.append(f"{STORED_NAME} not read ({reason}); comparing with --config {config_file} instead")
+        warnings.append(
+            f"{STORED_NAME} not read ({reason}); comparing with --config {config_file} instead, "
+            "without the kubelet skew rules (the nodes' kubelet versions are in the API)"
+        )
         stored_from = str(config_file)
-    if error is not None and stored is not None:
+    elif error is not None:
         warnings.append(f"kubelet versions not read ({error}); the kubelet skew rules were not checked")
     keep = current_version or (stored.kubernetes_version if stored is not None else None)
     wanted_version = version or (None if config_file is not None and names_version(config_file) else keep)
