@@ -6,6 +6,7 @@ subprocess, as a user would, and checks the node and the cluster afterwards.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
@@ -78,10 +79,12 @@ def test_upgrade_from_v1_33_to_v1_34_swaps_each_component_in_turn_and_records_th
     assert "/etc/kubernetes/pki/apiserver.crt" in doc["certificatesRenewed"]
     assert (v133.rootfs / "etc/kubernetes/pki/apiserver.crt").read_bytes() != apiserver_cert
     assert len(backups(v133)) == 1
-    assert (
-        "registry.k8s.io/kube-apiserver:v1.33.4"
-        in (v133.rootfs / BACKUPS / backups(v133)[0] / "manifests/kube-apiserver.yaml").read_text()
-    )
+    backup = v133.rootfs / BACKUPS / backups(v133)[0]
+    assert "registry.k8s.io/kube-apiserver:v1.33.4" in (backup / "manifests/kube-apiserver.yaml").read_text()
+    assert backup.stat().st_mode & 0o777 == 0o700
+    assert (backup / "pki/apiserver.key").stat().st_mode & 0o777 == 0o600
+    assert (backup / "pki/apiserver.crt").read_bytes() == apiserver_cert
+    assert "PRIVATE KEY" not in json.dumps(doc) and "client-key-data" not in json.dumps(doc)
 
     manifests = {c: v133.manifest(c).stat().st_mtime_ns for c in COMPONENTS}
     hashes = {c: v133.mirror_hash(c) for c in COMPONENTS}
