@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from bootstrap.components.pods import HostView
+from bootstrap.components.render import render
+from bootstrap.config import load_config
 from bootstrap.upgrade.skew import (
     RULE_KUBELET_NOT_NEWER,
     RULE_KUBELET_TOO_OLD,
@@ -23,6 +26,7 @@ from bootstrap.upgrade.skew import (
 )
 from bootstrap.wait.status import Freshness, Problem, judge
 from tests.conftest import NO_WAIT, CliRunner, files_under
+from tests.standin.apiserver import KNOWN_APISERVER_FLAGS, ApiServerStandin, manifest_flags
 from tests.standin.harness import allocate_ports, init_config
 from tests.tools import tool
 
@@ -257,3 +261,23 @@ def test_a_restored_manifest_counts_as_new_when_its_pod_has_the_hash_it_had_befo
     assert judge(mirror, "cp1", Freshness("h0", written, expected_hash="h0")).problem_kind is None
     other = judge(_mirror("h1", "2026-01-01T11:00:00Z"), "cp1", Freshness(None, written, expected_hash="h0"))
     assert other.problem_kind is Problem.STALE
+
+
+@pytest.mark.parametrize("minor", [31, 32, 33, 34, 35])
+def test_the_api_server_stand_in_knows_every_flag_we_render_and_refuses_an_unknown_one(
+    minor: int, tmp_path: Path
+) -> None:
+    # The rollback test relies on this: a flag the real kube-apiserver does not know stops the stand-in.
+    cfg = load_config(
+        None,
+        {
+            "node-name": "cp1",
+            "apiserver-advertise-address": "10.0.0.1",
+            "kubernetes-version": f"v1.{minor}.0",
+        },
+    )
+    pod = render("kube-apiserver", cfg, HostView(dir_exists=lambda _: False, proxy_env={})).pod
+    assert set(manifest_flags(pod, "kube-apiserver")) <= KNOWN_APISERVER_FLAGS
+    pod["spec"]["containers"][0]["command"].append("--no-such-flag=1")
+    with pytest.raises(ValueError, match="unknown flag: --no-such-flag"):
+        ApiServerStandin.from_manifest(pod, tmp_path)
