@@ -88,6 +88,7 @@ def _commands(rootfs: Path, tmp_path: Path) -> dict[str, list[str]]:
         "serve-manifests --check": ["serve-manifests", "--check", "--config", str(config), *root],
         "certs check-expiration": ["certs", "check-expiration", *root],
         "certs renew": ["certs", "renew", "all", *root],
+        "certs install-timer": ["certs", "install-timer", "--executable", "/usr/bin/bootstrap", *root],
         "upgrade plan": ["upgrade", "plan", "--config", str(config), *root],
         "upgrade apply --dry-run": ["upgrade", "apply", "--config", str(config), "--dry-run", *root],
     }
