@@ -88,6 +88,9 @@ def _commands(rootfs: Path, tmp_path: Path) -> dict[str, list[str]]:
         "serve-manifests --check": ["serve-manifests", "--check", "--config", str(config), *root],
         "certs check-expiration": ["certs", "check-expiration", *root],
         "certs renew": ["certs", "renew", "all", *root],
+        "certs install-timer": ["certs", "install-timer", "--executable", "/usr/bin/bootstrap", *root],
+        "upgrade plan": ["upgrade", "plan", "--config", str(config), *root],
+        "upgrade apply --dry-run": ["upgrade", "apply", "--config", str(config), "--dry-run", *root],
     }
 
 
@@ -146,6 +149,8 @@ def test_the_option_nearest_the_command_wins(cli: CliRunner) -> None:
         (["confg", "validate"], "did you mean config?"),
         (["rest", "--force"], "did you mean reset?"),
         (["config", "print", "init-default"], "did you mean init-defaults?"),
+        (["upgrade", "aply", "v1.34.2"], "did you mean apply?"),
+        (["upgrad", "plan"], "did you mean upgrade?"),
     ],
 )
 def test_unknown_name_exits_2_with_the_closest_valid_one(

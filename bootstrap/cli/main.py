@@ -20,6 +20,7 @@ from bootstrap.cli.config_commands import config
 from bootstrap.cli.join_commands import join
 from bootstrap.cli.phase_commands import PhaseCli, PhaseTreeEpilog, phase_group
 from bootstrap.cli.token_commands import token
+from bootstrap.cli.upgrade_commands import upgrade
 from bootstrap.config.kubeadm_flags import KUBEADM_FLAGS
 from bootstrap.errors import EXIT_PHASE_FAILED, UsageError
 
@@ -377,6 +378,7 @@ cli.add_command(join)
 cli.add_command(config)
 cli.add_command(certs)
 cli.add_command(token)
+cli.add_command(upgrade)
 
 
 def _output_in(args: Sequence[str]) -> str:

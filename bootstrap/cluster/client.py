@@ -420,6 +420,10 @@ class KubeApi:
                 return None
             raise
 
+    def list_nodes(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = _json(self._call(self.core.list_node)).get("items", [])
+        return items
+
     def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return _json(self._call(self.core.patch_node, name, patch))
 

@@ -40,14 +40,16 @@ def _guard_strays(rd: RunData, directory: Path) -> list[Outcome]:
 
 
 def _run(component: str, rd: RunData) -> list[Outcome]:
+    from bootstrap.components.annotations import keep_generation
     from bootstrap.components.references import check_files, manifest_files
     from bootstrap.components.render import render
     from bootstrap.components.write import unified_diff, write_manifest
     from bootstrap.wait.status import Freshness
     from bootstrap.workflow.rundata import host_view
 
-    manifest = render(component, rd.config, host_view(rd))
     directory = rd.manifest_dir
+    # A restart by `certs renew` annotated the manifest on disk; re-rendering keeps that.
+    manifest = keep_generation(directory / f"{component}.yaml", render(component, rd.config, host_view(rd)))
     if rd.options.diff:
         label = f"{rd.options.output_dir or rd.static_pod_path}/{manifest.filename}"
         diff = unified_diff(directory / manifest.filename, manifest.text, label)

@@ -17,10 +17,13 @@ SEEN_TOLERANCE = timedelta(seconds=1)
 @dataclass(frozen=True)
 class Freshness:
     """What this run wrote for a component: the mirror pod hash seen before the write (None if no
-    pod was visible then), and when the manifest was written."""
+    pod was visible then), and when the manifest was written. ``expected_hash``: the hash the written
+    manifest is known to run as (a manifest restored as it was, whose pod the API may never have seen
+    replaced: a mirror pod with that hash is the restored one, not a stale one)."""
 
     before_hash: str | None
     written_at: datetime
+    expected_hash: str | None = None
 
 
 class Problem(Enum):
@@ -119,6 +122,8 @@ def judge(pod: dict[str, Any] | None, node_name: str, freshness: Freshness | Non
 
 
 def _is_fresh(view: PodView, annotations: dict[str, Any], freshness: Freshness) -> bool:
+    if freshness.expected_hash is not None and view.config_hash == freshness.expected_hash:
+        return True
     if freshness.before_hash is not None:
         return view.config_hash != freshness.before_hash
     # No pod was visible before the write: only one the kubelet saw after the write counts.
