@@ -284,11 +284,15 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built_wheelhouse(tmp_path_factory)
+
+
+def built_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel and a wheel of every dependency, at the versions this environment has.
 
     Built once per test run with ``pip wheel`` (pip's cache keeps it quick) and shared by the xdist
-    workers; the dependencies come from the index this environment was installed from, never from an
-    interpreter's site-packages.
+    workers (and by tests/test_ansible_ha.py); the dependencies come from the index this environment
+    was installed from, never from an interpreter's site-packages.
     """
 
     def build(out: Path) -> None:
