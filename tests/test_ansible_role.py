@@ -310,16 +310,23 @@ def built_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheelhouse: Path) -> Iterator[Path]:
-    """A venv built by the role's install tasks alone: ``bootstrap`` is there at the wanted version."""
-    path = Path(tempfile.mkdtemp(prefix="kb-role-"))
-    try:
-        site = Site(path, path / "venv", variables=install_vars(wheelhouse))
+def venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    return role_venv(tmp_path_factory, wheelhouse)
+
+
+def role_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """A venv built by the role's install tasks alone: ``bootstrap`` is there at the wanted version.
+
+    Built once per test run and shared by the xdist workers (and by tests/test_ansible_ha.py, whose
+    nodes share this machine's filesystem outside their rootfs); the tests only run it.
+    """
+
+    def build(out: Path) -> None:
+        site = Site(out, out / "venv", variables=install_vars(wheelhouse))
         run = site.play(playbook=INSTALL_PLAYBOOK)
         assert run.code == 0, run.output
-        yield site.venv
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+
+    return built_once(tmp_path_factory, "role-venv", build) / "venv"
 
 
 @dataclass
@@ -484,22 +491,28 @@ def test_state_absent_resets_the_node_and_keeps_only_foreign_files(base: Path, v
     assert again.recap()[NODE]["changed"] == 0, again.output
 
 
-def test_a_second_control_plane_host_fails_early_as_not_supported_yet(base: Path, venv: Path) -> None:
-    site = make_site(base, venv, kube_bootstrap_skip_phases=["preflight", *CLUSTER_PHASES])
+def test_a_second_control_plane_host_without_an_endpoint_fails_early_naming_the_variable(
+    base: Path, venv: Path
+) -> None:
+    # Several control-plane hosts need a common endpoint (joins discover the cluster there).
+    site = make_site(base, venv)
     site.hosts = [NODE, "cp2"]
     run = site.play()
     recap = run.recap()
-    assert recap[NODE]["failed"] == 0, run.output
-    assert recap["cp2"]["failed"] == 1
-    assert "Joining control-plane nodes is not supported yet" in run.output
-    assert (site.rootfs(NODE) / "etc/kubernetes/admin.conf").exists()
-    assert list(site.rootfs("cp2").iterdir()) == []
-    assert not site.config_file("cp2").exists()
+    assert recap[NODE]["failed"] == 1 and recap["cp2"]["failed"] == 1, run.output
+    assert "kube_bootstrap_control_plane_endpoint is required" in run.output
+    for host in (NODE, "cp2"):
+        assert list(site.rootfs(host).iterdir()) == []
+        assert not site.config_file(host).parent.exists()
 
 
-def test_ansible_lint_passes_on_the_role_with_the_default_profile(tmp_path: Path) -> None:
+def test_ansible_lint_passes_on_the_role_with_the_production_profile(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [tool("ansible-lint"), "--offline", "roles/kube_bootstrap", "playbooks/site.yml"],
+        [
+            tool("ansible-lint"),
+            *("--offline", "--profile", "production"),
+            *("roles/kube_bootstrap", "playbooks/site.yml"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO / "ansible",
@@ -507,6 +520,7 @@ def test_ansible_lint_passes_on_the_role_with_the_default_profile(tmp_path: Path
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Profile 'production' was required, and it passed" in proc.stdout + proc.stderr
 
 
 def test_the_module_result_carries_no_join_credentials() -> None:

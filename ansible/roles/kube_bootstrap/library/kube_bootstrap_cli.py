@@ -8,6 +8,7 @@ A module rather than ``command`` tasks because only a module can put the manifes
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 
@@ -23,14 +24,20 @@ description:
     join) certificate key given; it is never run in check mode (a join dry run needs a token that exists
     in the cluster, which check mode does not create): the task fails instead, so the role plans joins
     itself.
+  - C(command=upload-certs) runs C(bootstrap init phase upload-certs --upload-certs) with the certificate key
+    given (never in check mode).
   - C(command=reset) runs C(bootstrap reset --force -o json) (C(--dry-run) in check mode).
   - C(changed) comes from the result document; a failed run fails the task with the CLI's error message.
   - In diff mode, C(init) also runs C(bootstrap phase manifests --dry-run --diff) and returns its unified
     diffs as the task's diff.
 options:
   executable: {description: Path of the bootstrap executable., type: path, required: true}
-  command: {description: What to run., type: str, choices: [init, join, reset], default: init}
-  config: {description: The kubeadm v1beta4 config file (init and join)., type: path}
+  command:
+    {description: What to run., type: str, choices: [init, join, upload-certs, reset], default: init}
+  config: {description: The kubeadm v1beta4 config file (init, join, upload-certs)., type: path}
+  config_content:
+    {description: "The config itself: used from a private temporary file in check mode, or when O(config)
+     does not exist (the role keeps the config only in a real run).", type: str}
   api_server_endpoint: {description: The endpoint a join discovers the cluster at (host:port)., type: str}
   token: {description: The bootstrap token (init creates it; join authenticates with it)., type: str}
   ca_cert_hash: {description: The CA public key pin a join checks (sha256:...)., type: str}
@@ -97,6 +104,14 @@ def join_argv(params, dry_run):
     argv += phase_args(params)
     if dry_run:
         argv.append("--dry-run")
+    return argv
+
+
+def upload_certs_argv(params, dry_run):
+    argv = [params["executable"], "init", "phase", "upload-certs", "--upload-certs", "-o", "json"]
+    argv += ["--certificate-key", params["certificate_key"], "--config", params["config"]]
+    if params["rootfs"]:
+        argv += ["--rootfs", params["rootfs"]]
     return argv
 
 
@@ -179,8 +194,9 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "executable": {"type": "path", "required": True},
-            "command": {"type": "str", "choices": ["init", "join", "reset"], "default": "init"},
+            "command": {"type": "str", "choices": ["init", "join", "upload-certs", "reset"], "default": "init"},
             "config": {"type": "path"},
+            "config_content": {"type": "str"},
             "api_server_endpoint": {"type": "str"},
             # Credentials: Ansible masks their values wherever they would show in the task result.
             "token": {"type": "str", "no_log": True},
@@ -198,29 +214,45 @@ def main():
             ("command", "init", ["config"]),
             ("command", "join", ["api_server_endpoint", "token", "ca_cert_hash"]),
             ("control_plane", True, ["certificate_key"]),
+            ("command", "upload-certs", ["certificate_key"]),
         ],
         supports_check_mode=True,
     )
     params = module.params
     dry_run = module.check_mode
     result = {"changed": False}
-    if params["command"] == "join" and dry_run:
-        module.fail_json(msg="kube_bootstrap_cli: a join cannot be planned in check mode (it needs a token "
-                         "that exists in the cluster); the role reports the plan itself", **result)
-    if params["command"] == "init" and module._diff:
-        prepared = manifest_diff(module, params)
-        if prepared:
-            result["diff"] = {"prepared": prepared}
-
+    if params["command"] in ("join", "upload-certs") and dry_run:
+        module.fail_json(
+            msg=f"kube_bootstrap_cli: {params['command']} cannot be planned in check mode (it needs "
+            "credentials that exist in the cluster); the role reports the plan itself",
+            **result,
+        )
     scratch = tempfile.mkdtemp(prefix="kube-bootstrap-dryrun-") if dry_run else None
+    config_copy = None
     try:
-        build = {"init": init_argv, "join": join_argv, "reset": reset_argv}[params["command"]]
+        if params["config_content"] is not None and (dry_run or not os.path.exists(params["config"] or "")):
+            fd, config_copy = tempfile.mkstemp(prefix="kube-bootstrap-", suffix=".yaml")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(params["config_content"])
+            params["config"] = config_copy
+        if params["command"] == "init" and module._diff:
+            prepared = manifest_diff(module, params)
+            if prepared:
+                result["diff"] = {"prepared": prepared}
+        build = {
+            "init": init_argv,
+            "join": join_argv,
+            "upload-certs": upload_certs_argv,
+            "reset": reset_argv,
+        }[params["command"]]
         argv = build(params, dry_run)
         env = {DRYRUN_DIR_ENV: scratch} if scratch else {}
         rc, out, err = module.run_command(argv, environ_update=env)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+        if config_copy:
+            os.unlink(config_copy)
     # The command line carries the credentials: the result shows it with them replaced.
     secrets = {params["token"], params["certificate_key"]} - {None, ""}
     shown = ["<redacted>" if arg in secrets else arg for arg in argv]
