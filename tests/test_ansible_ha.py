@@ -23,12 +23,15 @@ The scenarios run in order on one cluster (``--dist loadfile`` keeps the module 
 6. a bad variable on one host fails it, naming the variable, and stops every host before anything is
    written.
 
-The wall times and the per-host ``changed`` counts are printed at the end of the module (``pytest -s``).
+The wall times and the per-host ``changed`` counts are printed at the end of the module (``pytest -s``)
+and appended to ``ansible-ha-report.txt`` in the run's base temporary directory (e.g.
+/tmp/pytest-of-root/pytest-N/), which also works under pytest-xdist.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import threading
@@ -117,6 +120,12 @@ class Site:
         return self.changed[scenario]
 
 
+def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``ansible-ha-report.txt`` in this run's base temporary directory (the one xdist workers share)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "ansible-ha-report.txt"
+
+
 def start_kubelets(site: Site, stop: threading.Event) -> threading.Thread:
     """Start each node's kubelet stand-in once the role has written the kubelet's files there."""
 
@@ -163,16 +172,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 ha.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)
-        report(built, time.monotonic() - t)
+        report(built, time.monotonic() - t, report_file(tmp_path_factory))
 
 
-def report(site: Site | None, seconds: float) -> None:
+def report(site: Site | None, seconds: float, log: Path) -> None:
+    """Print the wall times and changed counts (``pytest -s``), and append them to ``log`` (under
+    pytest-xdist a worker's output is not shown)."""
     if site is None:
         return
-    lines = [f"\nAnsible HA module: {seconds:.1f}s in all"]
+    lines = [f"Ansible HA module: {seconds:.1f}s in all"]
     lines += [f"  {what}: {value:.1f}s" for what, value in site.timings.items()]
     lines += [f"  changed per host, {scenario}: {counts}" for scenario, counts in site.changed.items()]
-    print("\n".join(lines))
+    print("\n" + "\n".join(lines))
+    with log.open("a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def ran_before(site: Site, *scenarios: str) -> None:

@@ -465,7 +465,9 @@ def test_ignoring_all_preflight_errors_is_refused(base: Path, venv: Path) -> Non
     assert list(site.rootfs().iterdir()) == []
 
 
-def test_state_absent_resets_the_node_and_keeps_only_foreign_files(base: Path, venv: Path) -> None:
+def test_state_absent_on_the_last_control_plane_host_needs_a_yes_then_resets_keeping_foreign_files(
+    base: Path, venv: Path
+) -> None:
     # No kubelet binary and no CRI socket here: preflight runs, with those two errors ignored by name.
     site = make_site(
         base,
@@ -480,13 +482,20 @@ def test_state_absent_resets_the_node_and_keeps_only_foreign_files(base: Path, v
     assert present.code == 0, present.output
     assert "FileExisting-kubelet" in present.output  # the CLI's warning, as an Ansible warning
     assert (site.rootfs() / "etc/kubernetes/pki/ca.key").exists()
-    absent = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    # The only control-plane host is the last one: resetting it ends the cluster, so it needs a yes.
+    before = snapshot(site.rootfs())
+    refused = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    assert refused.recap()[NODE]["failed"] == 1, refused.output
+    assert "kube_bootstrap_allow_last_control_plane_reset: true" in refused.output
+    assert snapshot(site.rootfs()) == before and site.config_file().exists()
+    allowed = {"kube_bootstrap_allow_last_control_plane_reset": True}
+    absent = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s", **allowed)
     assert absent.code == 0, absent.output
     assert absent.recap()[NODE]["changed"] > 0
     remaining = sorted(str(p.relative_to(site.rootfs())) for p in site.rootfs().rglob("*"))
     assert remaining == ["etc", "etc/kubernetes", "etc/kubernetes/keep-me.txt"]
     assert not site.config_file().exists()
-    again = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    again = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s", **allowed)
     assert again.code == 0, again.output
     assert again.recap()[NODE]["changed"] == 0, again.output
 
