@@ -26,7 +26,9 @@ description:
 options:
   executable: {description: Path of the bootstrap executable., type: path, required: true}
   content: {description: The rendered config., type: str, required: true}
-  dest: {description: Where the config is kept (O(state=kept))., type: path}
+  dest:
+    {description: "Where the config is kept (required for O(state=kept); with O(state=validated), the
+     result's C(differs) compares with it).", type: path}
   state:
     {description: Only validate, or validate and keep., type: str, choices: [validated, kept],
      default: validated}
@@ -74,6 +76,15 @@ def keep(dest, content):
         raise
 
 
+def differs(dest, content):
+    """Whether ``dest`` is missing, holds other content, or has another mode than 0600."""
+    if not os.path.exists(dest):
+        return True
+    with open(dest) as handle:
+        current = handle.read()
+    return current != content or (os.stat(dest).st_mode & 0o777) != 0o600
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -90,15 +101,10 @@ def main():
     params = module.params
     if params["validate"] or params["state"] == "validated":
         validate(module, params["executable"], params["content"])
-    if params["state"] == "validated":
-        module.exit_json(changed=False)
     dest = params["dest"]
-    current = None
-    if os.path.exists(dest):
-        with open(dest) as handle:
-            current = handle.read()
-    mode_ok = current is not None and (os.stat(dest).st_mode & 0o777) == 0o600
-    changed = current != params["content"] or not mode_ok
+    changed = dest is None or differs(dest, params["content"])
+    if params["state"] == "validated":
+        module.exit_json(changed=False, differs=changed)
     if changed and not module.check_mode:
         keep(dest, params["content"])
     module.exit_json(changed=changed, dest=dest)
