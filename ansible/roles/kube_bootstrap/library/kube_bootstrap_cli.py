@@ -196,7 +196,8 @@ def main():
             "executable": {"type": "path", "required": True},
             "command": {"type": "str", "choices": ["init", "join", "upload-certs", "reset"], "default": "init"},
             "config": {"type": "path"},
-            "config_content": {"type": "str"},
+            # The config may carry a bootstrap token (kube_bootstrap_config): never shown in a result.
+            "config_content": {"type": "str", "no_log": True},
             "api_server_endpoint": {"type": "str"},
             # Credentials: Ansible masks their values wherever they would show in the task result.
             "token": {"type": "str", "no_log": True},
