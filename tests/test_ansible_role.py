@@ -284,11 +284,15 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built_wheelhouse(tmp_path_factory)
+
+
+def built_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel and a wheel of every dependency, at the versions this environment has.
 
     Built once per test run with ``pip wheel`` (pip's cache keeps it quick) and shared by the xdist
-    workers; the dependencies come from the index this environment was installed from, never from an
-    interpreter's site-packages.
+    workers (and by tests/test_ansible_ha.py); the dependencies come from the index this environment
+    was installed from, never from an interpreter's site-packages.
     """
 
     def build(out: Path) -> None:
@@ -306,16 +310,23 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheelhouse: Path) -> Iterator[Path]:
-    """A venv built by the role's install tasks alone: ``bootstrap`` is there at the wanted version."""
-    path = Path(tempfile.mkdtemp(prefix="kb-role-"))
-    try:
-        site = Site(path, path / "venv", variables=install_vars(wheelhouse))
+def venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    return role_venv(tmp_path_factory, wheelhouse)
+
+
+def role_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """A venv built by the role's install tasks alone: ``bootstrap`` is there at the wanted version.
+
+    Built once per test run and shared by the xdist workers (and by tests/test_ansible_ha.py, whose
+    nodes share this machine's filesystem outside their rootfs); the tests only run it.
+    """
+
+    def build(out: Path) -> None:
+        site = Site(out, out / "venv", variables=install_vars(wheelhouse))
         run = site.play(playbook=INSTALL_PLAYBOOK)
         assert run.code == 0, run.output
-        yield site.venv
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+
+    return built_once(tmp_path_factory, "role-venv", build) / "venv"
 
 
 @dataclass
@@ -454,7 +465,9 @@ def test_ignoring_all_preflight_errors_is_refused(base: Path, venv: Path) -> Non
     assert list(site.rootfs().iterdir()) == []
 
 
-def test_state_absent_resets_the_node_and_keeps_only_foreign_files(base: Path, venv: Path) -> None:
+def test_state_absent_on_the_last_control_plane_host_needs_a_yes_then_resets_keeping_foreign_files(
+    base: Path, venv: Path
+) -> None:
     # No kubelet binary and no CRI socket here: preflight runs, with those two errors ignored by name.
     site = make_site(
         base,
@@ -469,33 +482,46 @@ def test_state_absent_resets_the_node_and_keeps_only_foreign_files(base: Path, v
     assert present.code == 0, present.output
     assert "FileExisting-kubelet" in present.output  # the CLI's warning, as an Ansible warning
     assert (site.rootfs() / "etc/kubernetes/pki/ca.key").exists()
-    absent = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    # The only control-plane host is the last one: resetting it ends the cluster, so it needs a yes.
+    before = snapshot(site.rootfs())
+    refused = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    assert refused.recap()[NODE]["failed"] == 1, refused.output
+    assert "kube_bootstrap_allow_last_control_plane_reset: true" in refused.output
+    assert snapshot(site.rootfs()) == before and site.config_file().exists()
+    allowed = {"kube_bootstrap_allow_last_control_plane_reset": True}
+    absent = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s", **allowed)
     assert absent.code == 0, absent.output
     assert absent.recap()[NODE]["changed"] > 0
     remaining = sorted(str(p.relative_to(site.rootfs())) for p in site.rootfs().rglob("*"))
     assert remaining == ["etc", "etc/kubernetes", "etc/kubernetes/keep-me.txt"]
     assert not site.config_file().exists()
-    again = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s")
+    again = site.play(kube_bootstrap_state="absent", kube_bootstrap_timeout="1s", **allowed)
     assert again.code == 0, again.output
     assert again.recap()[NODE]["changed"] == 0, again.output
 
 
-def test_a_second_control_plane_host_fails_early_as_not_supported_yet(base: Path, venv: Path) -> None:
-    site = make_site(base, venv, kube_bootstrap_skip_phases=["preflight", *CLUSTER_PHASES])
+def test_a_second_control_plane_host_without_an_endpoint_fails_early_naming_the_variable(
+    base: Path, venv: Path
+) -> None:
+    # Several control-plane hosts need a common endpoint (joins discover the cluster there).
+    site = make_site(base, venv)
     site.hosts = [NODE, "cp2"]
     run = site.play()
     recap = run.recap()
-    assert recap[NODE]["failed"] == 0, run.output
-    assert recap["cp2"]["failed"] == 1
-    assert "Joining control-plane nodes is not supported yet" in run.output
-    assert (site.rootfs(NODE) / "etc/kubernetes/admin.conf").exists()
-    assert list(site.rootfs("cp2").iterdir()) == []
-    assert not site.config_file("cp2").exists()
+    assert recap[NODE]["failed"] == 1 and recap["cp2"]["failed"] == 1, run.output
+    assert "kube_bootstrap_control_plane_endpoint is required" in run.output
+    for host in (NODE, "cp2"):
+        assert list(site.rootfs(host).iterdir()) == []
+        assert not site.config_file(host).parent.exists()
 
 
-def test_ansible_lint_passes_on_the_role_with_the_default_profile(tmp_path: Path) -> None:
+def test_ansible_lint_passes_on_the_role_with_the_production_profile(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [tool("ansible-lint"), "--offline", "roles/kube_bootstrap", "playbooks/site.yml"],
+        [
+            tool("ansible-lint"),
+            *("--offline", "--profile", "production"),
+            *("roles/kube_bootstrap", "playbooks/site.yml"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO / "ansible",
@@ -503,6 +529,7 @@ def test_ansible_lint_passes_on_the_role_with_the_default_profile(tmp_path: Path
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Profile 'production' was required, and it passed" in proc.stdout + proc.stderr
 
 
 def test_the_module_result_carries_no_join_credentials() -> None:

@@ -124,3 +124,33 @@ def test_kubeadm_file_with_fields_we_do_not_act_on_warns_naming_them(cli: CliRun
     assert result.code == 0, result.stderr
     assert "featureGates" in result.stderr
     assert "dns" not in result.stderr  # acted on: addon/coredns is skipped
+
+
+JOIN_FILE = """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+nodeRegistration:
+  name: {name}
+controlPlane:
+  localAPIEndpoint:
+    advertiseAddress: 10.0.0.2
+"""
+
+
+def test_a_join_configuration_without_discovery_is_valid_as_join_reads_it(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    # The Ansible role keeps such a file per joining host; the endpoint and token come as join's flags.
+    config = tmp_path / "join.yaml"
+    config.write_text(JOIN_FILE.format(name="w1"))
+    result = cli("config", "validate", "--config", str(config), "-o", "json")
+    assert result.code == 0, result.stderr
+    assert result.json()["ok"] is True and "valid (JoinConfiguration)" in result.stderr
+
+
+def test_a_join_configuration_with_a_bad_field_is_refused_naming_it(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "join.yaml"
+    config.write_text(JOIN_FILE.format(name="W_1"))
+    result = cli("config", "validate", "--config", str(config))
+    assert result.code == 3
+    assert "nodeRegistration.name" in result.stderr and "discovery" not in result.stderr

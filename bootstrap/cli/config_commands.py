@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bootstrap.cli import options
+from bootstrap.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
 PLACEHOLDER_NODE_NAME = "node"
 PLACEHOLDER_ADVERTISE_ADDRESS = "1.2.3.4"
 PLACEHOLDER_TOKEN = "abcdef.0123456789abcdef"
+# The loaders' messages for a file of the other command: validate then tries join's loader, and lets
+# join's flags supply the discovery a kept JoinConfiguration leaves out.
+NOT_AN_INIT_FILE = "no InitConfiguration or ClusterConfiguration kind was found"
+DISCOVERY_FROM_FLAGS = "discovery: one of bootstrapToken or file must be set"
 
 
 @click.group(cls=options.SuggestingGroup)
@@ -101,10 +106,22 @@ def validate(config_file: Path, output: str, verbose: bool) -> None:
     from bootstrap.results import RESULT_API_VERSION as API_VERSION
 
     reporter = options.reporter(output, verbose, "ConfigValidateResult")
-    cfg = load_config(config_file, {})
-    for warning in cfg.warnings:
+    try:
+        cfg = load_config(config_file, {})
+    except ConfigError as exc:
+        if not any(p.endswith(NOT_AN_INIT_FILE) for p in exc.problems):
+            raise
+        # A JoinConfiguration file (e.g. what the Ansible role keeps for a joining host) is checked as
+        # `join` reads it.
+        warnings = _validate_join_file(config_file)
+        kubernetes_version = None
+        summary = "JoinConfiguration"
+    else:
+        warnings, kubernetes_version = cfg.warnings, cfg.kubernetes_version
+        summary = f"kubernetesVersion {kubernetes_version}"
+    for warning in warnings:
         reporter.warn(warning)
-    click.echo(f"{config_file}: valid (kubernetesVersion {cfg.kubernetes_version})", err=True)
+    click.echo(f"{config_file}: valid ({summary})", err=True)
     reporter.result(
         {
             "apiVersion": API_VERSION,
@@ -112,10 +129,26 @@ def validate(config_file: Path, output: str, verbose: bool) -> None:
             "ok": True,
             "changed": False,
             "file": str(config_file),
-            "kubernetesVersion": cfg.kubernetes_version,
+            "kubernetesVersion": kubernetes_version,
             "warnings": reporter.warnings,
         }
     )
+
+
+def _validate_join_file(config_file: Path) -> list[str]:
+    """The warnings of a valid JoinConfiguration file; a ConfigError naming every problem otherwise.
+
+    Discovery may be left to join's flags (the endpoint and --token), which a file alone cannot show:
+    that one problem is not reported."""
+    from bootstrap.config.join import load_join_config
+
+    try:
+        return list(load_join_config(config_file).warnings)
+    except ConfigError as exc:
+        problems = [p for p in exc.problems if not p.startswith(DISCOVERY_FROM_FLAGS)]
+        if problems:
+            raise ConfigError(problems) from None
+        return []
 
 
 @config.group("images", cls=options.SuggestingGroup)

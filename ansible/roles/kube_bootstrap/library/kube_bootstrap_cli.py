@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Run ``bootstrap init`` or ``bootstrap reset`` with ``-o json`` and turn its result into a task result.
+"""Run ``bootstrap init``, ``join`` or ``reset`` with ``-o json`` and turn its result into a task result.
 
 A module rather than ``command`` tasks because only a module can put the manifest diff into the task's
 ``diff`` (so ``--diff`` shows it) and run the dry run when the play is in check mode, from one task.
@@ -8,6 +8,7 @@ A module rather than ``command`` tasks because only a module can put the manifes
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 
@@ -19,14 +20,32 @@ short_description: Run the kube-bootstrap CLI and report its JSON result
 description:
   - C(command=init) runs C(bootstrap init -o json); in check mode it runs C(bootstrap init --dry-run -o json)
     instead, which writes only into a temporary directory that is removed afterwards.
+  - C(command=join) runs C(bootstrap join ENDPOINT -o json) with the token, CA hash and (for a control-plane
+    join) certificate key given; it is never run in check mode (a join dry run needs a token that exists
+    in the cluster, which check mode does not create): the task fails instead, so the role plans joins
+    itself.
+  - C(command=upload-certs) runs C(bootstrap init phase upload-certs --upload-certs) with the certificate key
+    given (never in check mode).
   - C(command=reset) runs C(bootstrap reset --force -o json) (C(--dry-run) in check mode).
   - C(changed) comes from the result document; a failed run fails the task with the CLI's error message.
   - In diff mode, C(init) also runs C(bootstrap phase manifests --dry-run --diff) and returns its unified
     diffs as the task's diff.
 options:
   executable: {description: Path of the bootstrap executable., type: path, required: true}
-  command: {description: What to run., type: str, choices: [init, reset], default: init}
-  config: {description: The kubeadm v1beta4 config file (init)., type: path}
+  command:
+    {description: What to run., type: str, choices: [init, join, upload-certs, reset], default: init}
+  config: {description: The kubeadm v1beta4 config file (init, join, upload-certs)., type: path}
+  config_content:
+    {description: "The config itself: used from a private temporary file in check mode, or when O(config)
+     does not exist (the role keeps the config only in a real run).", type: str}
+  api_server_endpoint: {description: The endpoint a join discovers the cluster at (host:port)., type: str}
+  token: {description: The bootstrap token (init creates it; join authenticates with it)., type: str}
+  ca_cert_hash: {description: The CA public key pin a join checks (sha256:...)., type: str}
+  certificate_key:
+    {description: Key of the uploaded control-plane certificates (init with upload_certs; a control-plane
+     join)., type: str}
+  upload_certs: {description: init uploads the control-plane certificates (--upload-certs)., type: bool}
+  control_plane: {description: join as a control-plane node (--control-plane)., type: bool}
   rootfs: {description: Passed as --rootfs when set., type: path}
   skip_phases: {description: Passed as --skip-phases., type: list, elements: str, default: []}
   ignore_preflight_errors:
@@ -45,20 +64,54 @@ def common_args(params, command):
         args += ["--rootfs", params["rootfs"]]
     if params["timeout"]:
         args += ["--timeout", params["timeout"]]
-    if command == "init" and params["settle"]:
+    if command in ("init", "join") and params["settle"]:
         args += ["--settle", params["settle"]]
     return args
+
+
+def phase_args(params):
+    argv = []
+    if params["skip_phases"]:
+        argv += ["--skip-phases", ",".join(params["skip_phases"])]
+    if params["ignore_preflight_errors"]:
+        argv += ["--ignore-preflight-errors", ",".join(params["ignore_preflight_errors"])]
+    return argv
 
 
 def init_argv(params, dry_run):
     argv = [params["executable"], "init", "--config", params["config"], "-o", "json"]
     argv += common_args(params, "init")
-    if params["skip_phases"]:
-        argv += ["--skip-phases", ",".join(params["skip_phases"])]
-    if params["ignore_preflight_errors"]:
-        argv += ["--ignore-preflight-errors", ",".join(params["ignore_preflight_errors"])]
+    if params["token"]:
+        argv += ["--token", params["token"]]
+    if params["upload_certs"]:
+        argv.append("--upload-certs")
+    if params["certificate_key"]:
+        argv += ["--certificate-key", params["certificate_key"]]
+    argv += phase_args(params)
     if dry_run:
         argv.append("--dry-run")
+    return argv
+
+
+def join_argv(params, dry_run):
+    argv = [params["executable"], "join", params["api_server_endpoint"], "-o", "json"]
+    argv += ["--token", params["token"], "--discovery-token-ca-cert-hash", params["ca_cert_hash"]]
+    if params["config"]:
+        argv += ["--config", params["config"]]
+    if params["control_plane"]:
+        argv += ["--control-plane", "--certificate-key", params["certificate_key"]]
+    argv += common_args(params, "join")
+    argv += phase_args(params)
+    if dry_run:
+        argv.append("--dry-run")
+    return argv
+
+
+def upload_certs_argv(params, dry_run):
+    argv = [params["executable"], "init", "phase", "upload-certs", "--upload-certs", "-o", "json"]
+    argv += ["--certificate-key", params["certificate_key"], "--config", params["config"]]
+    if params["rootfs"]:
+        argv += ["--rootfs", params["rootfs"]]
     return argv
 
 
@@ -141,34 +194,70 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "executable": {"type": "path", "required": True},
-            "command": {"type": "str", "choices": ["init", "reset"], "default": "init"},
+            "command": {"type": "str", "choices": ["init", "join", "upload-certs", "reset"], "default": "init"},
             "config": {"type": "path"},
+            # The config may carry a bootstrap token (kube_bootstrap_config): never shown in a result.
+            "config_content": {"type": "str", "no_log": True},
+            "api_server_endpoint": {"type": "str"},
+            # Credentials: Ansible masks their values wherever they would show in the task result.
+            "token": {"type": "str", "no_log": True},
+            "ca_cert_hash": {"type": "str"},
+            "certificate_key": {"type": "str", "no_log": True},
+            "upload_certs": {"type": "bool", "default": False},
+            "control_plane": {"type": "bool", "default": False},
             "rootfs": {"type": "path"},
             "skip_phases": {"type": "list", "elements": "str", "default": []},
             "ignore_preflight_errors": {"type": "list", "elements": "str", "default": []},
             "settle": {"type": "str"},
             "timeout": {"type": "str"},
         },
-        required_if=[("command", "init", ["config"])],
+        required_if=[
+            ("command", "init", ["config"]),
+            ("command", "join", ["api_server_endpoint", "token", "ca_cert_hash"]),
+            ("control_plane", True, ["certificate_key"]),
+            ("command", "upload-certs", ["certificate_key"]),
+        ],
         supports_check_mode=True,
     )
     params = module.params
     dry_run = module.check_mode
     result = {"changed": False}
-    if params["command"] == "init" and module._diff:
-        prepared = manifest_diff(module, params)
-        if prepared:
-            result["diff"] = {"prepared": prepared}
-
+    if params["command"] in ("join", "upload-certs") and dry_run:
+        module.fail_json(
+            msg=f"kube_bootstrap_cli: {params['command']} cannot be planned in check mode (it needs "
+            "credentials that exist in the cluster); the role reports the plan itself",
+            **result,
+        )
     scratch = tempfile.mkdtemp(prefix="kube-bootstrap-dryrun-") if dry_run else None
+    config_copy = None
     try:
-        argv = (init_argv if params["command"] == "init" else reset_argv)(params, dry_run)
+        if params["config_content"] is not None and (dry_run or not os.path.exists(params["config"] or "")):
+            fd, config_copy = tempfile.mkstemp(prefix="kube-bootstrap-", suffix=".yaml")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(params["config_content"])
+            params["config"] = config_copy
+        if params["command"] == "init" and module._diff:
+            prepared = manifest_diff(module, params)
+            if prepared:
+                result["diff"] = {"prepared": prepared}
+        build = {
+            "init": init_argv,
+            "join": join_argv,
+            "upload-certs": upload_certs_argv,
+            "reset": reset_argv,
+        }[params["command"]]
+        argv = build(params, dry_run)
         env = {DRYRUN_DIR_ENV: scratch} if scratch else {}
         rc, out, err = module.run_command(argv, environ_update=env)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    result.update(cmd=argv, rc=rc, stderr=err)
+        if config_copy:
+            os.unlink(config_copy)
+    # The command line carries the credentials: the result shows it with them replaced.
+    secrets = {params["token"], params["certificate_key"]} - {None, ""}
+    shown = ["<redacted>" if arg in secrets else arg for arg in argv]
+    result.update(cmd=shown, rc=rc, stderr=err)
     try:
         doc = json.loads(out)
     except ValueError:
