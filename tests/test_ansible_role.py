@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from bootstrap import __version__
+from bootstrap.host.cert_timer import UNIT_NAME
 from tests.conftest import built_once
 from tests.standin.harness import ADDRESS, NODE, Ports, allocate_ports, kubelet_once_configured
 from tests.test_init_e2e import plant_host_tools
@@ -405,6 +406,31 @@ def test_check_mode_on_the_initialized_node_reports_nothing_to_change(initialize
     assert check.code == 0, check.output
     assert check.recap()[NODE]["changed"] == 0, check.output
     assert "+++ /etc/kubernetes/manifests" not in check.output
+
+
+def test_the_cert_renewal_timer_variable_installs_the_units_once(initialized: Initialized) -> None:
+    site = initialized.site
+    assert initialized.first.code == 0, initialized.first.output
+    units = site.rootfs() / "etc/systemd/system"
+    names = [f"{UNIT_NAME}.service", f"{UNIT_NAME}.timer"]
+    # The enabling link points at the timer's path inside the node (an absolute path), not the rootfs.
+    link = units / "timers.target.wants" / f"{UNIT_NAME}.timer"
+    assert not units.exists()
+    check = site.play("--check", kube_bootstrap_cert_renewal_timer=True)
+    assert check.code == 0, check.output
+    assert check.recap()[NODE]["changed"] == 1, check.output
+    assert not units.exists()
+    first = site.play(kube_bootstrap_cert_renewal_timer=True)
+    assert first.code == 0, first.output
+    assert first.recap()[NODE]["changed"] == 1, first.output
+    assert all((units / name).is_file() for name in names)
+    assert os.readlink(link) == f"/etc/systemd/system/{UNIT_NAME}.timer"
+    service = (units / f"{UNIT_NAME}.service").read_text()
+    command = f"certs renew all --config {site.config_file()} --if-expiring-within 720h --restart -o json"
+    assert command in service
+    again = site.play(kube_bootstrap_cert_renewal_timer=True)
+    assert again.code == 0, again.output
+    assert again.recap()[NODE]["changed"] == 0, again.output
 
 
 def test_check_mode_on_a_fresh_host_writes_nothing_reports_changed_and_shows_the_manifests(
