@@ -46,3 +46,23 @@ def test_an_unreachable_api_server_is_not_serving() -> None:
     cause = diagnose("etcd", "etcd-cp1", missing, "http://x", None, [], refused)
     assert cause.likely_cause.startswith("kube-apiserver is not serving (connection refused)")
     assert "fix kube-apiserver first" in cause.likely_cause
+
+
+def test_image_pull_events_name_the_image_before_the_mirror_pod_exists() -> None:
+    # A slow kubelet may not have published the mirror pod yet; its events already say what fails.
+    missing = judge(None, "cp1", None)
+    image = "registry.k8s.io/kube-controller-manager:v1.34.1"
+    events = [
+        {"type": "Normal", "reason": "Pulling", "message": f'Pulling image "{image}"'},
+        {"type": "Warning", "reason": "Failed", "message": f'Failed to pull image "{image}": not found'},
+        {"type": "Warning", "reason": "Failed", "message": "Error: ErrImagePull"},
+    ]
+    cause = diagnose("kube-controller-manager", "kcm-cp1", missing, "https://x", None, events, context(None))
+    assert cause.likely_cause.startswith(f"the image {image} cannot be pulled")
+
+
+def test_a_warning_without_an_image_is_still_a_rejected_manifest() -> None:
+    missing = judge(None, "cp1", None)
+    events = [{"type": "Warning", "reason": "FailedCreate", "message": "invalid pod spec"}]
+    cause = diagnose("kube-scheduler", "ks-cp1", missing, "https://x", None, events, context(None))
+    assert cause.likely_cause == "the kubelet rejected the manifest: invalid pod spec"

@@ -5,11 +5,15 @@ Never a bare "timed out": every line here names something the user can look at.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from bootstrap.cluster.apierror import ApiError, Reason
 from bootstrap.wait.status import PodView, Problem
+
+# The kubelet's image events quote the image: 'Failed to pull image "X": ...', 'Back-off pulling image "X"'.
+_PULLED_IMAGE = re.compile(r'pull(?:ing)? image "([^"]+)"')
 
 
 @dataclass
@@ -104,6 +108,10 @@ def _likely_cause(
                 f"the kubelet watches {ctx.kubelet_watches}, but the manifest was written to "
                 f"{ctx.manifest_dir}"
             )
+        # The pod's events can name a failing image before its mirror pod reaches the API server.
+        image = _failing_image(events)
+        if image is not None:
+            return _image_cause(image)
         rejected = [e for e in events if e.get("type") == "Warning"]
         if rejected:
             return f"the kubelet rejected the manifest: {rejected[-1].get('message', '')}"
@@ -114,10 +122,7 @@ def _likely_cause(
             "directory and its log (`journalctl -xeu kubelet`)"
         )
     if reason in ("ErrImagePull", "ImagePullBackOff"):
-        return (
-            f"the image {view.image} cannot be pulled: check imageRepository and kubernetesVersion, "
-            "and that this node can reach the registry"
-        )
+        return _image_cause(view.image)
     if reason == "CrashLoopBackOff" or (view.last_exit_code not in (None, 0) and not view.ready):
         message = f": {view.last_message}" if view.last_message else ""
         return (
@@ -139,6 +144,22 @@ def _likely_cause(
     if view.problem:
         return view.problem
     return "it became healthy too late or flapped: it was not healthy for the whole settle window"
+
+
+def _failing_image(events: list[dict[str, Any]]) -> str | None:
+    for event in reversed(events):
+        if event.get("type") == "Warning" or event.get("reason") == "BackOff":
+            found = _PULLED_IMAGE.search(str(event.get("message", "")))
+            if found:
+                return found.group(1)
+    return None
+
+
+def _image_cause(image: str | None) -> str:
+    return (
+        f"the image {image} cannot be pulled: check imageRepository and kubernetesVersion, "
+        "and that this node can reach the registry"
+    )
 
 
 def _api_cause(component: str, error: ApiError) -> str:
