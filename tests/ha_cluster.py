@@ -359,21 +359,13 @@ class HaCluster:
     ) -> subprocess.CompletedProcess[str]:
         """etcdctl in ``sender``'s namespace with its etcd client certificate, against ``via``."""
         targets = list(via or [sender])
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-        return self.topology.run(
+        return etcdctl_in(
+            self.topology,
             sender.host,
-            [
-                str(etcd_binary("etcdctl")),
-                "--endpoints=" + ",".join(n.etcd_url for n in targets),
-                f"--cacert={sender.pki('etcd/ca.crt')}",
-                f"--cert={sender.pki('apiserver-etcd-client.crt')}",
-                f"--key={sender.pki('apiserver-etcd-client.key')}",
-                "--dial-timeout=2s",
-                "--command-timeout=5s",
-                *args,
-            ],
+            sender.rootfs / PKI,
+            [n.etcd_url for n in targets],
+            *args,
             to=[n.address for n in targets],
-            env=env,
         )
 
     def members(self, sender: Node, via: Sequence[Node] | None = None) -> list[dict[str, Any]]:
@@ -469,3 +461,26 @@ def _read_all(proc: subprocess.Popen[str], timeout: float) -> str:
         ) from None
     reader.join(timeout=10)
     return "".join(chunks)
+
+
+def etcdctl_in(
+    topology: Topology, host: Host, pki: Path, endpoints: Sequence[str], *args: str, to: Sequence[str]
+) -> subprocess.CompletedProcess[str]:
+    """etcdctl in ``host``'s namespace with the apiserver-etcd-client cert under ``pki``, against
+    ``endpoints`` (whose addresses are ``to``); ETCDCTL_* settings of this process are not inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    return topology.run(
+        host,
+        [
+            str(etcd_binary("etcdctl")),
+            "--endpoints=" + ",".join(endpoints),
+            f"--cacert={pki / 'etcd/ca.crt'}",
+            f"--cert={pki / 'apiserver-etcd-client.crt'}",
+            f"--key={pki / 'apiserver-etcd-client.key'}",
+            "--dial-timeout=2s",
+            "--command-timeout=5s",
+            *args,
+        ],
+        to=to,
+        env=env,
+    )

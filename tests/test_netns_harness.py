@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from tests import netns
+from tests.ha_cluster import etcdctl_in
 from tests.netns import Host, LoadBalancer, RouteLeaves, Topology
 from tests.standin.kubelet import KubeletStandin
 from tests.test_etcd_manifest import etcd_binary, etcd_version, kubernetes_version_for
@@ -320,21 +321,13 @@ class EtcdCluster:
     ) -> subprocess.CompletedProcess[str]:
         """etcdctl in ``sender``'s namespace with its apiserver-etcd-client cert, against ``via``."""
         targets = via or [sender]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-        return self.topology.run(
+        return etcdctl_in(
+            self.topology,
             sender.host,
-            [
-                str(etcd_binary("etcdctl")),
-                "--endpoints=" + ",".join(n.client_url for n in targets),
-                f"--cacert={sender.pki('etcd/ca.crt')}",
-                f"--cert={sender.pki('apiserver-etcd-client.crt')}",
-                f"--key={sender.pki('apiserver-etcd-client.key')}",
-                "--dial-timeout=2s",
-                "--command-timeout=5s",
-                *args,
-            ],
+            sender.rootfs / PKI,
+            [n.client_url for n in targets],
+            *args,
             to=[n.host.address for n in targets],
-            env=env,
         )
 
     def ok(self, sender: EtcdNode, *args: str, via: list[EtcdNode] | None = None) -> str:
