@@ -114,3 +114,16 @@ def test_the_kubelet_config_on_disk_is_read_and_its_problems_name_the_file(tmp_p
             read_kubelet_config(path)
     with pytest.raises(PhaseError, match=f"^{tmp_path}: cannot read the kubelet config"):
         read_kubelet_config(tmp_path)  # a directory: an OSError other than a missing file
+
+
+def test_hostname_override_is_read_from_the_flags_file(tmp_path: Path) -> None:
+    from bootstrap.host.kubelet import hostname_override
+
+    flags = tmp_path / "kubeadm-flags.env"
+    assert hostname_override(flags) is None  # no file
+    flags.write_text('KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///x.sock"\n')
+    assert hostname_override(flags) is None
+    flags.write_text('KUBELET_KUBEADM_ARGS="--hostname-override=cp-1 --pod-infra-container-image=p"\n')
+    assert hostname_override(flags) == "cp-1"
+    flags.write_text('KUBELET_KUBEADM_ARGS="--node-ip=10.0.0.1 --hostname-override=Worker.A"\n')
+    assert hostname_override(flags) == "Worker.A"

@@ -7,6 +7,7 @@ kubeadm writes ``/var/lib/kubelet/config.yaml`` (a KubeletConfiguration) and
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -23,10 +24,23 @@ if TYPE_CHECKING:
 
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBELET_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
+# The flag's value ends at whitespace or at the quote closing KUBELET_KUBEADM_ARGS.
+_HOSTNAME_OVERRIDE = re.compile(r'--hostname-override=([^\s"]+)')
 DEFAULT_STATIC_POD_PATH = "/etc/kubernetes/manifests"
 DEFAULT_HEALTHZ = ("127.0.0.1", 10248)
 # From this minor version (NodeLocalCRISocket) the runtime endpoint lives in the config file, not a flag.
 CRI_IN_CONFIG_FROM_MINOR = 34
+
+
+def hostname_override(kubelet_flags: Path) -> str | None:
+    """The ``--hostname-override`` in the kubelet's flags file (``kubeadm-flags.env``), if any: the name
+    the kubelet registers when it differs from the host name."""
+    try:
+        text = kubelet_flags.read_text()
+    except OSError:
+        return None
+    found = _HOSTNAME_OVERRIDE.search(text)
+    return found.group(1) if found else None
 
 
 def read_kubelet_config(path: Path) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from bootstrap.components.annotations import keep_generation
 from bootstrap.components.pods import EtcdJoin
 from bootstrap.components.render import components_for, render
 from bootstrap.config import dump_cluster_configuration
-from bootstrap.host.kubelet import read_kubelet_config
+from bootstrap.host.kubelet import KUBELET_FLAGS_ENV, read_kubelet_config
 from bootstrap.host.kubelet_config import static_pod_path
 from bootstrap.output import Reporter
 from bootstrap.upgrade import podfields
@@ -25,7 +25,6 @@ from bootstrap.upgrade.certsans import san_changes
 from bootstrap.upgrade.plan import ComponentPlan, UpgradePlan
 from bootstrap.upgrade.skew import check_upgrade
 from bootstrap.upgrade.source import (
-    KUBELET_FLAGS_ENV,
     STORED_NAME,
     load_sources,
     manifest_image_version,

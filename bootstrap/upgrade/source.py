@@ -20,14 +20,13 @@ import yaml
 from bootstrap.cluster.apierror import ApiError
 from bootstrap.config import Config, dump_cluster_configuration, load_config, load_config_text
 from bootstrap.errors import PhaseError
+from bootstrap.host.kubelet import hostname_override
 from bootstrap.upgrade import podfields
 
 NAMESPACE = "kube-system"
 CONFIG_MAP = "kubeadm-config"
 CONFIG_KEY = "ClusterConfiguration"
 STORED_NAME = f"{NAMESPACE}/{CONFIG_MAP}"
-KUBELET_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
-_HOSTNAME_OVERRIDE = re.compile(r"--hostname-override=(\S+?)(?:\s|\"|$)")
 
 
 @dataclass
@@ -63,12 +62,9 @@ def node_overrides(apiserver_manifest: Path, kubelet_flags: Path) -> dict[str, o
         overrides["apiserver-advertise-address"] = flags["advertise-address"]
     if flags.get("secure-port", "").isdigit():
         overrides["apiserver-bind-port"] = int(flags["secure-port"])
-    try:
-        found = _HOSTNAME_OVERRIDE.search(kubelet_flags.read_text())
-    except OSError:
-        found = None
-    if found:
-        overrides["node-name"] = found.group(1)
+    node_name = hostname_override(kubelet_flags)
+    if node_name:
+        overrides["node-name"] = node_name
     return overrides
 
 

@@ -12,7 +12,6 @@ the rest.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,13 @@ from bootstrap.components.annotations import CERT_GENERATION, with_annotation
 from bootstrap.components.podfile import our_manifest
 from bootstrap.components.references import referenced_files
 from bootstrap.components.spec import SPECS
+from bootstrap.host.kubelet import hostname_override
 from bootstrap.wait.health import endpoint_from_pod
 from bootstrap.wait.progress import Progress
 from bootstrap.wait.rollout import RolloutOutcome, StaticPodNode, roll_out
 
 KUBELET_CONF = "kubelet.conf"
 NODE_USER_PREFIX = "system:node:"
-_HOSTNAME_OVERRIDE = re.compile(r"--hostname-override=([^\s\"]+)")
 
 
 def _normal(host_path: str) -> str:
@@ -77,11 +76,7 @@ def kubelet_node_name(kubernetes_dir: Path, kubelet_flags: Path, fallback: str) 
         name = str(users[0].get("name") or "")
         if name.startswith(NODE_USER_PREFIX):
             return name.removeprefix(NODE_USER_PREFIX)
-    try:
-        found = _HOSTNAME_OVERRIDE.search(kubelet_flags.read_text())
-    except OSError:
-        found = None
-    return found.group(1).lower() if found else fallback.lower()
+    return (hostname_override(kubelet_flags) or fallback).lower()
 
 
 @dataclass
