@@ -16,9 +16,13 @@ MANIFEST_DIR_MODE = 0o700
 def unified_diff(path: Path, new_text: str, label: str | None = None) -> str:
     """The change from ``path`` to ``new_text``; headers name ``label`` (the host path) when given."""
     old_text = path.read_text() if path.exists() else ""
-    name = label or str(path)
+    return text_diff(old_text, new_text, label or str(path))
+
+
+def text_diff(old_text: str | None, new_text: str, name: str) -> str:
+    """The change from ``old_text`` to ``new_text`` of the file ``name`` (from /dev/null when empty)."""
     lines = difflib.unified_diff(
-        old_text.splitlines(keepends=True),
+        (old_text or "").splitlines(keepends=True),
         new_text.splitlines(keepends=True),
         fromfile=name if old_text else "/dev/null",
         tofile=name,

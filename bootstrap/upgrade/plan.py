@@ -7,11 +7,11 @@ reads files, writes nothing.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from bootstrap.components.write import text_diff
 from bootstrap.upgrade import podfields
 from bootstrap.upgrade.certsans import SanChange
 
@@ -76,14 +76,7 @@ class ComponentPlan:
         return lines
 
     def diff(self, label: str) -> str:
-        return "".join(
-            difflib.unified_diff(
-                (self.old_text or "").splitlines(keepends=True),
-                self.new_text.splitlines(keepends=True),
-                fromfile=label if self.old_text else "/dev/null",
-                tofile=label,
-            )
-        )
+        return text_diff(self.old_text, self.new_text, label)
 
     def to_dict(self) -> dict[str, Any]:
         return {
