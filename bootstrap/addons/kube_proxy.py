@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from bootstrap.addons.rendering import render_objects
-from bootstrap.components.images import kube_proxy_image
+from bootstrap.components.pods import image_for
 from bootstrap.config import Config
 from bootstrap.config.tokens import TOKEN_GROUP
 from bootstrap.host.kubelet_config import deep_merge
@@ -96,7 +96,7 @@ def kube_proxy_objects(cfg: Config, config: ProxyConfig | None = None) -> list[d
             "config_conf": yaml.safe_dump(config.document, sort_keys=True),
             "kubeconfig_conf": proxy_kubeconfig(server),
             "token_group": TOKEN_GROUP,
-            "image": kube_proxy_image(cfg),
+            "image": image_for(cfg, "kube-proxy"),
             "image_pull_policy": cfg.init.node_registration.image_pull_policy,
         },
     )

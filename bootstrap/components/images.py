@@ -37,10 +37,6 @@ def coredns_image(cfg: Config) -> str:
     return f"{repository}/coredns:{tag}"
 
 
-def kube_proxy_image(cfg: Config) -> str:
-    return f"{cfg.cluster.image_repository}/kube-proxy:{cfg.kubernetes_version}"
-
-
 def pause_image(cfg: Config) -> str:
     return f"{cfg.cluster.image_repository}/pause:{_features(cfg).pause_tag}"
 
@@ -58,7 +54,7 @@ def cluster_images(cfg: Config) -> list[tuple[str, str]]:
     a disabled addon's image and, with external etcd, etcd's are left out."""
     images = [(name, image_for(cfg, name)) for name in CONTROL_PLANE]
     if proxy_enabled(cfg):
-        images.append(("kube-proxy", kube_proxy_image(cfg)))
+        images.append(("kube-proxy", image_for(cfg, "kube-proxy")))
     if dns_enabled(cfg):
         images.append(("coredns", coredns_image(cfg)))
     images.append(("pause", pause_image(cfg)))
