@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from bootstrap.components.podfile import first_container
+
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 # libyaml's loader when PyYAML has it: every manifest is parsed once per side, but fast matters at start.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -28,16 +30,10 @@ def parse(text: str | None) -> dict[str, Any]:
     return pod if isinstance(pod, dict) else {}
 
 
-def container(pod: dict[str, Any]) -> dict[str, Any]:
-    containers = (pod.get("spec") or {}).get("containers") or [{}]
-    first = containers[0]
-    return first if isinstance(first, dict) else {}
-
-
 def flags(pod: dict[str, Any]) -> dict[str, str]:
     """``--name=value`` arguments by name (a repeated name keeps its values joined by a comma)."""
     found: dict[str, str] = {}
-    for arg in container(pod).get("command") or []:
+    for arg in first_container(pod).get("command") or []:
         if isinstance(arg, str) and arg.startswith("--"):
             name, _, value = arg[2:].partition("=")
             found[name] = f"{found[name]},{value}" if name in found else value
@@ -46,7 +42,7 @@ def flags(pod: dict[str, Any]) -> dict[str, str]:
 
 def volumes(pod: dict[str, Any]) -> dict[str, str]:
     """Volume name -> ``hostPath -> mountPath`` (``:ro`` when read-only)."""
-    mounts = {m.get("name"): m for m in container(pod).get("volumeMounts") or [] if isinstance(m, dict)}
+    mounts = {m.get("name"): m for m in first_container(pod).get("volumeMounts") or [] if isinstance(m, dict)}
     found: dict[str, str] = {}
     for volume in (pod.get("spec") or {}).get("volumes") or []:
         name = volume.get("name")
@@ -59,11 +55,11 @@ def volumes(pod: dict[str, Any]) -> dict[str, str]:
 
 
 def image(pod: dict[str, Any]) -> str:
-    return str(container(pod).get("image") or "")
+    return str(first_container(pod).get("image") or "")
 
 
 def probes(pod: dict[str, Any]) -> dict[str, Any]:
-    c = container(pod)
+    c = first_container(pod)
     return {kind: c.get(kind) for kind in (*PROBES, "ports")}
 
 
