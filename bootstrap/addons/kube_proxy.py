@@ -10,13 +10,13 @@ advertise address's family, the in-pod kubeconfig) with every field of the user'
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from bootstrap.addons.rendering import render_objects
+from bootstrap.components.flags import wildcard_for
 from bootstrap.components.pods import image_for
 from bootstrap.config import Config
 from bootstrap.config.tokens import TOKEN_GROUP
@@ -37,11 +37,10 @@ class ProxyConfig:
 
 
 def proxy_config(cfg: Config) -> ProxyConfig:
-    ipv6 = ipaddress.ip_address(cfg.advertise_address).version == 6
     defaults: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "KubeProxyConfiguration",
-        "bindAddress": "::" if ipv6 else "0.0.0.0",
+        "bindAddress": wildcard_for(cfg.advertise_address),
         "clientConnection": {"kubeconfig": KUBECONFIG_IN_POD},
         "mode": "",
     }

@@ -28,6 +28,11 @@ def is_ipv6(address: str) -> bool:
         return False
 
 
+def wildcard_for(address: str) -> str:
+    """The any-address of ``address``'s family: where a server binds to listen on every interface."""
+    return "::" if is_ipv6(address) else "0.0.0.0"
+
+
 def host_for_url(address: str) -> str:
     return f"[{address}]" if is_ipv6(address) else address
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bootstrap.components.flags import Flag, is_ipv6
+from bootstrap.components.flags import Flag, is_ipv6, wildcard_for
 from bootstrap.components.podfile import our_manifest, pod_flags
 from bootstrap.components.spec import CONTROL_PLANE_TIER, SPECS
 from bootstrap.errors import PreflightError, UsageError
@@ -241,10 +241,6 @@ def etcd_owns_data_dir(manifest: Path, data_dir: str) -> bool:
 # --- ports -------------------------------------------------------------------------------------
 
 
-def _wildcard_for(address: str) -> str:
-    return "::" if is_ipv6(address) else "0.0.0.0"
-
-
 def try_bind(address: str, port: int) -> OSError | None:
     """Bind ``address:port`` as a server would (SO_REUSEADDR, so TIME_WAIT leftovers do not count)."""
     family = socket.AF_INET6 if is_ipv6(address) else socket.AF_INET
@@ -272,7 +268,7 @@ def port_available(
     for address in dict.fromkeys(addresses):
         failed = bind(address, port)
         if failed is not None and failed.errno == errno.EADDRNOTAVAIL:
-            address = _wildcard_for(address)
+            address = wildcard_for(address)
             failed = bind(address, port)
         if failed is None:
             continue
