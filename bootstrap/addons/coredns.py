@@ -17,7 +17,6 @@ from bootstrap.components.render import render_template
 from bootstrap.components.versions import Features
 from bootstrap.config import Config
 from bootstrap.config.dnsaddress import dns_service_ip
-from bootstrap.config.kubeversion import minor_of
 
 REPLICAS = 2
 NAMESPACE = "kube-system"
@@ -29,7 +28,7 @@ COREFILE_HASH_ANNOTATION = "kube-bootstrap/corefile-sha256"
 
 
 def corefile(cfg: Config) -> str:
-    features = Features(minor_of(cfg.kubernetes_version))
+    features = Features.of(cfg.kubernetes_version)
     return render_template(
         "coredns-corefile.j2",
         {

@@ -16,14 +16,13 @@ from __future__ import annotations
 from bootstrap.components.pods import image_for
 from bootstrap.components.versions import Features
 from bootstrap.config import Config
-from bootstrap.config.kubeversion import minor_of
 from bootstrap.config.model import DEFAULT_IMAGE_REPOSITORY
 
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
 def _features(cfg: Config) -> Features:
-    return Features(minor_of(cfg.kubernetes_version))
+    return Features.of(cfg.kubernetes_version)
 
 
 def coredns_image(cfg: Config) -> str:

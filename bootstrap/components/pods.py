@@ -150,7 +150,7 @@ def probe_for(
         _probe_host(flag_host or host, loopback),
         flag_port,
         scheme.upper(),
-        PROBE_PORT_NAME if Features(minor_of(cfg.kubernetes_version)).named_probe_port else None,
+        PROBE_PORT_NAME if Features.of(cfg.kubernetes_version).named_probe_port else None,
         probes.liveness,
         probes.readiness,
         replace(probes.startup, timings=startup),
@@ -168,7 +168,7 @@ def image_for(cfg: Config, component: str) -> str:
 
 def etcd_tag(cfg: Config) -> str:
     local = cfg.cluster.etcd.local or LocalEtcd()
-    return local.image_tag or Features(minor_of(cfg.kubernetes_version)).default_etcd_tag
+    return local.image_tag or Features.of(cfg.kubernetes_version).default_etcd_tag
 
 
 def apiserver(cfg: Config, host: HostView) -> PodInputs:

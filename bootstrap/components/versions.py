@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bootstrap.config.kubeversion import minor_of
+
 ETCD_TAGS = {31: "3.5.15-0", 32: "3.5.16-0", 33: "3.5.21-0", 34: "3.6.4-0", 35: "3.6.6-0"}
 COREDNS_TAGS = {31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0", 34: "v1.12.1", 35: "v1.13.1"}
 PAUSE_TAGS = {31: "3.10", 32: "3.10", 33: "3.10", 34: "3.10.1", 35: "3.10.1"}
@@ -50,6 +52,11 @@ class Features:
     """Version-dependent choices for one rendering."""
 
     minor: int
+
+    @classmethod
+    def of(cls, kubernetes_version: str) -> Features:
+        """The features of the minor release ``kubernetes_version`` (e.g. ``v1.34.1``) belongs to."""
+        return cls(minor_of(kubernetes_version))
 
     @property
     def named_probe_port(self) -> bool:
