@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from bootstrap.config import Config
 
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+# The kubelet's own kubeconfig (the node's credentials), written by kubeconfig or the TLS bootstrap.
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 KUBELET_FLAGS_ENV = "/var/lib/kubelet/kubeadm-flags.env"
 # The flag's value ends at whitespace or at the quote closing KUBELET_KUBEADM_ARGS.
 _HOSTNAME_OVERRIDE = re.compile(r'--hostname-override=([^\s"]+)')

@@ -18,12 +18,12 @@ from typing import Any
 from bootstrap.components.podfile import load_pod, pod_flags
 from bootstrap.components.spec import our_component
 from bootstrap.host.fs import Rootfs
+from bootstrap.host.kubelet import KUBELET_CONF
 from bootstrap.host.ledger import LEDGER, LOCK, STATE_DIR, Ledger
 from bootstrap.output import Reporter
 from bootstrap.results import RESULT_API_VERSION, host_path, rootfs_field
 
 LABEL = "reset"
-KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 KUBELET_PKI_DIR = "/var/lib/kubelet/pki"
 
 

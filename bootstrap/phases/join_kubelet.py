@@ -76,7 +76,8 @@ def _wait_bootstrap(rd: RunData) -> list[Outcome]:
     from bootstrap.cluster.joining import node_identity
     from bootstrap.errors import WaitTimeoutError
     from bootstrap.host.fs import announce
-    from bootstrap.workflow.joindata import BOOTSTRAP_KUBELET_CONF, KUBELET_CONF, join_data
+    from bootstrap.host.kubelet import KUBELET_CONF
+    from bootstrap.workflow.joindata import BOOTSTRAP_KUBELET_CONF, join_data
 
     jd = join_data(rd)
     timeout = jd.join_config.join.timeouts.tls_bootstrap.total_seconds()

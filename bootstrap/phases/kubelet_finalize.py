@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bootstrap.host.kubelet import KUBELET_CONF
+from bootstrap.pki.kubeconfig_files import KUBECONFIG_MODE
 from bootstrap.results import Outcome
 from bootstrap.workflow.tree import Phase
 
@@ -20,7 +22,6 @@ if TYPE_CHECKING:
     from bootstrap.workflow.rundata import RunData
 
 CURRENT_CLIENT_PEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"
-KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 
 
 def _current_user(kubeconfig: dict[str, Any]) -> dict[str, Any] | None:
@@ -80,7 +81,7 @@ def _enable_rotation(rd: RunData) -> list[Outcome]:
         user.pop(embedded, None)
     user["client-certificate"] = CURRENT_CLIENT_PEM
     user["client-key"] = CURRENT_CLIENT_PEM
-    write_atomic(path, yaml.safe_dump(kubeconfig, sort_keys=False).encode(), 0o600)
+    write_atomic(path, yaml.safe_dump(kubeconfig, sort_keys=False).encode(), KUBECONFIG_MODE)
     shown = KUBELET_CONF if rd.dry_run else path
     return [
         Outcome(

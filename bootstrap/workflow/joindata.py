@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bootstrap.host.kubelet import KUBELET_CONFIG, KUBELET_FLAGS_ENV
+from bootstrap.host.kubelet import KUBELET_CONF, KUBELET_CONFIG, KUBELET_FLAGS_ENV
 from bootstrap.workflow.rundata import KUBERNETES_DIR, RunData, RunOptions
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 KUBELET_DIR = "/var/lib/kubelet"
 BOOTSTRAP_KUBELET_CONF = f"{KUBERNETES_DIR}/bootstrap-kubelet.conf"
-KUBELET_CONF = f"{KUBERNETES_DIR}/kubelet.conf"
 # A dry run without a cluster still needs something to discover against; it never leaves this host.
 DRY_RUN_DISCOVERY_TIMEOUT = 3.0
 
