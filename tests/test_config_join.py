@@ -475,3 +475,16 @@ def test_join_flags_stay_off_inits_table() -> None:
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_join_config(tmp_path / "absent.yaml", host=HOST)
+
+
+def test_a_file_may_leave_discovery_to_the_flags_only_when_the_caller_says_so(tmp_path: Path) -> None:
+    text = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\nnodeRegistration:\n  name: w1\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as refused:
+        load_join_config(path)
+    assert any(p.startswith("discovery: one of bootstrapToken or file") for p in refused.value.problems)
+    assert load_join_config(path, discovery_from_flags=True).join.node_registration.name == "w1"
+    bad = write(tmp_path, text + "caCertPath: relative/ca.crt\n")
+    with pytest.raises(ConfigError) as still:
+        load_join_config(bad, discovery_from_flags=True)
+    assert [p.split(":")[0] for p in still.value.problems] == ["caCertPath"]

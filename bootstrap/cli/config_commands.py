@@ -16,10 +16,8 @@ if TYPE_CHECKING:
 PLACEHOLDER_NODE_NAME = "node"
 PLACEHOLDER_ADVERTISE_ADDRESS = "1.2.3.4"
 PLACEHOLDER_TOKEN = "abcdef.0123456789abcdef"
-# The loaders' messages for a file of the other command: validate then tries join's loader, and lets
-# join's flags supply the discovery a kept JoinConfiguration leaves out.
+# The init loader's message for a file of the other command: validate then tries join's loader.
 NOT_AN_INIT_FILE = "no InitConfiguration or ClusterConfiguration kind was found"
-DISCOVERY_FROM_FLAGS = "discovery: one of bootstrapToken or file must be set"
 
 
 @click.group(cls=options.SuggestingGroup)
@@ -137,18 +135,10 @@ def validate(config_file: Path, output: str, verbose: bool) -> None:
 
 def _validate_join_file(config_file: Path) -> list[str]:
     """The warnings of a valid JoinConfiguration file; a ConfigError naming every problem otherwise.
-
-    Discovery may be left to join's flags (the endpoint and --token), which a file alone cannot show:
-    that one problem is not reported."""
+    Discovery may be left to join's flags (the endpoint and --token), which a file alone cannot show."""
     from bootstrap.config.join import load_join_config
 
-    try:
-        return list(load_join_config(config_file).warnings)
-    except ConfigError as exc:
-        problems = [p for p in exc.problems if not p.startswith(DISCOVERY_FROM_FLAGS)]
-        if problems:
-            raise ConfigError(problems) from None
-        return []
+    return list(load_join_config(config_file, discovery_from_flags=True).warnings)
 
 
 @config.group("images", cls=options.SuggestingGroup)

@@ -60,12 +60,15 @@ def load_join_config(
     *,
     api_server_endpoint: str | None = None,
     host: HostFacts | None = None,
+    discovery_from_flags: bool = False,
 ) -> JoinConfig:
     """Read ``path`` (or nothing when None), apply join's flag ``overrides``, default and validate.
 
     ``overrides`` maps join's kubeadm flag names (see ``JOIN_FLAG_FIELDS``) to values; None (and False
     for a switch, an empty list for a repeatable flag) means "not given". ``api_server_endpoint`` is
-    join's positional argument (``discovery.bootstrapToken.apiServerEndpoint``). Raises
+    join's positional argument (``discovery.bootstrapToken.apiServerEndpoint``).
+    ``discovery_from_flags``: a file checked on its own may leave discovery to join's flags (what
+    ``config validate`` allows for a kept JoinConfiguration). Raises
     :class:`ConfigError` listing every problem found.
     """
     host = host or HostFacts()
@@ -97,7 +100,7 @@ def load_join_config(
     warnings += _apply_defaults(join, host)
 
     report = validation.Report()
-    _validate(join, report)
+    _validate(join, report, discovery_required=not discovery_from_flags)
     report.problems += validation.validate_kubelet(kubelet or {})
     problems += [
         _format(where, message, flag_paths)
@@ -306,13 +309,13 @@ def _token_problem(value: str) -> str | None:
     return f"{shown} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}"
 
 
-def _validate(join: JoinConfiguration, r: validation.Report) -> None:
+def _validate(join: JoinConfiguration, r: validation.Report, *, discovery_required: bool) -> None:
     validation.validate_node_registration(join.node_registration, r)
     validation.validate_timeouts(join.timeouts, r)
     problem = validation.path_problem(join.ca_cert_path)
     if problem:
         r.error("caCertPath", problem)
-    _validate_discovery(join, r)
+    _validate_discovery(join, r, required=discovery_required)
     cp = join.control_plane
     if cp is not None:
         ep = cp.local_api_endpoint
@@ -330,9 +333,9 @@ def _validate(join: JoinConfiguration, r: validation.Report) -> None:
             r.error(f"skipPhases[{i}]", f"{validation.q(phase)} is not a phase name")
 
 
-def _validate_discovery(join: JoinConfiguration, r: validation.Report) -> None:
+def _validate_discovery(join: JoinConfiguration, r: validation.Report, *, required: bool) -> None:
     d = join.discovery
-    if d.bootstrap_token is None and d.file is None:
+    if d.bootstrap_token is None and d.file is None and required:
         r.error(
             "discovery",
             "one of bootstrapToken or file must be set (--token/--discovery-token with the API server "
