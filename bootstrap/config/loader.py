@@ -12,6 +12,7 @@ problem caused by a flag reads ``"--flag (field.path): <what is wrong>"``.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,8 +32,6 @@ from bootstrap.config.model import (
     NodeRegistrationOptions,
     _Model,
     aliases,
-    field_default,
-    field_values,
     given_fields,
 )
 from bootstrap.config.netdefaults import HostFacts
@@ -471,7 +470,8 @@ def _leaf_paths(dotted: str, value: object) -> list[str]:
 
 def _fill_zero_values(model: _Model) -> None:
     """Treat Go zero values ("" and 0) as unset, as kubeadm does, for fields with a non-zero default."""
-    for name, value in field_values(model):
+    for f in fields(model):
+        value = getattr(model, f.name)
         if isinstance(value, _Model):
             _fill_zero_values(value)
         elif isinstance(value, list):
@@ -479,9 +479,9 @@ def _fill_zero_values(model: _Model) -> None:
                 if isinstance(item, _Model):
                     _fill_zero_values(item)
         elif value in ("", 0) and not isinstance(value, bool):
-            default = field_default(type(model), name)
+            default = f.default  # MISSING for a required field or one with a default factory
             if default not in ("", 0, None) and isinstance(default, type(value)):
-                setattr(model, name, default)
+                setattr(model, f.name, default)
 
 
 def _resolve_version(version: str, warnings: list[str]) -> str:

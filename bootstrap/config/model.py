@@ -17,7 +17,7 @@ accepted for compatibility but ignored: setting them to a non-neutral value prod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import Field, dataclass, fields
 from dataclasses import field as dc_field
 from datetime import UTC, datetime, timedelta
@@ -200,17 +200,6 @@ def aliases(model: type[_Model]) -> dict[str, str]:
     if known is None:
         known = _ALIASES[model] = {f.name: f.metadata.get("alias") or _camel(f.name) for f in fields(model)}
     return known
-
-
-def field_default(model: type[_Model], name: str) -> object:
-    """The plain default of a field (``MISSING`` for a required one or one with a default factory)."""
-    return next(f.default for f in fields(model) if f.name == name)
-
-
-def field_values(document: _Model) -> Iterator[tuple[str, object]]:
-    """``(attribute name, value)`` of every field of a document, in declaration order."""
-    for f in fields(document):
-        yield f.name, getattr(document, f.name)
 
 
 def given_fields(document: object) -> frozenset[str]:
