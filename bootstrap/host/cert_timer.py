@@ -11,14 +11,13 @@ catches up on a run missed while the node was off. Enabling is the ``timers.targ
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import PhaseError
 from bootstrap.host.fs import announce, ensure_dir, temp_path, write_atomic
+from bootstrap.host.systemd import is_active, run_systemctl, systemctl
 
 UNIT_NAME = "kube-bootstrap-cert-renewal"
 UNIT_DIR = "/etc/systemd/system"
@@ -126,22 +125,16 @@ def pending(files: Sequence[UnitFile], locate: Callable[[str], Path]) -> list[tu
 def activate(reload: bool) -> tuple[bool, str]:
     """Start the timer on a host systemd runs (``reload``: the unit files changed); (started, what
     happened). Without systemd the link starts it at the next boot."""
-    systemctl = shutil.which("systemctl")
-    if systemctl is None or not Path("/run/systemd/system").is_dir():
+    found = systemctl()
+    if found is None:
         return False, "systemd does not run this host: the timer starts when systemd next boots it"
     timer = f"{UNIT_NAME}.timer"
     if reload:
-        _systemctl(systemctl, "daemon-reload")
-    if subprocess.run([systemctl, "is-active", "--quiet", timer], check=False).returncode == 0:
+        run_systemctl(found, "daemon-reload")
+    if is_active(found, timer):
         return False, f"{timer} is active"
-    _systemctl(systemctl, "start", timer)
+    run_systemctl(found, "start", timer)
     return True, f"Started {timer}"
-
-
-def _systemctl(systemctl: str, *args: str) -> None:
-    proc = subprocess.run([systemctl, *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise PhaseError(f"systemctl {' '.join(args)} failed: {proc.stderr.strip() or proc.returncode}")
 
 
 def _link(path: Path, target: str) -> bool:

@@ -8,8 +8,6 @@ kubeadm writes ``/var/lib/kubelet/config.yaml`` (a KubeletConfiguration) and
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bootstrap.config.kubeversion import minor_of
 from bootstrap.errors import PhaseError
 from bootstrap.host.fs import write_atomic
+from bootstrap.host.systemd import is_active, run_systemctl, systemctl
 from bootstrap.results import Outcome
 
 if TYPE_CHECKING:
@@ -100,16 +99,14 @@ class ServiceManager(Protocol):
 
 class Systemd:
     def restart_kubelet(self, settings_changed: bool) -> tuple[bool, str]:
-        systemctl = shutil.which("systemctl")
-        if systemctl is None or not Path("/run/systemd/system").is_dir():
+        found = systemctl()
+        if found is None:
             return False, "systemd does not manage this host: start the kubelet yourself"
-        active = subprocess.run([systemctl, "is-active", "--quiet", "kubelet"], check=False).returncode == 0
+        active = is_active(found, "kubelet")
         if active and not settings_changed:
             # A converging re-run must not bounce the kubelet (and with it every status it reports).
             return False, "The kubelet is running with these settings already"
-        proc = subprocess.run([systemctl, "restart", "kubelet"], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise PhaseError(f"systemctl restart kubelet failed: {proc.stderr.strip() or proc.returncode}")
+        run_systemctl(found, "restart", "kubelet")
         return (
             True,
             "Restarted the kubelet through systemd" if active else "Started the kubelet through systemd",
