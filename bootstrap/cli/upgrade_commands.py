@@ -174,8 +174,7 @@ def apply_command(version: str | None, yes: bool, **params: Any) -> None:
 
 def _apply(prepared: Prepared, request: UpgradeRequest, yes: bool, reporter: Reporter) -> None:
     plan, rd = prepared.plan, prepared.rd
-    # As kubeadm: an upgrade to another version renews the certificates; a reconfiguration does not.
-    renewing = plan.version_changes and request.certificate_renewal
+    renewing = prepared.renews_certificates(request)
     if request.dry_run:
         for component in plan.changed_components:
             if request.diff:

@@ -58,6 +58,11 @@ class Prepared:
     rd: RunData
     plan: UpgradePlan
 
+    def renews_certificates(self, request: UpgradeRequest) -> bool:
+        """As kubeadm: an upgrade to another version renews the certificates (unless
+        --certificate-renewal=false); a reconfiguration does not."""
+        return self.plan.version_changes and request.certificate_renewal
+
 
 def _joined_member(component: str, old_text: str | None) -> EtcdJoin | None:
     """An etcd member that joined an existing cluster keeps the membership it was started with

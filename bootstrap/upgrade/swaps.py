@@ -98,7 +98,7 @@ def apply(
             applied.config_updated = store(rd)
         return applied
     confirm(plan)
-    renewing = plan.version_changes and request.certificate_renewal
+    renewing = prepared.renews_certificates(request)
     with run_lock(rd.fs, warn=rd.reporter.warn):
         changed = plan.changed_components
         cert_files = _renewal_files(rd) if renewing else []
