@@ -375,6 +375,15 @@ class HaCluster:
         members: list[dict[str, Any]] = json.loads(result.stdout)["members"]
         return members
 
+    def wait_registered(self, node: Node, timeout: float = 60.0) -> None:
+        """Wait until ``node``'s kubelet has registered its Node (as system:node:<name>, after its TLS
+        bootstrap)."""
+        wait_for(
+            lambda: node.kubelet is not None and node.kubelet.node_uid is not None,
+            timeout,
+            what=f"{node.name}'s kubelet to register its Node",
+        )
+
     def etcd_healthy(self, node: Node) -> bool:
         return self.etcdctl(node, "endpoint", "health").returncode == 0
 

@@ -44,11 +44,10 @@ from typing import Any
 import pytest
 
 from bootstrap import __version__
-from tests.ha_cluster import HOST_CHECKS, HaCluster, Node
+from tests.ha_cluster import HOST_CHECKS, HaCluster
 from tests.netns import Topology
 from tests.ssh_nodes import PlayRun, SshSite
 from tests.test_ansible_role import built_wheelhouse, install_vars, role_venv
-from tests.tools import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ROLES = REPO / "ansible" / "roles"
@@ -228,14 +227,6 @@ def voting(site: Site, *names: str) -> list[tuple[str, bool]]:
     return sorted((m.get("name", ""), bool(m.get("isLearner"))) for m in site.ha.members(nodes[0], nodes))
 
 
-def registered(site: Site, node: Node) -> None:
-    wait_for(
-        lambda: node.kubelet is not None and node.kubelet.node_uid is not None,
-        READY_WITHIN,
-        what=f"{node.name}'s kubelet to register its Node",
-    )
-
-
 def bootstrap_token_secrets(site: Site) -> list[str]:
     """The secret half of every bootstrap token in the cluster (read with cp1's admin.conf)."""
     import base64
@@ -283,7 +274,7 @@ def test_three_control_plane_hosts_and_a_worker_from_scratch(site: Site) -> None
     assert set(counts) == {"cp1", "cp2", "cp3", "w1"} and all(n > 0 for n in counts.values()), counts
     assert voting(site, "cp1", "cp2", "cp3") == [("cp1", False), ("cp2", False), ("cp3", False)]
     for name in ("cp1", "cp2", "cp3", "w1"):
-        registered(site, site.ha.node(name))
+        site.ha.wait_registered(site.ha.node(name), READY_WITHIN)
     # The join data went through host variables only: no token secret in the (verbose) output.
     secrets = bootstrap_token_secrets(site)
     assert secrets, "init made a bootstrap token"
@@ -323,7 +314,7 @@ def test_adding_a_worker_changes_only_it_and_a_token_on_the_anchor(site: Site) -
     assert run.code == 0, run.output
     assert counts["w2"] > 0 and counts["cp2"] == counts["cp3"] == counts["w1"] == 0, counts
     assert run.changed_tasks("cp1") == ["kube_bootstrap : Create a bootstrap token for the joining hosts"]
-    registered(site, site.ha.node("w2"))
+    site.ha.wait_registered(site.ha.node("w2"), READY_WITHIN)
     after = everything(site, skip=LIVE)
     assert {n: after[n] for n in ("cp1", "cp2", "cp3", "w1")} == {
         n: before[n] for n in ("cp1", "cp2", "cp3", "w1")

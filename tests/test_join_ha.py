@@ -40,7 +40,7 @@ from typing import Any
 
 import pytest
 
-from tests.ha_cluster import COMPONENTS, HaCluster, Node, Run, join_config
+from tests.ha_cluster import COMPONENTS, HOST_CHECKS, HaCluster, Node, Run, join_config
 from tests.netns import Topology
 from tests.tools import tool, wait_for
 
@@ -158,13 +158,8 @@ def node_names(ha: HaCluster, sender: Node) -> set[str]:
 
 
 def registered(ha: HaCluster, node: Node) -> None:
-    """Wait until ``node``'s kubelet has registered its Node (as system:node:<name>, after its TLS
-    bootstrap) and it is visible through haproxy."""
-    wait_for(
-        lambda: node.kubelet is not None and node.kubelet.node_uid is not None,
-        READY_WITHIN,
-        what=f"{node.name}'s kubelet to register its Node",
-    )
+    """Wait until ``node``'s kubelet has registered its Node and it is visible through haproxy."""
+    ha.wait_registered(node, READY_WITHIN)
     assert node.name in node_names(ha, ha.node("cp2"))
 
 
@@ -211,11 +206,7 @@ def test_every_node_has_its_node_object_and_every_control_plane_node_its_mirror_
 
     w1 = ha.node("w1")
     for node in nodes_of(ha, "cp1", "cp2", "cp3", "w1"):
-        wait_for(
-            lambda n=node: n.kubelet is not None and n.kubelet.node_uid is not None,
-            READY_WITHIN,
-            what=f"{node.name}'s Node",
-        )
+        ha.wait_registered(node, READY_WITHIN)
     with ha.api(w1, kubeconfig=ha.node("cp1")) as api:  # from the worker's namespace, through haproxy
         core = CoreV1Api(api)
         nodes = {n.metadata.name: n for n in core.list_node(_request_timeout=10).items}
@@ -473,7 +464,7 @@ def test_a_short_lived_token_expires_and_token_create_prints_a_command_that_join
 
     # The printed command as the user runs it on w3, plus what makes a directory a node here.
     extra = ["--node-name", w3.name, "--rootfs", str(w3.rootfs), "--ignore-preflight-errors"]
-    future = ha.bootstrap_async(w3, *command[1:], *extra, "FileExisting-kubelet,CRI,Swap", "-o", "json")
+    future = ha.bootstrap_async(w3, *command[1:], *extra, HOST_CHECKS, "-o", "json")
     run = ha.with_kubelet(w3, future)
     assert run.code == 0, run
     registered(ha, w3)
@@ -508,7 +499,7 @@ def test_a_control_plane_join_whose_etcd_cannot_start_removes_its_learner(ha: Ha
         squatter.listen()
         t = time.monotonic()
         with watching_members(ha, cp1, [cp1, cp2]) as seen:
-            run = ha.join(cp4, "--config", str(config), ignore="FileExisting-kubelet,CRI,Swap,Port-2380")
+            run = ha.join(cp4, "--config", str(config), ignore=f"{HOST_CHECKS},Port-2380")
         ha.timings["failed control-plane join"] = time.monotonic() - t
         assert run.code == 1, f"{run}{ha.etcd_logs()}"
         # The join did add its learner (seen while it ran), then took it out again.
