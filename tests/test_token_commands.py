@@ -202,6 +202,40 @@ def test_dry_run_creates_and_deletes_nothing(cluster: tuple[Node, dict[str, Any]
     assert stored(node, real) is not None
 
 
+def test_reuse_prints_a_token_of_the_same_purpose_while_it_lasts(
+    cluster: tuple[Node, dict[str, Any]], cli: CliRunner
+) -> None:
+    node, doc = cluster
+    details = next(p for p in doc["phases"] if p["path"] == "show-join-command")["details"]
+
+    def create(*extra: str) -> dict[str, Any]:
+        args = ("token", "create", "--description", "reuse test", "--ttl", "1h", *extra)
+        result = cli(*args, *rootfs_args(node), "-o", "json")
+        assert result.code == 0, result.stderr
+        return result.json()
+
+    first = create("--reuse-if-valid-for", "30m")
+    assert (first["reused"], first["changed"]) == (False, True)
+    assert first["caCertHash"] == details["caCertHash"]
+    assert stored(node, first["id"]) is not None
+    again = create("--reuse-if-valid-for", "30m")
+    assert (again["reused"], again["changed"], again["token"]) == (True, False, first["token"])
+    assert again["expires"] == first["expires"]
+    planned = create("--reuse-if-valid-for", "30m", "--dry-run")
+    assert (planned["reused"], planned["changed"], planned["token"]) == (True, False, first["token"])
+    # Not valid long enough (1h token, 2h wanted): a new one; a dry run only says it would make one.
+    too_short = create("--reuse-if-valid-for", "2h", "--dry-run")
+    assert (too_short["reused"], too_short["changed"]) == (False, False)
+    assert too_short["token"] != first["token"] and stored(node, too_short["id"]) is None
+    renewed = create("--reuse-if-valid-for", "2h")
+    assert renewed["reused"] is False and renewed["token"] != first["token"]
+    # Another purpose (usages) is never reused.
+    other = create("--reuse-if-valid-for", "1m", "--usages", "signing")
+    assert other["reused"] is False and other["token"] not in (first["token"], renewed["token"])
+    # The latest-expiring of the matching tokens is the one reused.
+    assert create("--reuse-if-valid-for", "1m")["token"] == renewed["token"]
+
+
 def test_generate_prints_a_token_and_creates_nothing(
     cluster: tuple[Node, dict[str, Any]], cli: CliRunner
 ) -> None:
@@ -225,6 +259,9 @@ def test_generate_prints_a_token_and_creates_nothing(
         (("create", "--certificate-key", "xyz", "--print-join-command"), "--certificate-key"),
         (("create", "--certificate-key", KEY), "--print-join-command"),
         (("delete", "not-an-id-secretpart"), "argument 1"),
+        (("create", "abcdef.secretsecretsecre", "--reuse-if-valid-for", "1h"), "--reuse-if-valid-for"),
+        (("create", "--reuse-if-valid-for", "-1h"), "--reuse-if-valid-for"),
+        (("create", "--reuse-if-valid-for", "10"), "--reuse-if-valid-for"),
     ],
 )
 def test_bad_arguments_are_usage_errors_that_do_not_echo_secrets(

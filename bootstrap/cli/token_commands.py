@@ -7,6 +7,7 @@ failed API call, an unusable kubeconfig or an unknown token is exit 1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,14 @@ def token(output: str, verbose: bool) -> None:
     metavar="KEY",
     help="With --print-join-command: print the control-plane join command with this key.",
 )
+@click.option(
+    "--reuse-if-valid-for",
+    "reuse_for",
+    default=None,
+    metavar="DURATION",
+    help="Print a token made with the same --description, --usages and --groups that is still valid "
+    "that long instead of creating one (automation that re-runs: no new token each time).",
+)
 @_common
 def create(
     token_value: str | None,
@@ -128,6 +137,7 @@ def create(
     description: str | None,
     print_join_command: bool,
     certificate_key: str | None,
+    reuse_for: str | None,
     kubeconfig: str,
     rootfs: Path | None,
     dry_run: bool,
@@ -151,53 +161,87 @@ def create(
         problems.append("--certificate-key: must be 64 hex characters (a 32-byte key)")
     if certificate_key is not None and not print_join_command:
         problems.append("--certificate-key: only used with --print-join-command")
+    reuse_window = None if reuse_for is None else options.duration("--reuse-if-valid-for", reuse_for)
+    if reuse_window is not None and token_value is not None:
+        problems.append("--reuse-if-valid-for: not with TOKEN (a given token is created, never reused)")
+    if reuse_window is not None and reuse_window.total_seconds() < 0:
+        problems.append(f"--reuse-if-valid-for: {reuse_for!r} must not be negative")
     if problems:
         raise UsageError("; ".join(problems))
     reporter = options.reporter(output, verbose, "TokenCreateResult")
     now = datetime.now(UTC).replace(microsecond=0)
-    value = token_value or objects.generate_token()
-    expires = objects.expiration_for(lifetime, now)
-    join = _join_command(rootfs, kubeconfig, value, certificate_key) if print_join_command else None
-    if dry_run:
-        reporter.info("dryrun", f"Would create Secret kube-system/bootstrap-token-{value.split('.')[0]}")
-    else:
-        api = _token_api(rootfs, kubeconfig)
-        try:
-            api.create(
-                value, expires, wanted_usages, wanted_groups, description or tokens.DEFAULT_DESCRIPTION
-            )
-        finally:
-            api.close()
+    wanted_description = description or tokens.DEFAULT_DESCRIPTION
+    cluster = _cluster_of(rootfs, kubeconfig)
+    api = _token_api(rootfs, kubeconfig)
+    try:
+        reused = (
+            None
+            if reuse_window is None
+            else api.reusable(wanted_usages, wanted_groups, wanted_description, now + reuse_window)
+        )
+        if reused is not None:
+            value, expires = reused[0], reused[1].expires
+            reporter.info("token", f'Reusing bootstrap token "{reused[1].token_id}" (valid long enough)')
+        else:
+            value = token_value or objects.generate_token()
+            expires = objects.expiration_for(lifetime, now)
+            if dry_run:
+                reporter.info(
+                    "dryrun", f"Would create Secret kube-system/bootstrap-token-{value.split('.')[0]}"
+                )
+            else:
+                api.create(value, expires, wanted_usages, wanted_groups, wanted_description)
+    finally:
+        api.close()
+    join = _join_command(cluster, value, certificate_key) if print_join_command else None
     if output == "text":
         click.echo(join or value)
     reporter.result(
         _document(
             "TokenCreateResult",
             reporter,
-            not dry_run,
+            reused is None and not dry_run,
             dry_run,
             # The user asked for this credential: it is the command's whole answer.
             token=value,
             id=value.split(".")[0],
             expires=None if expires is None else expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            reused=reused is not None,
+            caCertHash=cluster.ca_hash,
             joinCommand=join,
         )
     )
 
 
-def _join_command(rootfs: Path | None, kubeconfig: str, value: str, certificate_key: str | None) -> str:
-    """kubeadm's: the endpoint and CA come from the kubeconfig's current cluster."""
+@dataclass(frozen=True)
+class _Cluster:
+    """What a join command names of the kubeconfig's current cluster."""
+
+    kubeconfig: Path
+    endpoint: str
+    ca_hash: str | None
+
+
+def _cluster_of(rootfs: Path | None, kubeconfig: str) -> _Cluster:
+    """kubeadm's: the endpoint and CA a join command names come from the kubeconfig's current cluster."""
     from bootstrap.cluster.bootstrap_tokens import ca_hash_of
     from bootstrap.cluster.client import read_kubeconfig
-    from bootstrap.cluster.join_command import JoinCommand
-    from bootstrap.errors import PhaseError
 
     path = _kubeconfig(rootfs, kubeconfig)
     credentials = read_kubeconfig(path)
-    if credentials.ca_pem is None:
-        raise PhaseError(f"{path}: names no CA, so there is no hash to pin for --print-join-command")
-    endpoint = credentials.server.removeprefix("https://").rstrip("/")
-    join = JoinCommand(endpoint, value, ca_hash_of(credentials.ca_pem), certificate_key)
+    ca_hash = None if credentials.ca_pem is None else ca_hash_of(credentials.ca_pem)
+    return _Cluster(path, credentials.server.removeprefix("https://").rstrip("/"), ca_hash)
+
+
+def _join_command(cluster: _Cluster, value: str, certificate_key: str | None) -> str:
+    from bootstrap.cluster.join_command import JoinCommand
+    from bootstrap.errors import PhaseError
+
+    if cluster.ca_hash is None:
+        raise PhaseError(
+            f"{cluster.kubeconfig}: names no CA, so there is no hash to pin for --print-join-command"
+        )
+    join = JoinCommand(cluster.endpoint, value, cluster.ca_hash, certificate_key)
     return join.control_plane() if certificate_key else join.worker()
 
 

@@ -162,6 +162,37 @@ class TokenApi:
         found = [info for info in (info_of(s) for s in secrets) if info is not None]
         return sorted(found, key=lambda t: t.token_id)
 
+    def reusable(
+        self, usages: Sequence[str], groups: Sequence[str], description: str, valid_until: datetime
+    ) -> tuple[str, TokenInfo] | None:
+        """A token made for the same purpose (exactly these usages, groups and description) that is
+        still valid at ``valid_until``: the one that lasts longest, with its whole value."""
+        secrets = self._retry(lambda: self.api.list_objects("Secret", NAMESPACE))
+        candidates = []
+        for secret in secrets:
+            info = info_of(secret)
+            found = objects.token_of(secret)
+            if info is None or found is None:
+                continue
+            if (set(info.usages), set(info.groups), info.description) != (
+                set(usages),
+                set(groups),
+                description,
+            ):
+                continue
+            if info.expires is not None and info.expires < valid_until:
+                continue
+            candidates.append((found[0], info))
+        # Never-expiring first, then the latest expiry; the id breaks ties so the choice is stable.
+        candidates.sort(
+            key=lambda c: (
+                c[1].expires is not None,
+                -(c[1].expires or valid_until).timestamp(),
+                c[1].token_id,
+            )
+        )
+        return candidates[0] if candidates else None
+
     def delete(self, token_id: str) -> bool:
         """Delete the token; False when there was none with that id."""
         return self._retry(lambda: self.api.delete("Secret", NAMESPACE, f"bootstrap-token-{token_id}"))
