@@ -315,3 +315,33 @@ def test_bad_upload_flags_are_refused_before_anything_is_written(
     assert got == code and says in stderr
     assert doc["ok"] is False
     assert not (node.rootfs / "etc/kubernetes").exists()
+
+
+def test_a_copy_deleted_soon_is_uploaded_again(cluster: tuple[Node, dict[str, Any], str]) -> None:
+    """A join that starts now must still find the Secret: a copy whose owner token expires within the
+    reuse margin is sealed again under a new owner; one that lives long enough is kept."""
+    node, _, _ = cluster
+    key = "cd" * 32
+
+    def upload(ttl: str) -> bool:
+        code, doc, _, stderr = run(
+            node,
+            "phase",
+            "upload-certs",
+            "--upload-certs",
+            "--certificate-key",
+            key,
+            "--certificate-key-ttl",
+            ttl,
+        )
+        assert code == 0, stderr
+        return bool(phase(doc, "upload-certs")["changed"])
+
+    assert upload("4m") is True
+    owner = secret(node, "kubeadm-certs").metadata.owner_references[0].name
+    # A 4-minute copy against a 4-minute request: the margin is half of that, and about 4 minutes are left.
+    assert upload("4m") is False
+    assert secret(node, "kubeadm-certs").metadata.owner_references[0].name == owner
+    # Against the default 15-minute margin (a 90-minute request), 4 minutes are too few.
+    assert upload("90m") is True
+    assert secret(node, "kubeadm-certs").metadata.owner_references[0].name != owner

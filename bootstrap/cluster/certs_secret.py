@@ -5,8 +5,8 @@ expires after the chosen lifetime, so the garbage collector deletes the certific
 token cleaner deletes the token. A Role lets the bootstrap-token group read the Secret, as kubeadm's.
 
 Unlike kubeadm, an upload that finds the Secret already holding exactly these files under this key,
-owned by a token that is still valid, changes nothing: a re-run reports no change and keeps the
-expiry the first run set.
+owned by a token that stays valid a while longer (:func:`reuse_margin`), changes nothing: a re-run
+reports no change and keeps the expiry the first run set.
 """
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ SECRET_NAME = "kubeadm-certs"
 ROLE_NAME = "kubeadm:kubeadm-certs"
 DEFAULT_TTL = timedelta(hours=2)
 OWNER_DESCRIPTION = "Owner of kube-system/kubeadm-certs: both are deleted when this token expires"
+# A join that starts right after an upload reads the Secret within its discovery timeout (5 minutes by
+# default) plus the download: a copy deleted sooner than this is uploaded again instead of kept.
+REUSE_MARGIN = timedelta(minutes=15)
+
+
+def reuse_margin(ttl: timedelta) -> timedelta:
+    """How long a stored copy must still live to be kept (never more than half a fresh upload's life,
+    so a short --certificate-key-ttl still lets a re-run keep what the run before uploaded)."""
+    return min(REUSE_MARGIN, ttl / 2)
 
 
 def owner_token_secret(token: str, expiration: datetime) -> dict[str, Any]:
@@ -79,8 +88,8 @@ def sealed_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
     return {name: base64.b64decode(value) for name, value in (secret.get("data") or {}).items()}
 
 
-def _valid_owner(applier: Applier, secret: Mapping[str, Any], now: datetime) -> datetime | None:
-    """The expiry of the token that owns ``secret``, when that token exists and is still valid."""
+def _valid_owner(applier: Applier, secret: Mapping[str, Any], until: datetime) -> datetime | None:
+    """The expiry of the token that owns ``secret``, when that token exists and is valid at ``until``."""
     for ref in secret.get("metadata", {}).get("ownerReferences") or []:
         if ref.get("kind") != "Secret" or not str(ref.get("name", "")).startswith("bootstrap-token-"):
             continue
@@ -88,7 +97,7 @@ def _valid_owner(applier: Applier, secret: Mapping[str, Any], now: datetime) -> 
         if owner is None or owner.get("metadata", {}).get("uid") != ref.get("uid"):
             continue
         found = objects.token_of(owner)
-        if found is not None and found[1] is not None and found[1] > now:
+        if found is not None and found[1] is not None and found[1] > until:
             return found[1]
     return None
 
@@ -106,7 +115,7 @@ def upload(
     node (the crypto lives in :mod:`bootstrap.pki.cert_upload`, a layer above this one).
     """
     existing = applier.read("Secret", NAMESPACE, SECRET_NAME)
-    expiry = _valid_owner(applier, existing, now) if existing is not None else None
+    expiry = _valid_owner(applier, existing, now + reuse_margin(ttl)) if existing is not None else None
     outcomes: list[Outcome]
     if existing is not None and expiry is not None and holds(sealed_data(existing)):
         until = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
