@@ -21,11 +21,10 @@ description:
   - C(command=init) runs C(bootstrap init -o json); in check mode it runs C(bootstrap init --dry-run -o json)
     instead, which writes only into a temporary directory that is removed afterwards.
   - C(command=join) runs C(bootstrap join ENDPOINT -o json) with the token, CA hash and (for a control-plane
-    join) certificate key given; it is never run in check mode (a join dry run needs a token that exists
-    in the cluster, which check mode does not create): the task fails instead, so the role plans joins
-    itself.
+    join) certificate key given (C(--dry-run) in check mode: where the cluster or the token does not exist
+    yet, the CLI plans against a stand-in cluster and says so).
   - C(command=upload-certs) runs C(bootstrap init phase upload-certs --upload-certs) with the certificate key
-    given (never in check mode).
+    given (C(--dry-run) in check mode: changed when the certificates are not in the cluster under that key).
   - C(command=reset) runs C(bootstrap reset --force -o json) (C(--dry-run) in check mode).
   - C(changed) comes from the result document; a failed run fails the task with the CLI's error message.
   - In diff mode, C(init) also runs C(bootstrap phase manifests --dry-run --diff) and returns its unified
@@ -112,6 +111,8 @@ def upload_certs_argv(params, dry_run):
     argv += ["--certificate-key", params["certificate_key"], "--config", params["config"]]
     if params["rootfs"]:
         argv += ["--rootfs", params["rootfs"]]
+    if dry_run:
+        argv.append("--dry-run")
     return argv
 
 
@@ -161,15 +162,24 @@ def diagnosis(doc):
     return found
 
 
-def plan_changes(doc):
-    """Check mode: the phases whose files a real run would write.
+def plan_changes(doc, command):
+    """Check mode: the phases a real run would change.
 
-    When the API server does not answer (check mode on a node whose control plane is down), a dry
-    run lists every API action of upload-config, mark-control-plane and bootstrap-token as a change;
-    those are reported but do not count.
+    For init and join, the phases whose files it would write. When the API server does not answer
+    (check mode on a node whose control plane is down), a dry run lists every API action of
+    upload-config, mark-control-plane and bootstrap-token as a change; those are reported but do not
+    count. upload-certs writes no file: its change is the Secret.
     """
     plan = (doc.get("dryRunPlan") or {}).get("plan", [])
+    if command == "upload-certs":
+        return [p["phase"] for p in plan if p.get("wouldChange")]
     return [p["phase"] for p in plan if p.get("wouldChange") and p.get("files")]
+
+
+def plan_failures(doc):
+    """Check mode: what a real run would stop at (phase -> reason), e.g. a join whose discovery fails."""
+    plan = (doc.get("dryRunPlan") or {}).get("plan", [])
+    return {p["phase"]: p.get("wouldFail") for p in plan if p.get("status") == "would-fail"}
 
 
 
@@ -222,12 +232,6 @@ def main():
     params = module.params
     dry_run = module.check_mode
     result = {"changed": False}
-    if params["command"] in ("join", "upload-certs") and dry_run:
-        module.fail_json(
-            msg=f"kube_bootstrap_cli: {params['command']} cannot be planned in check mode (it needs "
-            "credentials that exist in the cluster); the role reports the plan itself",
-            **result,
-        )
     scratch = tempfile.mkdtemp(prefix="kube-bootstrap-dryrun-") if dry_run else None
     config_copy = None
     try:
@@ -282,7 +286,8 @@ def main():
         result["removed"] = doc.get("removed", [])
         result["kept"] = doc.get("kept", [])
     elif dry_run:
-        result["would_change"] = plan_changes(doc)
+        result["would_change"] = plan_changes(doc, params["command"])
+        result["would_fail"] = plan_failures(doc)
         result["api_actions"] = (doc.get("dryRunPlan") or {}).get("apiActions", [])
         result["changed"] = bool(result["would_change"])
     else:
