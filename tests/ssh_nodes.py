@@ -86,6 +86,19 @@ class PlayRun:
     def changed(self) -> dict[str, int]:
         return {host: counts["changed"] for host, counts in self.recap().items()}
 
+    def task_result(self, host: str, task: str) -> dict[str, Any]:
+        """The result ``ansible-playbook -v`` printed for ``task`` (its banner name) on ``host``."""
+        decoder = json.JSONDecoder()
+        current = ""
+        for match in re.finditer(r"^TASK \[(.*)\] \*+$|^\w+: \[([^\]]+)\] => ", self.output, re.MULTILINE):
+            if match[1] is not None:
+                current = match[1]
+            elif current == task and match[2] == host:
+                found, _ = decoder.raw_decode(self.output, match.end())
+                assert isinstance(found, dict)
+                return found
+        raise AssertionError(f"no result of task {task!r} on {host} in the output (was it run with -v?)")
+
     def changed_tasks(self, host: str) -> list[str]:
         """The names of the tasks that reported ``changed`` on ``host`` (from the task banners)."""
         found, task = [], ""

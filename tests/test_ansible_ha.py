@@ -15,12 +15,16 @@ wanted version and the role's install step (run over SSH on every node, every ru
 The scenarios run in order on one cluster (``--dist loadfile`` keeps the module on one worker):
 
 1. check mode on the fresh nodes plans every host and writes nothing on any node (done first: the
-   nodes are fresh then, and a second set of nodes would cost a minute);
+   nodes are fresh then, and a second set of nodes would cost a minute): init's dry run on the anchor,
+   a join dry run on every other host, against a stand-in cluster (there is none yet);
 2. 3 control-plane hosts + 1 worker from scratch: success, 3 voting etcd members, every Node registered;
 3. the same playbook again: changed=0 on every host;
-4. a second worker added to the inventory: only it changes (and the anchor, which makes a token);
+4. a second worker added to the inventory: check mode plans its join against the real cluster with the
+   token init made (still valid: reused), writing nothing; the real run changes only it;
 5. ``kube_bootstrap_state: absent`` on cp3: its etcd member removed (2 left), the others unchanged;
-6. a bad variable on one host fails it, naming the variable, and stops every host before anything is
+6. check mode with cp3 back (as a new node name): its control-plane join is planned against the real
+   cluster, with the certificates init uploaded, opened with the key the anchor kept; nothing written;
+7. a bad variable on one host fails it, naming the variable, and stops every host before anything is
    written.
 
 The wall times and the per-host ``changed`` counts are printed at the end of the module (``pytest -s``)
@@ -75,6 +79,10 @@ class Site:
 
     def config_file(self, name: str) -> Path:
         return self.base / name / "etc" / "kubeadm.yaml"
+
+    def key_file(self, name: str) -> Path:
+        """Where the role keeps the certificate key on the anchor: next to the config."""
+        return self.config_file(name).with_name("certificate-key")
 
     def host_vars(self, name: str) -> dict[str, Any]:
         node = self.ha.node(name)
@@ -215,10 +223,10 @@ def everything(site: Site, skip: tuple[str, ...] = ()) -> dict[str, dict[str, st
     """The fingerprint of every node's rootfs and of the config the role keeps for it."""
     state = {name: fingerprint(site.ha.node(name).rootfs, skip) for name in NAMES}
     for name in NAMES:
-        config = site.config_file(name)
-        state[name]["<kept config>"] = (
-            hashlib.sha256(config.read_bytes()).hexdigest() if config.exists() else ""
-        )
+        for what, kept in (("config", site.config_file(name)), ("key", site.key_file(name))):
+            state[name][f"<kept {what}>"] = (
+                hashlib.sha256(kept.read_bytes()).hexdigest() if kept.exists() else ""
+            )
     return state
 
 
@@ -240,14 +248,30 @@ def bootstrap_token_secrets(site: Site) -> list[str]:
     return [base64.b64decode(s.data["token-secret"]).decode() for s in found.items]
 
 
+JOIN_CONTROL_PLANE = "kube_bootstrap : Join the control plane"
+JOIN_WORKER = "kube_bootstrap : Join as a worker"
+
+
+def join_plan(run: PlayRun, host: str, task: str) -> dict[str, Any]:
+    """The check-mode result of ``host``'s join task: a ``bootstrap join --dry-run`` that ran there."""
+    result = run.task_result(host, task)
+    assert result.get("changed") is True, result  # planned: it would write the node's files
+    assert result["result"]["kind"] == "JoinResult" and result["result"]["dryRun"] is True, result["result"]
+    return result
+
+
+def phase_messages(result: dict[str, Any], path: str) -> list[str]:
+    return next(p["messages"] for p in result["result"]["phases"] if p["path"] == path)
+
+
 # ---- 1. check mode on fresh nodes --------
 
 
 def test_check_mode_on_a_fresh_cluster_plans_every_host_and_writes_nothing(site: Site) -> None:
     before = everything(site)
-    assert all(set(state) == {"<kept config>"} for state in before.values()), before
+    assert all(set(state) == {"<kept config>", "<kept key>"} for state in before.values()), before
 
-    run = site.play(["w1"], "--check", "--diff")
+    run = site.play(["w1"], "--check", "--diff", "-v")
 
     counts = site.record("check mode, fresh 3+1", run)
     assert run.code == 0, run.output
@@ -256,10 +280,16 @@ def test_check_mode_on_a_fresh_cluster_plans_every_host_and_writes_nothing(site:
     assert all(n > 0 for n in counts.values()), counts  # every host reports what a real run would change
     # The anchor's init is a real dry run, with the manifests it would write as diffs.
     assert "+++ /etc/kubernetes/manifests/kube-apiserver.yaml" in run.output, run.output
-    for name in ("cp2", "cp3", "w1"):
-        assert f"Check mode: {name} would join {site.ha.endpoint}" in run.output, run.output
-    assert "the anchor cp1 is not initialized yet, so there is no API server to discover" in run.output
-    assert "Its config was validated." in run.output
+    assert "Check mode: cp2, cp3, w1 plan their joins with bootstrap join --dry-run." in run.output
+    assert "The anchor cp1 is not initialized yet" in run.output
+    # Every other host ran a real join dry run: nothing answers at the endpoint yet, so it plans
+    # against a stand-in cluster, and says a real run would stop at discovery if it were run now.
+    for name, task in (("cp2", JOIN_CONTROL_PLANE), ("cp3", JOIN_CONTROL_PLANE), ("w1", JOIN_WORKER)):
+        planned = join_plan(run, name, task)
+        assert "--dry-run" in planned["cmd"], planned["cmd"]
+        assert set(planned["would_fail"]) == {"preflight"}, planned["would_fail"]
+        assert "out of reach" in planned["would_fail"]["preflight"]
+        assert planned["would_change"], planned  # the kubelet's files at least
     site.ran.append("check")
 
 
@@ -304,16 +334,40 @@ def test_a_second_run_on_the_complete_cluster_changes_nothing(site: Site) -> Non
 # ---- 4. a second worker --------
 
 
-def test_adding_a_worker_changes_only_it_and_a_token_on_the_anchor(site: Site) -> None:
+def test_check_mode_plans_a_new_workers_join_against_the_cluster_and_writes_nothing(site: Site) -> None:
     ran_before(site, "rerun")
     before = everything(site, skip=LIVE)
+    tokens = bootstrap_token_secrets(site)
+
+    run = site.play(["w1", "w2"], "--check", "-v")
+
+    counts = site.record("check mode, add worker w2", run)
+    assert run.code == 0, run.output
+    assert everything(site, skip=LIVE) == before, "check mode wrote on a node"
+    assert bootstrap_token_secrets(site) == tokens, "check mode made a token"
+    # init's token (the role's, 1h) is still valid for 30 minutes: a real run would use it, so the anchor
+    # plans no change, and w2's dry run discovers the real cluster with it.
+    assert counts == {"cp1": 0, "cp2": 0, "cp3": 0, "w1": 0, "w2": counts["w2"]} and counts["w2"] > 0, counts
+    assert "They discover the cluster with the join token a real run would use." in run.output
+    planned = join_plan(run, "w2", JOIN_WORKER)
+    assert planned["would_fail"] == {}, planned["would_fail"]
+    assert f"Discovered the cluster at https://{site.ha.endpoint}" in phase_messages(planned, "preflight")
+    assert not [s for s in tokens if s in run.output], "a token secret is in the play's output"
+    site.ran.append("check add worker")
+
+
+def test_adding_a_worker_changes_only_it(site: Site) -> None:
+    ran_before(site, "check add worker")
+    before = everything(site, skip=LIVE)
+    tokens = bootstrap_token_secrets(site)
 
     run = site.play(["w1", "w2"])
 
     counts = site.record("add worker w2", run)
     assert run.code == 0, run.output
-    assert counts["w2"] > 0 and counts["cp2"] == counts["cp3"] == counts["w1"] == 0, counts
-    assert run.changed_tasks("cp1") == ["kube_bootstrap : Create a bootstrap token for the joining hosts"]
+    # The join token init made is used again: no new token, nothing changed on the anchor.
+    assert counts["w2"] > 0 and counts["cp1"] == counts["cp2"] == counts["cp3"] == counts["w1"] == 0, counts
+    assert bootstrap_token_secrets(site) == tokens
     site.ha.wait_registered(site.ha.node("w2"), READY_WITHIN)
     after = everything(site, skip=LIVE)
     assert {n: after[n] for n in ("cp1", "cp2", "cp3", "w1")} == {
@@ -348,7 +402,36 @@ def test_absent_on_cp3_removes_its_etcd_member_and_leaves_the_others_unchanged(s
     site.ran.append("absent")
 
 
-# ---- 6. bad variables --------
+# ---- 6. check mode: a control-plane host joins a cluster that exists --------
+
+
+def test_check_mode_plans_a_control_plane_join_with_the_uploaded_certificates(site: Site) -> None:
+    ran_before(site, "absent")
+    before = everything(site, skip=LIVE)
+    tokens = bootstrap_token_secrets(site)
+    kept_key = site.key_file("cp1")
+    assert kept_key.stat().st_mode & 0o777 == 0o600
+
+    # cp3 back, as a new machine would come: under another node name (the old Node object stays).
+    run = site.play(["w1", "w2"], "--check", "-v", extra={"cp3": {"kube_bootstrap_node_name": "cp3b"}})
+
+    counts = site.record("check mode, cp3 joins again", run)
+    assert run.code == 0, run.output
+    assert everything(site, skip=LIVE) == before, "check mode wrote on a node"
+    assert bootstrap_token_secrets(site) == tokens, "check mode made a token"
+    # The anchor's token and uploaded certificates are still valid: a real run would change nothing there.
+    assert counts["cp3"] > 0 and all(counts[n] == 0 for n in ("cp1", "cp2", "w1", "w2")), counts
+    assert "The certificates are in the cluster under the kept key." in run.output
+    planned = join_plan(run, "cp3", JOIN_CONTROL_PLANE)
+    assert planned["would_fail"] == {}, planned["would_fail"]
+    assert f"Discovered the cluster at https://{site.ha.endpoint}" in phase_messages(planned, "preflight")
+    downloaded = " ".join(phase_messages(planned, "control-plane-prepare/download-certs"))
+    assert "stand-in" not in downloaded, downloaded
+    assert kept_key.read_text().strip() not in run.output
+    site.ran.append("check cp join")
+
+
+# ---- 7. bad variables --------
 
 
 def test_a_bad_variable_on_one_host_stops_every_host_before_anything_is_written(site: Site) -> None:
