@@ -256,7 +256,8 @@ def join_plan(run: PlayRun, host: str, task: str) -> dict[str, Any]:
     """The check-mode result of ``host``'s join task: a ``bootstrap join --dry-run`` that ran there."""
     result = run.task_result(host, task)
     assert result.get("changed") is True, result  # planned: it would write the node's files
-    assert result["result"]["kind"] == "JoinResult" and result["result"]["dryRun"] is True, result["result"]
+    doc = result["result"]
+    assert (doc["kind"], doc["command"], doc["dryRun"]) == ("RunResult", "join", True), doc
     return result
 
 
