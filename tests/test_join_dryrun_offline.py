@@ -56,7 +56,9 @@ def _closed_port() -> int:
     return port
 
 
-def _plan_join(base: Path, *extra: str) -> Planned:
+def _plan_join(base: Path, *extra: str, discovery: list[str] | None = None, endpoint: str = "") -> Planned:
+    """``bootstrap join --dry-run`` into a fresh rootfs; ``discovery`` replaces the token discovery
+    flags, ``endpoint`` the closed loopback port chosen here."""
     rootfs, kept = base / "rootfs", base / "dry-run"
     rootfs.mkdir()
     (rootfs / "etc/kubernetes").mkdir(parents=True)
@@ -68,10 +70,11 @@ def _plan_join(base: Path, *extra: str) -> Planned:
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"
         "nodeRegistration: {name: offline-b}\ntimeouts: {discovery: 1s}\n"
     )
-    endpoint = f"127.0.0.1:{_closed_port()}"
+    endpoint = endpoint or f"127.0.0.1:{_closed_port()}"
+    if discovery is None:
+        discovery = [endpoint, "--token", TOKEN, "--discovery-token-unsafe-skip-ca-verification"]
     args = [
-        tool("bootstrap"), "join", endpoint, "--token", TOKEN,
-        "--discovery-token-unsafe-skip-ca-verification", "--config", str(config),
+        tool("bootstrap"), "join", *discovery, "--config", str(config),
         "--dry-run", "--rootfs", str(rootfs), "--ignore-preflight-errors", "all", "-o", "json", *extra,
     ]  # fmt: skip
     proc = subprocess.run(
@@ -230,3 +233,23 @@ def test_nothing_real_is_written_and_no_key_is_shown(request: pytest.FixtureRequ
     assert not (planned.rootfs / "var/lib/kube-bootstrap").exists()
     assert "PRIVATE KEY" not in planned.stdout + planned.stderr
     assert KEY not in planned.stdout + planned.stderr and TOKEN.split(".")[1] not in planned.stdout
+
+
+def test_file_discovery_plans_against_the_server_the_file_names(tmp_path: Path) -> None:
+    endpoint = f"127.0.0.1:{_closed_port()}"
+    discovery = tmp_path / "cluster.conf"  # no CA: cluster-info would have had to supply it
+    discovery.write_text(
+        f"apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://{endpoint}'}}\n"
+        "contexts:\n- name: c\n  context: {cluster: c, user: ''}\ncurrent-context: c\n"
+    )
+    planned = _plan_join(
+        tmp_path,
+        discovery=["--discovery-file", str(discovery), "--tls-bootstrap-token", TOKEN],
+        endpoint=endpoint,
+    )
+    assert planned.code == 0, planned.stderr
+    assert planned.plan()["kubelet-start"]["status"] == "ran"
+    assert kubeconfig_cluster(planned.file("/etc/kubernetes/bootstrap-kubelet.conf"))["server"] == (
+        f"https://{endpoint}"
+    )
+    assert files_under(planned.rootfs) == planned.planted

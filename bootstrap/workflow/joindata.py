@@ -189,6 +189,8 @@ class JoinRunData(RunData):
 
     def _stand_in_cluster(self) -> DiscoveredCluster:
         """The server discovery was asked to use, with a throwaway CA; it is never contacted."""
+        from urllib.parse import urlsplit
+
         from bootstrap.cluster.discovery import DiscoveredCluster, file_server
         from bootstrap.pki.from_config import pki_settings_from_config
         from bootstrap.pki.throwaway import throwaway_ca
@@ -201,7 +203,7 @@ class JoinRunData(RunData):
             assert discovery.file is not None
             source = discovery.file.kube_config_path
             # An unreadable file, or a URL that did not answer, names no server: its origin is the guess.
-            server = file_server(source) or source
+            server = file_server(source) or f"https://{urlsplit(source).netloc or source}"
         # Not self.config: that may be what asked for discovery. The plan's config is this one.
         planned = pki_settings_from_config(self._planned_config(None), self.started)
         self._stand_in_ca = throwaway_ca("ca", planned)
