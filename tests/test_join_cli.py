@@ -258,5 +258,10 @@ def test_a_dry_run_without_a_cluster_shows_its_plan_and_writes_nothing(
     steps = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
     assert next(iter(steps)) == "preflight" and steps["preflight"]["status"] == "would-fail"
     assert "connection refused" in steps["preflight"]["wouldFail"]
-    assert steps["control-plane-prepare/download-certs"]["status"] == "skipped"
+    # A worker skips the control-plane phases for being a worker; the rest plan against a stand-in.
+    phases = {p["path"]: p for p in doc["phases"]}
+    assert phases["control-plane-prepare/download-certs"]["skipReason"].startswith("worker node")
+    assert (
+        steps["kubelet-start"]["status"] == "ran" and "cluster-ca" in doc["dryRunPlan"]["standIn"]["replaces"]
+    )
     assert files_under(rootfs) == [] and not any(rootfs.iterdir())

@@ -492,3 +492,45 @@ def test_a_control_plane_dry_run_plans_every_phase_and_writes_nothing(
         p for p, s in plan.items() if s["status"] == "skipped"
     ]
     assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()
+
+
+def test_a_control_plane_dry_run_with_a_wrong_certificate_key_plans_with_stand_in_shared_files(
+    cluster: tuple[Node, dict[str, Any], Any], tmp_path: Path
+) -> None:
+    node = cluster[0]
+    rootfs = tmp_path / "dry-wrong-key"
+    rootfs.mkdir()
+    plant_host_tools(rootfs)
+    planted = files_under(rootfs)
+    cfg = join_config(tmp_path, "dry-wrong-key")
+    kept = tmp_path / "dry-wrong-key-out"
+    args = join_args(cluster, rootfs, cfg, "--dry-run", "--control-plane", "--certificate-key", "f" * 64)
+    args += ["--apiserver-advertise-address", "127.0.0.2", "--ignore-preflight-errors", "all"]
+    proc = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "BOOTSTRAP_DRYRUN_DIR": str(kept)},
+    )
+    code, doc, stderr = proc.returncode, json.loads(proc.stdout), proc.stderr
+    assert code == 0, stderr
+    cause = "the certificate key does not decrypt Secret kube-system/kubeadm-certs"
+    plan = {s["phase"]: s for s in doc["dryRunPlan"]["plan"]}
+    download = plan["control-plane-prepare/download-certs"]
+    assert download["status"] == "would-fail" and cause in download["wouldFail"]
+    assert any(cause in w and "a real run stops here" in w for w in doc["warnings"])
+    later = [p for p in plan if p.startswith(("control-plane-prepare/", "control-plane-join/"))]
+    assert [p for p in later if plan[p]["status"] == "skipped"] == []
+    assert plan["control-plane-prepare/certs/apiserver"]["wouldChange"]
+    stand_in = doc["dryRunPlan"]["standIn"]
+    assert stand_in["replaces"] == ["shared-certificates"] and cause in stand_in["reason"]
+    certs = next(p for p in doc["phases"] if p["path"] == "control-plane-prepare/certs/apiserver")
+    assert all("stand-in" in m.splitlines()[0] for m in certs["messages"])
+    # The plan's certificates chain to the stand-in CA, which is not the cluster's.
+    stand_in_ca = kept / "etc/kubernetes/pki/ca.crt"
+    assert stand_in_ca.read_bytes() != (node.rootfs / "etc/kubernetes/pki/ca.crt").read_bytes()
+    openssl("verify", "-CAfile", str(stand_in_ca), str(kept / "etc/kubernetes/pki/apiserver.crt"))
+    assert "127.0.0.2" in " ".join(sans(kept / "etc/kubernetes/pki/apiserver.crt"))
+    assert "PRIVATE KEY" not in proc.stdout + stderr and "f" * 64 not in proc.stdout + stderr
+    assert files_under(rootfs) == planted and not (rootfs / "var/lib/kube-bootstrap").exists()

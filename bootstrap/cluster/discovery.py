@@ -548,6 +548,18 @@ def _parse_file(raw: bytes, base: Path | None, source: str) -> _FileKubeconfig:
     )
 
 
+def file_server(source: str) -> str | None:
+    """The server a local ``--discovery-file`` names, read without contacting anything; None for an
+    https URL or a file that cannot be read or parsed (a dry run's stand-in cluster needs only this)."""
+    if source.startswith("https://"):
+        return None
+    try:
+        raw, base = _load_source(source, REQUEST_TIMEOUT)
+        return _parse_file(raw, base, source).server
+    except ConfigError:
+        return None
+
+
 def discover_file(
     source: str,
     *,

@@ -5,6 +5,8 @@ ControlPlaneKubeletLocalMode for join).
 Join reuses init's phases where kubeadm's join does the same work: the leaf certificates, the
 kubeconfigs, the manifests, mark-control-plane and the wait run against join's run data, whose config
 is built from the cluster's settings. On a worker every control-plane phase is skipped with a reason.
+A dry run without the cluster runs them all against join's stand-in cluster, and every outcome after
+preflight says so.
 """
 
 from __future__ import annotations
@@ -63,13 +65,8 @@ _JOIN_MANIFESTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler"
 def _worker_reason(rd: RunData) -> str | None:
     from bootstrap.workflow.joindata import join_data
 
-    jd = join_data(rd)
-    if not jd.control_plane:
+    if not join_data(rd).control_plane:
         return "worker node: no control-plane component here"
-    if jd.dry_run and jd.cluster_problem is None:
-        jd.cluster_reachable()
-    if jd.dry_run and jd.cluster_problem is not None:
-        return f"dry run: the cluster is out of reach ({jd.cluster_problem})"
     return None
 
 
@@ -87,6 +84,31 @@ def _control_plane_only(phase: Phase) -> Phase:
     )
 
 
+def _noting_stand_in(phase: Phase) -> Phase:
+    """``phase`` (and its subtree) with each outcome's first line saying when it rests on a stand-in."""
+    own = phase.run
+
+    def run(rd: RunData) -> list[Outcome]:
+        from bootstrap.workflow.joindata import join_data
+
+        assert own is not None
+        outcomes = own(rd)
+        note = join_data(rd).stand_in_note
+        if note is None:
+            return outcomes
+        noted = []
+        for outcome in outcomes:
+            first, newline, rest = outcome.message.partition("\n")
+            noted.append(dataclasses.replace(outcome, message=f"{first} ({note}){newline}{rest}"))
+        return noted
+
+    return dataclasses.replace(
+        phase,
+        run=run if own is not None else None,
+        children=tuple(_noting_stand_in(c) for c in phase.children),
+    )
+
+
 def _children(
     phase: Phase, names: Iterable[str] | None = None, *, leave_out: Iterable[str] = ()
 ) -> tuple[Phase, ...]:
@@ -97,10 +119,9 @@ def _children(
 
 def _join_preflight(node_checks: Callable[[RunData], list[Outcome]]) -> Callable[[RunData], list[Outcome]]:
     def run(rd: RunData) -> list[Outcome]:
-        outcomes = cluster_checks(rd)
-        if any(o.would_fail for o in outcomes):
-            return outcomes  # a dry run without the cluster: the node checks need its settings
-        return outcomes + node_checks(rd)
+        # Past a cluster problem only in a dry run (a real run raised): the node is still checked,
+        # with the planned settings when the cluster's are out of reach.
+        return cluster_checks(rd) + node_checks(rd)
 
     return run
 
@@ -143,10 +164,10 @@ CONTROL_PLANE_JOIN = _control_plane_only(
 
 JOIN_PHASES: tuple[Phase, ...] = (
     JOIN_PREFLIGHT,
-    CONTROL_PLANE_PREPARE,
-    JOIN_KUBELET_START,
-    _control_plane_only(ETCD_JOIN),
+    _noting_stand_in(CONTROL_PLANE_PREPARE),
+    _noting_stand_in(JOIN_KUBELET_START),
+    _noting_stand_in(_control_plane_only(ETCD_JOIN)),
     KUBELET_WAIT_BOOTSTRAP,
-    CONTROL_PLANE_JOIN,
-    _control_plane_only(WAIT_CONTROL_PLANE),
+    _noting_stand_in(CONTROL_PLANE_JOIN),
+    _noting_stand_in(_control_plane_only(WAIT_CONTROL_PLANE)),
 )

@@ -1,7 +1,9 @@
 """Adapter for join's ``control-plane-prepare/download-certs``: write the certificates init uploaded.
 
 They were opened (and the key checked) in preflight; here they are written, keys (and sa.pub) 0600
-and certificates 0644, each file only when its content differs. Without ``--certificate-key`` the shared
+and certificates 0644, each file only when its content differs. A dry run that could not have them
+writes the run data's stand-in files into its own directory instead, and says what a real run would
+have stopped on. Without ``--certificate-key`` the shared
 files must already be on this node (preflight checked that), and the phase has nothing to do.
 """
 
@@ -23,7 +25,10 @@ def _run(rd: RunData) -> list[Outcome]:
     jd = join_data(rd)
     paths = jd.shared_cert_paths()
     outcomes = []
-    for key, content in sorted(jd.shared_certs.items()):
+    shared = jd.shared_certs
+    if jd.shared_certs_problem is not None:
+        outcomes.append(Outcome(False, jd.shared_certs_problem, [], None, jd.shared_certs_problem))
+    for key, content in sorted(shared.items()):
         path = paths.get(key)
         if path is None or not content:
             continue  # a key this version does not place, or a file the uploader did not have
@@ -31,7 +36,7 @@ def _run(rd: RunData) -> list[Outcome]:
         private = key.endswith(".key") or key == "sa.pub"
         shown = rd.reported_path(path)
         if write_atomic(path, content, 0o600 if private else 0o644, dir_mode=0o755):
-            outcomes.append(Outcome(True, f'Writing "{shown}" from Secret kube-system/kubeadm-certs', [path]))
+            outcomes.append(Outcome(True, f'Writing "{shown}" {jd.shared_certs_source}', [path]))
         else:
             outcomes.append(Outcome(False, f'"{shown}" matches the uploaded copy'))
     return outcomes

@@ -163,9 +163,13 @@ def _plan(rd: RunData, name: str, peer_url: str) -> list[Outcome]:
     from bootstrap.errors import BootstrapError
     from bootstrap.etcd.learner import initial_cluster
     from bootstrap.etcd.members import EtcdClient, EtcdTLS
+    from bootstrap.workflow.joindata import join_data
     from bootstrap.workflow.rundata import host_view
 
     try:
+        if join_data(rd).credentials_stand_in:
+            # admin.conf and the healthcheck client are signed by a stand-in CA: never sent anywhere.
+            raise BootstrapError("not asked with this dry run's stand-in credentials")
         api = admin_api(rd.kubernetes_dir)
         try:
             endpoints = etcd_client_urls(api, timeout=5)

@@ -7,6 +7,10 @@ kubelet.conf authenticates as it (then the run converges); a control-plane join 
 controlPlaneEndpoint and the shared certificates (downloaded with ``--certificate-key`` and checked
 here, so a wrong key also stops the run before any write, or already on disk). The node checks of a
 worker are the ones that concern a kubelet; a control-plane node gets init's (see the tree).
+
+A dry run goes past what would stop a real run here, saying so: without the cluster the node checks
+run with the planned settings, and without usable shared certificates the plan continues with
+stand-in ones (the run data decides both).
 """
 
 from __future__ import annotations
@@ -34,15 +38,13 @@ def cluster_checks(rd: RunData) -> list[Outcome]:
     from bootstrap.cluster.discovery import ca_cert_hashes
     from bootstrap.cluster.joining import ready_node
     from bootstrap.errors import PreflightError
-    from bootstrap.workflow.joindata import ClusterUnavailable, join_data
+    from bootstrap.workflow.joindata import join_data
 
     jd = join_data(rd)
-    try:
-        found = jd.discovered
-        cfg = jd.config
-        _ = jd.cluster_settings
-    except ClusterUnavailable as exc:
-        reason = f"the cluster is out of reach ({exc})"
+    found = jd.discovered
+    cfg = jd.config
+    if not jd.cluster_reachable():
+        reason = f"the cluster is out of reach ({jd.cluster_problem})"
         rd.reporter.warn(DRY_RUN_PREFIX + reason)
         return [Outcome(False, f"Discovery: {reason}", [], None, reason)]
     outcomes = [
@@ -82,6 +84,9 @@ def _shared_certificates(jd: JoinRunData) -> Outcome:
 
     if jd.join_config.join.control_plane and jd.join_config.join.control_plane.certificate_key:
         opened = jd.shared_certs
+        problem = jd.shared_certs_problem
+        if problem is not None:  # a dry run: the run data warned, and stands in for the files
+            return Outcome(False, f"Shared certificates: {problem}", [], None, problem)
         return Outcome(False, f"The certificate key opens the {len(opened)} uploaded certificate files")
     missing = [str(p) for p in jd.shared_cert_paths().values() if not p.exists()]
     if missing:

@@ -126,6 +126,9 @@ def summary(rd: RunData, reports: list[PhaseReport]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if not rd.options.diff:  # with --diff the directory is an implementation detail
         data["directory"] = str(rd.dry_run_dir)
+    stand_in = rd.dry_run_stand_in()
+    if stand_in is not None:
+        data["standIn"] = stand_in
     return {**data, "plan": plan, "manifests": manifests, "certificates": certificates, "apiActions": actions}
 
 
@@ -146,6 +149,11 @@ def render(data: dict[str, Any]) -> str:
         )
     # What would stop a real run comes first: everything after it would not happen.
     lines += [f"{s['phase']}: {s['wouldFail']} — {STOPS_HERE}" for s in data["plan"] if s.get("wouldFail")]
+    if "standIn" in data:
+        lines.append(
+            f"Planned against a stand-in ({', '.join(data['standIn']['replaces'])}) made for this dry run: "
+            f"{data['standIn']['reason']}"
+        )
     lines += ["", "Plan:"]
     for step in data["plan"]:
         lines.append(f"  {step['phase']:<40} {_state(step)}")

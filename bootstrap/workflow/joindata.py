@@ -8,8 +8,13 @@ token once discovery has established trust) with this node's nodeRegistration, i
 ``controlPlane.localAPIEndpoint``, its timeouts and its KubeletConfiguration merged over the
 cluster's, all checked by the same loader as init's config.
 
-A dry run that cannot reach a cluster still shows its plan: the cluster's settings are then
-kubeadm's defaults, and each step that needed the cluster says what a real run would have done.
+A dry run that cannot reach a cluster still plans every phase, as kubeadm's does since v1.32: the
+cluster's settings are then kubeadm's defaults, and the cluster is a *stand-in*: the server discovery
+was asked to use, with a throwaway CA made in memory for this run, and for a control-plane node
+throwaway shared files (CAs, service-account key) in place of Secret ``kube-system/kubeadm-certs``.
+A dry run whose cluster answers but whose Secret cannot be opened plans with throwaway shared files
+the same way. This class alone decides between the cluster and the stand-in (:attr:`JoinRunData.stand_in`
+says which parts stand in, and why); the stand-in is never sent anywhere, and real runs never make one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     from bootstrap.cluster.discovery import DiscoveredCluster
     from bootstrap.cluster.joining import ClusterSettings
     from bootstrap.config import Config, JoinConfig
+    from bootstrap.pki.throwaway import PemPair
 
 KUBELET_DIR = "/var/lib/kubelet"
 BOOTSTRAP_KUBELET_CONF = f"{KUBERNETES_DIR}/bootstrap-kubelet.conf"
@@ -46,6 +52,26 @@ class ClusterUnavailable(Exception):
     """A dry run could not reach the cluster; the message says why (real runs raise the cause)."""
 
 
+# What can stand in, as the result document names it.
+STAND_IN_CLUSTER_CA = "cluster-ca"
+STAND_IN_CLUSTER_SETTINGS = "cluster-settings"
+STAND_IN_SHARED_CERTS = "shared-certificates"
+_SHARED_CERTS_SOURCE = "Secret kube-system/kubeadm-certs"
+
+
+@dataclass
+class StandIn:
+    """What a dry run plans against instead of the cluster: the first reason, the parts, and the
+    short words every outcome resting on it carries."""
+
+    reason: str
+    note: str
+    parts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "replaces": list(self.parts)}
+
+
 class JoinRunData(RunData):
     """Run data for join: the node's JoinConfiguration, discovery, and the cluster-derived config."""
 
@@ -54,6 +80,9 @@ class JoinRunData(RunData):
     def __init__(self, options: JoinOptions, reporter: Any = None) -> None:
         super().__init__(options, reporter)
         self.cluster_problem: str | None = None  # why a dry run works without the cluster
+        self.shared_certs_problem: str | None = None  # why a dry run's shared files stand in
+        self.stand_in: StandIn | None = None
+        self._stand_in_ca: PemPair | None = None
 
     # -- this node's own configuration -------------------------------------------------------
     @cached_property
@@ -103,12 +132,10 @@ class JoinRunData(RunData):
     @cached_property
     def discovered(self) -> DiscoveredCluster:
         """The cluster's CA and server, trusted (token or file discovery); in a dry run without a
-        cluster, :class:`ClusterUnavailable`."""
+        cluster, the stand-in's."""
         from bootstrap.cluster.discovery import TokenDiscovery, discover_file, discover_token
         from bootstrap.errors import BootstrapError, ConfigError
 
-        if self.cluster_problem is not None:
-            raise ClusterUnavailable(self.cluster_problem)
         join = self.join_config.join
         timeout = join.timeouts.discovery.total_seconds()
         if self.dry_run:
@@ -136,26 +163,76 @@ class JoinRunData(RunData):
         except BootstrapError as exc:
             if not self.dry_run:
                 raise
-            self._unavailable(exc.message)
+            self._note_unavailable(exc.message)
+            return self._stand_in_cluster()
         for warning in found.warnings:
             self.reporter.warn(warning)
         return found
 
-    def _unavailable(self, why: str) -> NoReturn:
+    def _note_unavailable(self, why: str) -> None:
         if self.cluster_problem is None:
             self.cluster_problem = why
             self.reporter.warn(
-                f"[dryrun] the cluster is out of reach ({why}); planning with kubeadm's defaults"
+                f"[dryrun] the cluster is out of reach ({why}); planning with kubeadm's defaults "
+                "against a stand-in cluster"
             )
+
+    def _unavailable(self, why: str) -> NoReturn:
+        self._note_unavailable(why)
         raise ClusterUnavailable(why)
+
+    def _stands_in(self, part: str, reason: str, note: str) -> None:
+        if self.stand_in is None:
+            self.stand_in = StandIn(reason, note)
+        if part not in self.stand_in.parts:
+            self.stand_in.parts.append(part)
+
+    def _stand_in_cluster(self) -> DiscoveredCluster:
+        """The server discovery was asked to use, with a throwaway CA; it is never contacted."""
+        from urllib.parse import urlsplit
+
+        from bootstrap.cluster.discovery import DiscoveredCluster, file_server
+        from bootstrap.pki.from_config import pki_settings_from_config
+        from bootstrap.pki.throwaway import throwaway_ca
+
+        assert self.cluster_problem is not None
+        discovery = self.join_config.join.discovery
+        if discovery.bootstrap_token is not None:
+            server = f"https://{discovery.bootstrap_token.api_server_endpoint}"
+        else:
+            assert discovery.file is not None
+            source = discovery.file.kube_config_path
+            # An unreadable file, or a URL that did not answer, names no server: its origin is the guess.
+            server = file_server(source) or f"https://{urlsplit(source).netloc or source}"
+        # Not self.config: that may be what asked for discovery. The plan's config is this one.
+        planned = pki_settings_from_config(self._planned_config(None), self.started)
+        self._stand_in_ca = throwaway_ca("ca", planned)
+        self._stands_in(STAND_IN_CLUSTER_CA, self.cluster_problem, "stand-in CA: the cluster is out of reach")
+        return DiscoveredCluster(server=server, ca_pem=self._stand_in_ca.cert, kubeconfig="")
 
     def cluster_reachable(self) -> bool:
         """Whether the cluster's settings can be had (a dry run may plan without them)."""
+        _ = self.discovered
         try:
-            _ = self.discovered, self.cluster_settings
+            _ = self.cluster_settings
         except ClusterUnavailable:
             return False
         return True
+
+    def dry_run_stand_in(self) -> dict[str, Any] | None:
+        return self.stand_in.to_dict() if self.stand_in is not None else None
+
+    @property
+    def credentials_stand_in(self) -> bool:
+        """Whether this run's certificates (and so its kubeconfigs) chain to a stand-in CA: they must
+        not be presented to anything."""
+        parts = self.stand_in.parts if self.stand_in is not None else []
+        return STAND_IN_CLUSTER_CA in parts or STAND_IN_SHARED_CERTS in parts
+
+    @property
+    def stand_in_note(self) -> str | None:
+        """What every outcome that rests on a stand-in adds to its message (None: nothing stands in)."""
+        return self.stand_in.note if self.stand_in is not None else None
 
     @property
     def tls_bootstrap_token(self) -> str:
@@ -177,6 +254,8 @@ class JoinRunData(RunData):
         from bootstrap.cluster.joining import token_credentials
 
         found = self.discovered
+        if self.cluster_problem is not None:  # the stand-in is never contacted
+            raise ClusterUnavailable(self.cluster_problem)
         return KubeApi(token_credentials(found.server, found.ca_pem, self.tls_bootstrap_token))
 
     @cached_property
@@ -184,6 +263,8 @@ class JoinRunData(RunData):
         from bootstrap.cluster.joining import read_cluster_settings
         from bootstrap.errors import BootstrapError
 
+        if self.cluster_problem is not None:
+            raise ClusterUnavailable(self.cluster_problem)
         try:
             return read_cluster_settings(self.token_api)
         except BootstrapError as exc:
@@ -194,6 +275,15 @@ class JoinRunData(RunData):
     @cached_property
     def config(self) -> Config:
         """The init-shaped configuration of this node, from the cluster's settings and its own."""
+        try:
+            settings = self.cluster_settings
+        except ClusterUnavailable as exc:
+            self._stands_in(STAND_IN_CLUSTER_SETTINGS, str(exc), "stand-in: the cluster is out of reach")
+            return self._planned_config(None)
+        return self._planned_config(settings)
+
+    def _planned_config(self, settings: ClusterSettings | None) -> Config:
+        """This node's config over the cluster's ``settings``, or over kubeadm's defaults (None)."""
         import yaml
 
         from bootstrap.config import load_config_text, schema
@@ -221,12 +311,11 @@ class JoinRunData(RunData):
         else:
             # A worker runs no API server; any address will do, and guessing one would only warn.
             init["localAPIEndpoint"] = {"advertiseAddress": "127.0.0.1"}
-        try:
-            settings = self.cluster_settings
+        if settings is not None:
             cluster: object = yaml.safe_load(settings.cluster_configuration)
             kubelet = deep_merge(settings.kubelet_configuration, self.join_config.kubelet or {})
             source = "the cluster's kube-system/kubeadm-config with this node's JoinConfiguration"
-        except ClusterUnavailable:
+        else:
             cluster = {"apiVersion": join.api_version, "kind": "ClusterConfiguration"}
             kubelet = dict(self.join_config.kubelet or {})
             source = "kubeadm's defaults (dry run without the cluster) with this node's JoinConfiguration"
@@ -245,7 +334,38 @@ class JoinRunData(RunData):
 
     @cached_property
     def shared_certs(self) -> dict[str, bytes]:
-        """The uploaded certificate files, opened with ``--certificate-key`` (Secret data key -> content)."""
+        """The uploaded certificate files, opened with ``--certificate-key`` (Secret data key -> content).
+
+        A dry run that cannot have them (no cluster; no Secret; a key that does not open it) gets
+        throwaway files instead; a Secret problem is then said once as what stops a real run."""
+        from bootstrap.errors import BootstrapError
+        from bootstrap.pki.throwaway import throwaway_shared_files
+
+        try:
+            return self._uploaded_certs()
+        except ClusterUnavailable as exc:
+            reason = str(exc)
+            note = "stand-in shared certificates: the cluster is out of reach"
+        except BootstrapError as exc:
+            if not self.dry_run:
+                raise
+            from bootstrap.workflow.checking import DRY_RUN_PREFIX
+            from bootstrap.workflow.dryrun import STOPS_HERE
+
+            reason = self.shared_certs_problem = exc.message
+            note = f"stand-in shared certificates: {_SHARED_CERTS_SOURCE} cannot be used"
+            self.reporter.warn(f"{DRY_RUN_PREFIX}{reason}; {STOPS_HERE} (planning with stand-in files)")
+        files = throwaway_shared_files(self.pki_settings, self.shared_cert_paths(), self._stand_in_ca)
+        self._stands_in(STAND_IN_SHARED_CERTS, reason, note)
+        return files
+
+    @property
+    def shared_certs_source(self) -> str:
+        """Where :attr:`shared_certs` came from, for the messages that write them."""
+        stood_in = self.stand_in is not None and STAND_IN_SHARED_CERTS in self.stand_in.parts
+        return "made for this dry run" if stood_in else f"from {_SHARED_CERTS_SOURCE}"
+
+    def _uploaded_certs(self) -> dict[str, bytes]:
         from bootstrap.cluster.joining import CERTS_SECRET_MISSING, UPLOAD_CERTS_COMMAND, read_certs_secret
         from bootstrap.errors import PhaseError
         from bootstrap.pki.cert_upload import CertificateKeyError, decode_key, open_all

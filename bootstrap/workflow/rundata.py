@@ -94,6 +94,10 @@ class RunData:
     def dry_run(self) -> bool:
         return self.options.dry_run
 
+    def dry_run_stand_in(self) -> dict[str, Any] | None:
+        """What a dry run planned against in place of a cluster it could not use (None: nothing)."""
+        return None
+
     def validate(self) -> None:
         """Refuse bad input before anything is written, not even the lock: the config (and the
         kubelet config it is merged with), the ignored preflight names, the dry-run directory."""

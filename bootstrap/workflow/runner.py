@@ -119,8 +119,10 @@ def _run_phase(rd: RunData, step: PlannedPhase, report: PhaseReport) -> None:
             report.details = {**(report.details or {}), **outcome.details}
         if outcome.would_fail is not None:
             # Only a dry run goes past what would stop a real run; its plan must not call it fine.
+            # The first such outcome is the one a real run stops at.
             report.status = "would-fail"
-            report.details = {**(report.details or {}), "wouldFail": outcome.would_fail}
+            if "wouldFail" not in (report.details or {}):
+                report.details = {**(report.details or {}), "wouldFail": outcome.would_fail}
 
 
 def result_document(
