@@ -290,7 +290,13 @@ def test_check_mode_on_a_fresh_cluster_plans_every_host_and_writes_nothing(site:
         assert "--dry-run" in planned["cmd"], planned["cmd"]
         assert set(planned["would_fail"]) == {"preflight"}, planned["would_fail"]
         assert "out of reach" in planned["would_fail"]["preflight"]
-        assert planned["would_change"], planned  # the kubelet's files at least
+        assert "out of reach" in planned["stand_in"]["reason"], planned["stand_in"]
+        assert "kubelet-start" in planned["would_change"], planned["would_change"]
+        if task == JOIN_CONTROL_PLANE:
+            # Every phase after preflight is planned: none skipped for want of a cluster.
+            after = [p for p in planned["result"]["dryRunPlan"]["plan"] if p["phase"] != "preflight"]
+            assert [p["phase"] for p in after if p["status"] in ("skipped", "would-fail")] == [], after
+            assert "control-plane-prepare/control-plane/kube-apiserver" in planned["would_change"]
     site.ran.append("check")
 
 

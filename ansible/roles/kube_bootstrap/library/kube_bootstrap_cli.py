@@ -288,6 +288,8 @@ def main():
     elif dry_run:
         result["would_change"] = plan_changes(doc, params["command"])
         result["would_fail"] = plan_failures(doc)
+        # A join dry run without the cluster (or without its certificates) plans against stand-ins.
+        result["stand_in"] = (doc.get("dryRunPlan") or {}).get("standIn")
         result["api_actions"] = (doc.get("dryRunPlan") or {}).get("apiActions", [])
         result["changed"] = bool(result["would_change"])
     else:
