@@ -99,6 +99,15 @@ class PlayRun:
                 return found
         raise AssertionError(f"no result of task {task!r} on {host} in the output (was it run with -v?)")
 
+    def task_output(self, task: str) -> str:
+        """What the play printed under ``task``'s banner(s), for every host."""
+        sections = re.split(r"^(TASK \[.*\] \*+)$", self.output, flags=re.MULTILINE)
+        return "".join(
+            body
+            for banner, body in zip(sections[1::2], sections[2::2], strict=True)
+            if banner[6:].startswith(task + "]")
+        )
+
     def changed_tasks(self, host: str) -> list[str]:
         """The names of the tasks that reported ``changed`` on ``host`` (from the task banners)."""
         found, task = [], ""

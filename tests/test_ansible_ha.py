@@ -20,7 +20,8 @@ The scenarios run in order on one cluster (``--dist loadfile`` keeps the module 
 2. 3 control-plane hosts + 1 worker from scratch: success, 3 voting etcd members, every Node registered;
 3. the same playbook again: changed=0 on every host;
 4. a second worker added to the inventory: check mode plans its join against the real cluster with the
-   token init made (still valid: reused), writing nothing; the real run changes only it;
+   token init made (still valid: reused), writing nothing; the real run, asking for a token valid longer
+   than that one, changes only it and a new token on the anchor;
 5. ``kube_bootstrap_state: absent`` on cp3: its etcd member removed (2 left), the others unchanged;
 6. check mode with cp3 back (as a new node name): its control-plane join is planned against the real
    cluster, with the certificates init uploaded, opened with the key the anchor kept; nothing written;
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -297,6 +299,8 @@ def test_check_mode_on_a_fresh_cluster_plans_every_host_and_writes_nothing(site:
             after = [p for p in planned["result"]["dryRunPlan"]["plan"] if p["phase"] != "preflight"]
             assert [p["phase"] for p in after if p["status"] in ("skipped", "would-fail")] == [], after
             assert "control-plane-prepare/control-plane/kube-apiserver" in planned["would_change"]
+    # --diff shows the manifests the control-plane joins would write.
+    assert "+++ /etc/kubernetes/manifests/kube-apiserver.yaml" in run.task_output(JOIN_CONTROL_PLANE)
     site.ran.append("check")
 
 
@@ -317,6 +321,10 @@ def test_three_control_plane_hosts_and_a_worker_from_scratch(site: Site) -> None
     assert secrets, "init made a bootstrap token"
     leaked = [s for s in secrets if s in run.output]
     assert not leaked, "a bootstrap token secret is in the play's output"
+    # The anchor keeps the key of the certificates init uploaded, for a later control-plane join.
+    assert site.key_file("cp1").stat().st_mode & 0o777 == 0o600
+    assert re.fullmatch(r"[0-9a-f]{64}\n?", site.key_file("cp1").read_text())
+    assert site.key_file("cp1").read_text().strip() not in run.output
     site.ran.append("converge")
 
 
@@ -363,18 +371,20 @@ def test_check_mode_plans_a_new_workers_join_against_the_cluster_and_writes_noth
     site.ran.append("check add worker")
 
 
-def test_adding_a_worker_changes_only_it(site: Site) -> None:
+def test_adding_a_worker_changes_only_it_and_renews_a_token_too_short_lived(site: Site) -> None:
     ran_before(site, "check add worker")
     before = everything(site, skip=LIVE)
     tokens = bootstrap_token_secrets(site)
 
-    run = site.play(["w1", "w2"])
+    # init's token (1h) is not valid for the 2 hours asked here: the anchor makes a new one first. (The
+    # check-mode run before showed the other case: a token valid long enough is used again.)
+    run = site.play(["w1", "w2"], extra={"cp1": {"kube_bootstrap_join_token_min_ttl": "2h"}})
 
-    counts = site.record("add worker w2", run)
+    counts = site.record("add worker w2 (token renewed)", run)
     assert run.code == 0, run.output
-    # The join token init made is used again: no new token, nothing changed on the anchor.
-    assert counts["w2"] > 0 and counts["cp1"] == counts["cp2"] == counts["cp3"] == counts["w1"] == 0, counts
-    assert bootstrap_token_secrets(site) == tokens
+    assert counts["w2"] > 0 and counts["cp2"] == counts["cp3"] == counts["w1"] == 0, counts
+    assert run.changed_tasks("cp1") == ["kube_bootstrap : Use a join token that is still valid, or make one"]
+    assert len(bootstrap_token_secrets(site)) == len(tokens) + 1
     site.ha.wait_registered(site.ha.node("w2"), READY_WITHIN)
     after = everything(site, skip=LIVE)
     assert {n: after[n] for n in ("cp1", "cp2", "cp3", "w1")} == {

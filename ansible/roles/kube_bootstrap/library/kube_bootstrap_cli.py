@@ -7,6 +7,7 @@ A module rather than ``command`` tasks because only a module can put the manifes
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -28,7 +29,8 @@ description:
   - C(command=reset) runs C(bootstrap reset --force -o json) (C(--dry-run) in check mode).
   - C(changed) comes from the result document; a failed run fails the task with the CLI's error message.
   - In diff mode, C(init) also runs C(bootstrap phase manifests --dry-run --diff) and returns its unified
-    diffs as the task's diff.
+    diffs as the task's diff; a C(join) in check mode returns the diffs of the manifests its dry run planned
+    against the node's own.
 options:
   executable: {description: Path of the bootstrap executable., type: path, required: true}
   command:
@@ -55,6 +57,8 @@ author: kube-bootstrap maintainers
 """
 
 DRYRUN_DIR_ENV = "BOOTSTRAP_DRYRUN_DIR"
+# Where join writes its static pod manifests (kubeadm's staticPodPath), under the rootfs.
+MANIFEST_DIR = "/etc/kubernetes/manifests"
 
 
 def common_args(params, command):
@@ -147,6 +151,30 @@ def manifest_diff(module, params):
         return "".join(lines)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def planned_manifest_diff(doc, params):
+    """Check mode with --diff, for a join: the manifests its dry run planned against the node's own
+    (unified diffs with host paths in the headers, a new file diffed against nothing)."""
+    planned = (doc.get("dryRunPlan") or {}).get("manifests") or {}
+    root = params["rootfs"] or "/"
+    chunks = []
+    for name in sorted(planned):
+        host_path = f"{MANIFEST_DIR}/{name}"
+        current = os.path.join(root, host_path.lstrip("/"))
+        before = ""
+        if os.path.exists(current):
+            with open(current, encoding="utf-8") as handle:
+                before = handle.read()
+        if before != planned[name]:
+            lines = difflib.unified_diff(
+                before.splitlines(keepends=True),
+                planned[name].splitlines(keepends=True),
+                fromfile=host_path if before else "/dev/null",
+                tofile=host_path,
+            )
+            chunks.append("".join(lines))
+    return "".join(chunks)
 
 
 def diagnosis(doc):
@@ -290,6 +318,10 @@ def main():
         result["would_fail"] = plan_failures(doc)
         # A join dry run without the cluster (or without its certificates) plans against stand-ins.
         result["stand_in"] = (doc.get("dryRunPlan") or {}).get("standIn")
+        if params["command"] == "join" and module._diff:
+            prepared = planned_manifest_diff(doc, params)
+            if prepared:
+                result["diff"] = {"prepared": prepared}
         result["api_actions"] = (doc.get("dryRunPlan") or {}).get("apiActions", [])
         result["changed"] = bool(result["would_change"])
     else:
