@@ -44,10 +44,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bootstrap import __version__
 from tests.ha_cluster import HOST_CHECKS, HaCluster
@@ -237,6 +239,22 @@ def voting(site: Site, *names: str) -> list[tuple[str, bool]]:
     return sorted((m.get("name", ""), bool(m.get("isLearner"))) for m in site.ha.members(nodes[0], nodes))
 
 
+def kubeadm_certs(site: Site) -> tuple[dict[str, bytes], datetime]:
+    """kube-system/kubeadm-certs (data key -> sealed value) and its owner token's expiry."""
+    import base64
+
+    from kubernetes.client import CoreV1Api
+
+    with site.ha.api(site.ha.node("cp1")) as api:
+        core = CoreV1Api(api)
+        stored = core.read_namespaced_secret("kubeadm-certs", "kube-system", _request_timeout=10)
+        (ref,) = stored.metadata.owner_references
+        owner = core.read_namespaced_secret(ref.name, "kube-system", _request_timeout=10)
+    assert owner.metadata.uid == ref.uid
+    expires = base64.b64decode(owner.data["expiration"]).decode().replace("Z", "+00:00")
+    return {k: base64.b64decode(v) for k, v in stored.data.items()}, datetime.fromisoformat(expires)
+
+
 def bootstrap_token_secrets(site: Site) -> list[str]:
     """The secret half of every bootstrap token in the cluster (read with cp1's admin.conf)."""
     import base64
@@ -252,6 +270,9 @@ def bootstrap_token_secrets(site: Site) -> list[str]:
 
 JOIN_CONTROL_PLANE = "kube_bootstrap : Join the control plane"
 JOIN_WORKER = "kube_bootstrap : Join as a worker"
+UPLOAD_CERTS = (
+    "kube_bootstrap : Upload the certificates (the kubeadm-certs Secret) unless they are there under this key"
+)
 
 
 def join_plan(run: PlayRun, host: str, task: str) -> dict[str, Any]:
@@ -321,10 +342,17 @@ def test_three_control_plane_hosts_and_a_worker_from_scratch(site: Site) -> None
     assert secrets, "init made a bootstrap token"
     leaked = [s for s in secrets if s in run.output]
     assert not leaked, "a bootstrap token secret is in the play's output"
-    # The anchor keeps the key of the certificates init uploaded, for a later control-plane join.
-    assert site.key_file("cp1").stat().st_mode & 0o777 == 0o600
-    assert re.fullmatch(r"[0-9a-f]{64}\n?", site.key_file("cp1").read_text())
-    assert site.key_file("cp1").read_text().strip() not in run.output
+    # The anchor keeps the key of the certificates init uploaded, for a later control-plane join: it
+    # opens them to the anchor's own files.
+    key = site.key_file("cp1").read_text().strip()
+    assert site.key_file("cp1").stat().st_mode & 0o777 == 0o600 and re.fullmatch(r"[0-9a-f]{64}", key)
+    assert key not in run.output
+    sealed, expires = kubeadm_certs(site)
+    pki = site.ha.node("cp1").path("etc/kubernetes/pki")
+    for name, blob in sealed.items():
+        opened = AESGCM(bytes.fromhex(key)).decrypt(blob[:12], blob[12:], None)
+        assert opened == (pki / name.replace("etcd-ca.", "etcd/ca.")).read_bytes(), name
+    assert expires - datetime.now(UTC) > timedelta(hours=1, minutes=50), expires
     site.ran.append("converge")
 
 
@@ -437,7 +465,10 @@ def test_check_mode_plans_a_control_plane_join_with_the_uploaded_certificates(si
     assert everything(site, skip=LIVE) == before, "check mode wrote on a node"
     assert bootstrap_token_secrets(site) == tokens, "check mode made a token"
     # The anchor's token and uploaded certificates are still valid: a real run would change nothing there.
-    assert counts["cp3"] > 0 and all(counts[n] == 0 for n in ("cp1", "cp2", "w1", "w2")), counts
+    assert counts["cp3"] > 0 and all(counts[n] == 0 for n in ("cp1", "cp2", "w1", "w2")), (
+        counts,
+        "\n".join(run.task_result("cp1", UPLOAD_CERTS)["result"]["phases"][0]["messages"]),
+    )
     assert "The certificates are in the cluster under the kept key." in run.output
     planned = join_plan(run, "cp3", JOIN_CONTROL_PLANE)
     assert planned["would_fail"] == {}, planned["would_fail"]

@@ -265,6 +265,8 @@ def test_a_new_key_reseals_under_a_new_owner(cluster: tuple[Node, dict[str, Any]
     code, doc, _, stderr = run(node, "phase", "upload-certs", "--upload-certs", "--certificate-key", other)
     assert code == 0, stderr
     assert phase(doc, "upload-certs")["changed"] is True
+    said = phase(doc, "upload-certs")["messages"]
+    assert any("is sealed under another key: uploading again" in m for m in said), said
     stored = secret(node, "kubeadm-certs")
     assert stored.metadata.owner_references[0].name != old_owner
     ca = (node.rootfs / "etc/kubernetes/pki/ca.key").read_bytes()
@@ -323,6 +325,8 @@ def test_a_copy_deleted_soon_is_uploaded_again(cluster: tuple[Node, dict[str, An
     node, _, _ = cluster
     key = "cd" * 32
 
+    said: list[str] = []
+
     def upload(ttl: str) -> bool:
         code, doc, _, stderr = run(
             node,
@@ -335,6 +339,7 @@ def test_a_copy_deleted_soon_is_uploaded_again(cluster: tuple[Node, dict[str, An
             ttl,
         )
         assert code == 0, stderr
+        said[:] = phase(doc, "upload-certs")["messages"]
         return bool(phase(doc, "upload-certs")["changed"])
 
     assert upload("4m") is True
@@ -344,4 +349,5 @@ def test_a_copy_deleted_soon_is_uploaded_again(cluster: tuple[Node, dict[str, An
     assert secret(node, "kubeadm-certs").metadata.owner_references[0].name == owner
     # Against the default 15-minute margin (a 90-minute request), 4 minutes are too few.
     assert upload("90m") is True
+    assert any("is deleted within the reuse margin" in m for m in said), said
     assert secret(node, "kubeadm-certs").metadata.owner_references[0].name != owner

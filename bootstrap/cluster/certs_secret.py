@@ -102,6 +102,21 @@ def _valid_owner(applier: Applier, secret: Mapping[str, Any], until: datetime) -
     return None
 
 
+def _why_upload_again(
+    existing: Mapping[str, Any] | None,
+    expiry: datetime | None,
+    holds: Callable[[Mapping[str, bytes]], bool],
+) -> str | None:
+    """Why a stored copy is not kept (None when there is none): said, so a re-upload is never a mystery."""
+    if existing is None:
+        return None
+    where = f"Secret {NAMESPACE}/{SECRET_NAME}"
+    if not holds(sealed_data(existing)):
+        return f"{where} holds other certificates, or is sealed under another key: uploading again"
+    assert expiry is None
+    return f"{where} is deleted within the reuse margin (or its owner token is gone): uploading again"
+
+
 def upload(
     applier: Applier,
     seal: Callable[[], Mapping[str, bytes]],
@@ -127,6 +142,7 @@ def upload(
             )
         ]
     else:
+        why = _why_upload_again(existing, expiry, holds)
         token = objects.generate_token()
         owner = owner_token_secret(token, now + ttl)
         owner_name = owner["metadata"]["name"]
@@ -137,6 +153,7 @@ def upload(
         written = applier.apply(certs_secret(seal(), owner_name, uid))
         until = (now + ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
         outcomes = [
+            *([Outcome(False, why)] if why else []),
             Outcome(created.changed, f"{created.message} (owner of the certificates, expires {until})"),
             written,
         ]
