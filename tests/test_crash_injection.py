@@ -23,9 +23,11 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import CLUSTER_PHASES, HOST_CHECKS, files_under
 from tests.standin.harness import allocate_ports, init_config
-from tests.tools import tool
+from tests.tools import memory_scratch_root, tool
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
 ALL_POINTS = os.environ.get("CRASH_ALL_POINTS") == "1"
@@ -160,8 +162,23 @@ class Ran:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
-    started = ForkServer(tmp_path_factory.mktemp("server"))
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the runs write: tmpfs when the machine has one (each run fsyncs every file it writes)."""
+    root = memory_scratch_root()
+    if root is None:
+        yield tmp_path_factory.mktemp("crash")
+        return
+    made = Path(tempfile.mkdtemp(prefix="kb-crash-", dir=root))
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(scratch: Path) -> Iterator[ForkServer]:
+    (scratch / "server").mkdir()
+    started = ForkServer(scratch / "server")
     yield started
     started.close()
 
@@ -178,13 +195,13 @@ def make_case(server: ForkServer, base: Path, algorithm: str) -> Case:
 
 
 @pytest.fixture(scope="module")
-def ecdsa(server: ForkServer, tmp_path_factory: pytest.TempPathFactory) -> Case:
-    return make_case(server, tmp_path_factory.mktemp("count") / "ecdsa", "ECDSA-P256")
+def ecdsa(server: ForkServer, scratch: Path) -> Case:
+    return make_case(server, scratch / "count-ecdsa", "ECDSA-P256")
 
 
 @pytest.fixture(scope="module")
-def rsa(server: ForkServer, tmp_path_factory: pytest.TempPathFactory) -> Case:
-    return make_case(server, tmp_path_factory.mktemp("count") / "rsa", "RSA-2048")
+def rsa(server: ForkServer, scratch: Path) -> Case:
+    return make_case(server, scratch / "count-rsa", "RSA-2048")
 
 
 def sample(points: list[tuple[str, str]], size: int) -> list[int]:
@@ -336,6 +353,8 @@ def crash_and_recover(server: ForkServer, case: Case, point: int, base: Path, re
 
 
 def run_points(server: ForkServer, case: Case, points: list[int], base: Path, reap: list[int]) -> None:
+    base.mkdir()
+
     def one(point: int) -> tuple[int, list[str]]:
         problems = crash_and_recover(server, case, point, base / f"p{point}", reap)
         print(f"crash point {point} {case.points[point][0]}: {problems or 'converged'}", flush=True)
@@ -361,14 +380,14 @@ def test_the_sample_covers_every_kind_of_mutation(ecdsa: Case) -> None:
 
 
 def test_init_killed_before_any_file_mutation_converges_on_a_plain_rerun(
-    server: ForkServer, ecdsa: Case, tmp_path: Path, reap: list[int]
+    server: ForkServer, ecdsa: Case, scratch: Path, reap: list[int]
 ) -> None:
     points = list(range(len(ecdsa.points))) if ALL_POINTS else sample(ecdsa.points, SAMPLE)
-    run_points(server, ecdsa, points, tmp_path, reap)
+    run_points(server, ecdsa, points, scratch / "points-ecdsa", reap)
 
 
 def test_init_with_rsa_keys_killed_while_workers_generate_keys_converges(
-    server: ForkServer, rsa: Case, tmp_path: Path, reap: list[int]
+    server: ForkServer, rsa: Case, scratch: Path, reap: list[int]
 ) -> None:
     # RSA keys come from worker processes: kill the run while they work (the certs phase).
     certs = [i for i, (_, path) in enumerate(rsa.points) if f"/{PKI}/" in path]
@@ -376,4 +395,4 @@ def test_init_with_rsa_keys_killed_while_workers_generate_keys_converges(
         points = list(range(len(rsa.points)))
     else:
         points = [certs[len(certs) * n // RSA_SAMPLE] for n in range(RSA_SAMPLE)]
-    run_points(server, rsa, points, tmp_path, reap)
+    run_points(server, rsa, points, scratch / "points-rsa", reap)
