@@ -4,8 +4,11 @@ A counting run lists every file mutation of ``init``'s pre-cluster phases (prefl
 kubeconfig, manifests; see ``tests/crash_runner.py``). Then, for each point, a fresh run is killed
 just before that mutation and ``init`` is run again as a user would, without touching any process.
 The second run must succeed and leave a complete, verifying PKI with the right modes; nothing of
-the killed run may remain (dot-temp files, processes, key material under ``$TMPDIR``); a third run
-must change nothing.
+the killed run may remain (dot-temp files, processes of its process group, key material under
+``$TMPDIR``); a third run must change nothing.
+
+Every run is a new process forked from ``crash_runner.py --serve``, which has imported the modules
+once: a short run spends most of its time importing, and there are three runs per point.
 
 CI runs a deterministic sample (every kind of mutation, spread over the whole run, a few points with
 RSA keys, whose generation runs in worker processes); ``CRASH_ALL_POINTS=1`` runs every point.
@@ -15,14 +18,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 import os
+import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import CLUSTER_PHASES, HOST_CHECKS, files_under
 from tests.standin.harness import allocate_ports, init_config
-from tests.tools import tool
+from tests.tools import memory_scratch_root, tool
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
 ALL_POINTS = os.environ.get("CRASH_ALL_POINTS") == "1"
@@ -82,31 +89,119 @@ def run_env(tmpdir: Path, **extra: str) -> dict[str, str]:
     return {**env, "TMPDIR": str(tmpdir), "PYTHONDONTWRITEBYTECODE": "1", **extra}
 
 
-def make_case(base: Path, algorithm: str) -> Case:
+class ForkServer:
+    """Runs ``init`` through ``crash_runner.py --serve``; safe to use from several threads at once."""
+
+    def __init__(self, tmpdir: Path) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(RUNNER), "--serve"],
+            env=run_env(tmpdir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._ids = itertools.count()
+        self._write = threading.Lock()
+        self._answers: dict[int, queue.Queue[dict[str, int]]] = {}
+        threading.Thread(target=self._read_answers, daemon=True).start()
+
+    def _read_answers(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            answer = json.loads(line)
+            self._answers[answer["id"]].put(answer)
+        for waiting in list(self._answers.values()):  # the server is gone: no one waits for ever
+            waiting.put({})
+
+    def run(self, args: list[str], tmpdir: Path, out: Path, **request: object) -> Ran:
+        """Run ``bootstrap <args>`` with ``TMPDIR=tmpdir``, its output in ``out``.{stdout,stderr}."""
+        ident = next(self._ids)
+        answers: queue.Queue[dict[str, int]] = queue.Queue()
+        self._answers[ident] = answers
+        stdout, stderr = out.with_suffix(".stdout"), out.with_suffix(".stderr")
+        line = {
+            "id": ident,
+            "argv": args,
+            "tmpdir": str(tmpdir),
+            "stdout": str(stdout),
+            "stderr": str(stderr),
+        }
+        with self._write:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps({**line, **request}) + "\n")
+            self._proc.stdin.flush()
+        pid = answers.get(timeout=60).get("pid")
+        assert pid is not None, "the fork server died"
+        try:
+            status = answers.get(timeout=120).get("status")
+        except queue.Empty:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"bootstrap {' '.join(args)} ran past 120 s") from None
+        assert status is not None, "the fork server died"
+        return Ran(pid, status, stdout.read_text(), stderr.read_text())
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        assert self._proc.returncode == 0, f"fork server exit {self._proc.returncode}"
+
+
+@dataclass
+class Ran:
+    """One finished run: its pid (also its process group), exit code and output."""
+
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the runs write: tmpfs when the machine has one (each run fsyncs every file it writes)."""
+    root = memory_scratch_root()
+    if root is None:
+        yield tmp_path_factory.mktemp("crash")
+        return
+    made = Path(tempfile.mkdtemp(prefix="kb-crash-", dir=root))
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(scratch: Path) -> Iterator[ForkServer]:
+    (scratch / "server").mkdir()
+    started = ForkServer(scratch / "server")
+    yield started
+    started.close()
+
+
+def make_case(server: ForkServer, base: Path, algorithm: str) -> Case:
     base.mkdir()
     config = write_config(base / "kubeadm.yaml", algorithm)
     rootfs, record, tmpdir = base / "rootfs", base / "record.json", base / "tmp"
     rootfs.mkdir()
     tmpdir.mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(RUNNER), *init_args(rootfs, config)],
-        env=run_env(tmpdir, CRASH_RECORD=str(record)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    ran = server.run(init_args(rootfs, config), tmpdir, base / "count", record=str(record))
+    assert ran.returncode == 0, ran.stderr
     return Case(algorithm, [(k, p) for k, p in json.loads(record.read_text())], files_under(rootfs))
 
 
 @pytest.fixture(scope="module")
-def ecdsa(tmp_path_factory: pytest.TempPathFactory) -> Case:
-    return make_case(tmp_path_factory.mktemp("count") / "ecdsa", "ECDSA-P256")
+def ecdsa(server: ForkServer, scratch: Path) -> Case:
+    return make_case(server, scratch / "count-ecdsa", "ECDSA-P256")
 
 
 @pytest.fixture(scope="module")
-def rsa(tmp_path_factory: pytest.TempPathFactory) -> Case:
-    return make_case(tmp_path_factory.mktemp("count") / "rsa", "RSA-2048")
+def rsa(server: ForkServer, scratch: Path) -> Case:
+    return make_case(server, scratch / "count-rsa", "RSA-2048")
 
 
 def sample(points: list[tuple[str, str]], size: int) -> list[int]:
@@ -178,19 +273,17 @@ def verify_pki(rootfs: Path, scratch: Path) -> list[str]:
     return problems
 
 
-def processes_marked(mark: str) -> list[int]:
-    """Live (not zombie) processes whose environment carries ``mark``."""
+def processes_in_group(group: int) -> list[int]:
+    """Live (not zombie) processes of process group ``group`` (a run and what it forked or spawned)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if mark.encode() not in (entry / "environ").read_bytes():
-                continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            state, _, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
         except OSError:
             continue
-        if state not in ("Z", "X"):
+        if int(pgrp) == group and state not in ("Z", "X"):
             found.append(int(entry.name))
     return found
 
@@ -213,31 +306,20 @@ def reap() -> Iterator[list[int]]:
             os.kill(pid, signal.SIGKILL)
 
 
-def crash_and_recover(case: Case, point: int, base: Path, reap: list[int]) -> list[str]:
+def crash_and_recover(server: ForkServer, case: Case, point: int, base: Path, reap: list[int]) -> list[str]:
     """Kill a fresh run just before mutation ``point``, run again, and list what is wrong."""
     base.mkdir()
     rootfs, tmpdir = base / "rootfs", base / "tmp"
     rootfs.mkdir()
     tmpdir.mkdir()
     config = write_config(base / "kubeadm.yaml", case.algorithm)
-    mark = f"CRASH_MARK={uuid.uuid4().hex}"
-    killed = subprocess.run(
-        [sys.executable, str(RUNNER), *init_args(rootfs, config)],
-        env=run_env(tmpdir, CRASH_KILL_AT=str(point), CRASH_MARK=mark.split("=")[1]),
-        capture_output=True,
-        timeout=120,
-    )
+    killed = server.run(init_args(rootfs, config), tmpdir, base / "killed", kill_at=point)
     if killed.returncode != -9:
         return [f"the run was not killed at point {point} (exit {killed.returncode})"]
+    runs = itertools.count(2)
 
-    def rerun() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [tool("bootstrap"), *init_args(rootfs, config)],
-            env=run_env(tmpdir),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    def rerun() -> Ran:
+        return server.run(init_args(rootfs, config), tmpdir, base / f"run{next(runs)}")
 
     again = rerun()
     if again.returncode != 0:
@@ -255,7 +337,7 @@ def crash_and_recover(case: Case, point: int, base: Path, reap: list[int]) -> li
     if temps:
         problems.append(f"dot-temp files left: {temps}")
     deadline = time.monotonic() + 5
-    while (alive := processes_marked(mark)) and time.monotonic() < deadline:
+    while (alive := processes_in_group(killed.pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     if alive:
         reap.extend(alive)
@@ -270,9 +352,11 @@ def crash_and_recover(case: Case, point: int, base: Path, reap: list[int]) -> li
     return problems
 
 
-def run_points(case: Case, points: list[int], base: Path, reap: list[int]) -> None:
+def run_points(server: ForkServer, case: Case, points: list[int], base: Path, reap: list[int]) -> None:
+    base.mkdir()
+
     def one(point: int) -> tuple[int, list[str]]:
-        problems = crash_and_recover(case, point, base / f"p{point}", reap)
+        problems = crash_and_recover(server, case, point, base / f"p{point}", reap)
         print(f"crash point {point} {case.points[point][0]}: {problems or 'converged'}", flush=True)
         return point, problems
 
@@ -296,14 +380,14 @@ def test_the_sample_covers_every_kind_of_mutation(ecdsa: Case) -> None:
 
 
 def test_init_killed_before_any_file_mutation_converges_on_a_plain_rerun(
-    ecdsa: Case, tmp_path: Path, reap: list[int]
+    server: ForkServer, ecdsa: Case, scratch: Path, reap: list[int]
 ) -> None:
     points = list(range(len(ecdsa.points))) if ALL_POINTS else sample(ecdsa.points, SAMPLE)
-    run_points(ecdsa, points, tmp_path, reap)
+    run_points(server, ecdsa, points, scratch / "points-ecdsa", reap)
 
 
 def test_init_with_rsa_keys_killed_while_workers_generate_keys_converges(
-    rsa: Case, tmp_path: Path, reap: list[int]
+    server: ForkServer, rsa: Case, scratch: Path, reap: list[int]
 ) -> None:
     # RSA keys come from worker processes: kill the run while they work (the certs phase).
     certs = [i for i, (_, path) in enumerate(rsa.points) if f"/{PKI}/" in path]
@@ -311,4 +395,4 @@ def test_init_with_rsa_keys_killed_while_workers_generate_keys_converges(
         points = list(range(len(rsa.points)))
     else:
         points = [certs[len(certs) * n // RSA_SAMPLE] for n in range(RSA_SAMPLE)]
-    run_points(rsa, points, tmp_path, reap)
+    run_points(server, rsa, points, scratch / "points-rsa", reap)
