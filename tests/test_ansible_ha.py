@@ -19,12 +19,12 @@ The scenarios run in order on one cluster (``--dist loadfile`` keeps the module 
    a join dry run on every other host, against a stand-in cluster (there is none yet);
 2. 3 control-plane hosts + 1 worker from scratch: success, 3 voting etcd members, every Node registered;
 3. the same playbook again: changed=0 on every host;
-4. a second worker added to the inventory: check mode plans its join against the real cluster with the
-   token init made (still valid: reused), writing nothing; the real run, asking for a token valid longer
-   than that one, changes only it and a new token on the anchor;
-5. ``kube_bootstrap_state: absent`` on cp3: its etcd member removed (2 left), the others unchanged;
-6. check mode with cp3 back (as a new node name): its control-plane join is planned against the real
-   cluster, with the certificates init uploaded, opened with the key the anchor kept; nothing written;
+4. ``kube_bootstrap_state: absent`` on cp3: its etcd member removed (2 left), the others unchanged;
+5. check mode with a new worker w2 and cp3 back (as a new node name): both joins are planned against the
+   real cluster with the join data a real run would use (init's token, still valid; the certificates
+   init uploaded, opened with the key the anchor kept), so the anchor plans no change; nothing written;
+6. w2 added for real, asking for a token valid longer than init's: only w2 and a new token on the anchor
+   change;
 7. a bad variable on one host fails it, naming the variable, and stops every host before anything is
    written.
 
@@ -374,43 +374,86 @@ def test_a_second_run_on_the_complete_cluster_changes_nothing(site: Site) -> Non
     site.ran.append("rerun")
 
 
-# ---- 4. a second worker --------
+# ---- 4. one control-plane host absent --------
 
 
-def test_check_mode_plans_a_new_workers_join_against_the_cluster_and_writes_nothing(site: Site) -> None:
+def test_absent_on_cp3_removes_its_etcd_member_and_leaves_the_others_unchanged(site: Site) -> None:
     ran_before(site, "rerun")
     before = everything(site, skip=LIVE)
+
+    run = site.play(["w1"], extra={"cp3": {"kube_bootstrap_state": "absent", "kube_bootstrap_timeout": "5s"}})
+
+    counts = site.record("absent on cp3", run)
+    assert run.code == 0, run.output + site.ha.etcd_logs()
+    site.retired.add("cp3")
+    site.ha.stop_kubelet(site.ha.node("cp3"))  # a reset does not stop the kubelet (as kubeadm)
+    assert counts["cp3"] > 0 and all(counts[n] == 0 for n in ("cp1", "cp2", "w1")), counts
+    assert voting(site, "cp1", "cp2") == [("cp1", False), ("cp2", False)]
+    assert not site.ha.node("cp3").path("etc/kubernetes/manifests/etcd.yaml").exists()
+    assert not site.config_file("cp3").exists()
+    after = everything(site, skip=LIVE)
+    assert {n: after[n] for n in ("cp1", "cp2", "w1")} == {n: before[n] for n in ("cp1", "cp2", "w1")}
+    site.ran.append("absent")
+
+
+# ---- 5. check mode: a worker and a control-plane host join a cluster that exists --------
+
+
+def test_check_mode_plans_joins_against_the_cluster_with_the_join_data_a_real_run_would_use(
+    site: Site,
+) -> None:
+    ran_before(site, "absent")
+    before = everything(site, skip=LIVE)
     tokens = bootstrap_token_secrets(site)
+    kept_key = site.key_file("cp1")
 
-    run = site.play(["w1", "w2"], "--check", "-v")
+    # A new worker w2, and cp3 back as a new machine would come: under another node name (the old Node
+    # object stays, and a Ready node of the same name would be refused).
+    run = site.play(["w1", "w2"], "--check", "-v", extra={"cp3": {"kube_bootstrap_node_name": "cp3b"}})
 
-    counts = site.record("check mode, add worker w2", run)
+    counts = site.record("check mode, w2 and cp3 join", run)
     assert run.code == 0, run.output
     assert everything(site, skip=LIVE) == before, "check mode wrote on a node"
     assert bootstrap_token_secrets(site) == tokens, "check mode made a token"
-    # init's token (the role's, 1h) is still valid for 30 minutes: a real run would use it, so the anchor
-    # plans no change, and w2's dry run discovers the real cluster with it.
-    assert counts == {"cp1": 0, "cp2": 0, "cp3": 0, "w1": 0, "w2": counts["w2"]} and counts["w2"] > 0, counts
+    # init's token (the role's, 1h) is still valid for 30 minutes and the certificates init uploaded
+    # still open with the kept key: a real run would use both, so the anchor plans no change.
+    assert counts == {"cp1": 0, "cp2": 0, "cp3": counts["cp3"], "w1": 0, "w2": counts["w2"]}, (
+        counts,
+        "\n".join(run.task_result("cp1", UPLOAD_CERTS)["result"]["phases"][0]["messages"]),
+    )
+    assert counts["cp3"] > 0 and counts["w2"] > 0, counts
     assert "They discover the cluster with the join token a real run would use." in run.output
-    planned = join_plan(run, "w2", JOIN_WORKER)
-    assert planned["would_fail"] == {}, planned["would_fail"]
-    assert f"Discovered the cluster at https://{site.ha.endpoint}" in phase_messages(planned, "preflight")
+    assert "The certificates are in the cluster under the kept key." in run.output
+    for name, task in (("w2", JOIN_WORKER), ("cp3", JOIN_CONTROL_PLANE)):
+        planned = join_plan(run, name, task)
+        assert planned["would_fail"] == {} and planned["stand_in"] is None, planned
+        assert f"Discovered the cluster at https://{site.ha.endpoint}" in phase_messages(planned, "preflight")
+    downloaded = phase_messages(
+        join_plan(run, "cp3", JOIN_CONTROL_PLANE), "control-plane-prepare/download-certs"
+    )
+    assert not [m for m in downloaded if "stand-in" in m], downloaded
+    assert kept_key.read_text().strip() not in run.output
     assert not [s for s in tokens if s in run.output], "a token secret is in the play's output"
-    site.ran.append("check add worker")
+    site.ran.append("check joins")
+
+
+# ---- 6. a second worker --------
 
 
 def test_adding_a_worker_changes_only_it_and_renews_a_token_too_short_lived(site: Site) -> None:
-    ran_before(site, "check add worker")
+    ran_before(site, "check joins")
     before = everything(site, skip=LIVE)
     tokens = bootstrap_token_secrets(site)
 
     # init's token (1h) is not valid for the 2 hours asked here: the anchor makes a new one first. (The
     # check-mode run before showed the other case: a token valid long enough is used again.)
-    run = site.play(["w1", "w2"], extra={"cp1": {"kube_bootstrap_join_token_min_ttl": "2h"}})
+    run = site.play(
+        ["w1", "w2"], control_plane=["cp1", "cp2"], extra={"cp1": {"kube_bootstrap_join_token_min_ttl": "2h"}}
+    )
 
     counts = site.record("add worker w2 (token renewed)", run)
     assert run.code == 0, run.output
-    assert counts["w2"] > 0 and counts["cp2"] == counts["cp3"] == counts["w1"] == 0, counts
+    assert counts["w2"] > 0 and counts["cp2"] == counts["w1"] == 0, counts
     assert run.changed_tasks("cp1") == ["kube_bootstrap : Use a join token that is still valid, or make one"]
     assert len(bootstrap_token_secrets(site)) == len(tokens) + 1
     site.ha.wait_registered(site.ha.node("w2"), READY_WITHIN)
@@ -421,69 +464,11 @@ def test_adding_a_worker_changes_only_it_and_renews_a_token_too_short_lived(site
     site.ran.append("add worker")
 
 
-# ---- 5. one control-plane host absent --------
-
-
-def test_absent_on_cp3_removes_its_etcd_member_and_leaves_the_others_unchanged(site: Site) -> None:
-    ran_before(site, "add worker")
-    before = everything(site, skip=LIVE)
-
-    run = site.play(
-        ["w1", "w2"], extra={"cp3": {"kube_bootstrap_state": "absent", "kube_bootstrap_timeout": "5s"}}
-    )
-
-    counts = site.record("absent on cp3", run)
-    assert run.code == 0, run.output + site.ha.etcd_logs()
-    site.retired.add("cp3")
-    site.ha.stop_kubelet(site.ha.node("cp3"))  # a reset does not stop the kubelet (as kubeadm)
-    assert counts["cp3"] > 0 and all(counts[n] == 0 for n in ("cp1", "cp2", "w1", "w2")), counts
-    assert voting(site, "cp1", "cp2") == [("cp1", False), ("cp2", False)]
-    assert not site.ha.node("cp3").path("etc/kubernetes/manifests/etcd.yaml").exists()
-    assert not site.config_file("cp3").exists()
-    after = everything(site, skip=LIVE)
-    assert {n: after[n] for n in ("cp1", "cp2", "w1", "w2")} == {
-        n: before[n] for n in ("cp1", "cp2", "w1", "w2")
-    }
-    site.ran.append("absent")
-
-
-# ---- 6. check mode: a control-plane host joins a cluster that exists --------
-
-
-def test_check_mode_plans_a_control_plane_join_with_the_uploaded_certificates(site: Site) -> None:
-    ran_before(site, "absent")
-    before = everything(site, skip=LIVE)
-    tokens = bootstrap_token_secrets(site)
-    kept_key = site.key_file("cp1")
-    assert kept_key.stat().st_mode & 0o777 == 0o600
-
-    # cp3 back, as a new machine would come: under another node name (the old Node object stays).
-    run = site.play(["w1", "w2"], "--check", "-v", extra={"cp3": {"kube_bootstrap_node_name": "cp3b"}})
-
-    counts = site.record("check mode, cp3 joins again", run)
-    assert run.code == 0, run.output
-    assert everything(site, skip=LIVE) == before, "check mode wrote on a node"
-    assert bootstrap_token_secrets(site) == tokens, "check mode made a token"
-    # The anchor's token and uploaded certificates are still valid: a real run would change nothing there.
-    assert counts["cp3"] > 0 and all(counts[n] == 0 for n in ("cp1", "cp2", "w1", "w2")), (
-        counts,
-        "\n".join(run.task_result("cp1", UPLOAD_CERTS)["result"]["phases"][0]["messages"]),
-    )
-    assert "The certificates are in the cluster under the kept key." in run.output
-    planned = join_plan(run, "cp3", JOIN_CONTROL_PLANE)
-    assert planned["would_fail"] == {}, planned["would_fail"]
-    assert f"Discovered the cluster at https://{site.ha.endpoint}" in phase_messages(planned, "preflight")
-    downloaded = " ".join(phase_messages(planned, "control-plane-prepare/download-certs"))
-    assert "stand-in" not in downloaded, downloaded
-    assert kept_key.read_text().strip() not in run.output
-    site.ran.append("check cp join")
-
-
 # ---- 7. bad variables --------
 
 
 def test_a_bad_variable_on_one_host_stops_every_host_before_anything_is_written(site: Site) -> None:
-    ran_before(site, "absent")
+    ran_before(site, "add worker")
     before = everything(site, skip=LIVE)
 
     # One host with a value its argument spec refuses: every host stops before the install step. (A
