@@ -208,8 +208,8 @@ def test_reuse_prints_a_token_of_the_same_purpose_while_it_lasts(
     node, doc = cluster
     details = next(p for p in doc["phases"] if p["path"] == "show-join-command")["details"]
 
-    def create(*extra: str) -> dict[str, Any]:
-        args = ("token", "create", "--description", "reuse test", "--ttl", "1h", *extra)
+    def create(*extra: str, ttl: str = "1h") -> dict[str, Any]:
+        args = ("token", "create", "--description", "reuse test", "--ttl", ttl, *extra)
         result = cli(*args, *rootfs_args(node), "-o", "json")
         assert result.code == 0, result.stderr
         return result.json()
@@ -227,12 +227,12 @@ def test_reuse_prints_a_token_of_the_same_purpose_while_it_lasts(
     too_short = create("--reuse-if-valid-for", "2h", "--dry-run")
     assert (too_short["reused"], too_short["changed"]) == (False, False)
     assert too_short["token"] != first["token"] and stored(node, too_short["id"]) is None
-    renewed = create("--reuse-if-valid-for", "2h")
+    renewed = create("--reuse-if-valid-for", "2h", ttl="3h")
     assert renewed["reused"] is False and renewed["token"] != first["token"]
     # Another purpose (usages) is never reused.
     other = create("--reuse-if-valid-for", "1m", "--usages", "signing")
     assert other["reused"] is False and other["token"] not in (first["token"], renewed["token"])
-    # The latest-expiring of the matching tokens is the one reused.
+    # The latest-expiring of the matching tokens (3h against 1h) is the one reused.
     assert create("--reuse-if-valid-for", "1m")["token"] == renewed["token"]
 
 
