@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import CLUSTER_PHASES, HOST_CHECKS, files_under
 from tests.standin.harness import allocate_ports, init_config
-from tests.tools import memory_scratch_root, tool
+from tests.tools import live_processes, memory_scratch_root, tool
 
 RUNNER = Path(__file__).with_name("crash_runner.py")
 ALL_POINTS = os.environ.get("CRASH_ALL_POINTS") == "1"
@@ -274,18 +274,8 @@ def verify_pki(rootfs: Path, scratch: Path) -> list[str]:
 
 
 def processes_in_group(group: int) -> list[int]:
-    """Live (not zombie) processes of process group ``group`` (a run and what it forked or spawned)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, _, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
-        except OSError:
-            continue
-        if int(pgrp) == group and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+    """Live processes of process group ``group`` (a run and what it forked or spawned)."""
+    return live_processes(lambda _, stat: int(stat[2]) == group)
 
 
 def key_material(directory: Path) -> list[str]:

@@ -27,27 +27,15 @@ from bootstrap.host.fs import Rootfs
 from bootstrap.host.ledger import LOCK, run_lock
 from tests.conftest import NODE
 from tests.test_crash_injection import key_material
-from tests.tools import tool
+from tests.tools import live_processes, tool
 
 PKI = "etc/kubernetes/pki"
 NODE_ARGS = ["--node-name", NODE, "--advertise-address", "127.0.0.1"]
 
 
 def processes_marked(mark: str) -> list[int]:
-    """Live (not zombie) processes whose environment carries ``mark``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if mark.encode() not in (entry / "environ").read_bytes():
-                continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+    """Live processes whose environment carries ``mark``."""
+    return live_processes(lambda proc, _: mark.encode() in (proc / "environ").read_bytes())
 
 
 def bootstrap(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import yaml
 
 from tests.conftest import ADDRESS, files_under
 from tests.test_manifests_schema import schema_version
-from tests.tools import tool
+from tests.tools import run_dry_run_keeping, tool
 
 TOKEN = "abcdef.0123456789abcdef"
 KEY = "5e" * 32
@@ -77,13 +76,7 @@ def _plan_join(base: Path, *extra: str, discovery: list[str] | None = None, endp
         tool("bootstrap"), "join", *discovery, "--config", str(config),
         "--dry-run", "--rootfs", str(rootfs), "--ignore-preflight-errors", "all", "-o", "json", *extra,
     ]  # fmt: skip
-    proc = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "BOOTSTRAP_DRYRUN_DIR": str(kept)},
-    )
+    proc = run_dry_run_keeping(args, kept, timeout=120)
     doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
     return Planned(endpoint, proc.returncode, doc, proc.stderr, proc.stdout, kept, rootfs, planted)
 

@@ -10,7 +10,6 @@ SANs, kubeconfigs, manifests) runs as ``join phase control-plane-prepare`` again
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from tests.standin.harness import (
 )
 from tests.standin.tls_bootstrap import map_file_refs
 from tests.test_init_e2e import Node, make_node, plant_host_tools, run_init
-from tests.tools import tool, wait_for
+from tests.tools import run_dry_run_keeping, tool, wait_for
 
 KEY = "3d5b1f0e9c8a7b6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d"
 WORKER = "worker-b"
@@ -396,13 +395,7 @@ def test_a_dry_run_against_the_cluster_plans_the_real_writes_and_writes_nothing(
     )
     cfg.write_text(text)
     kept = tmp_path / "dry-out"  # the dry run's directory, kept to read what it would write
-    proc = subprocess.run(
-        join_args(cluster, rootfs, cfg, "--dry-run"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "BOOTSTRAP_DRYRUN_DIR": str(kept)},
-    )
+    proc = run_dry_run_keeping(join_args(cluster, rootfs, cfg, "--dry-run"), kept, timeout=180)
     code, doc, stderr = proc.returncode, json.loads(proc.stdout), proc.stderr
     assert code == 0, stderr
     # A worker's taints go to its kubelet, which registers the node with them (kubeadm's way).
@@ -506,13 +499,7 @@ def test_a_control_plane_dry_run_with_a_wrong_certificate_key_plans_with_stand_i
     kept = tmp_path / "dry-wrong-key-out"
     args = join_args(cluster, rootfs, cfg, "--dry-run", "--control-plane", "--certificate-key", "f" * 64)
     args += ["--apiserver-advertise-address", "127.0.0.2", "--ignore-preflight-errors", "all"]
-    proc = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "BOOTSTRAP_DRYRUN_DIR": str(kept)},
-    )
+    proc = run_dry_run_keeping(args, kept, timeout=180)
     code, doc, stderr = proc.returncode, json.loads(proc.stdout), proc.stderr
     assert code == 0, stderr
     cause = "the certificate key does not decrypt Secret kube-system/kubeadm-certs"

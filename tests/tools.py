@@ -136,3 +136,26 @@ def memory_scratch_root() -> Path | None:
     except OSError:
         pass
     return None
+
+
+def run_dry_run_keeping(args: list[str], kept: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``args`` (a ``bootstrap … --dry-run``) with ``BOOTSTRAP_DRYRUN_DIR=kept``: the files the run
+    would write stay there, at their host paths, for the test to read."""
+    env = {**os.environ, "BOOTSTRAP_DRYRUN_DIR": str(kept)}
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def live_processes(matches: Callable[[Path, list[str]], bool]) -> list[int]:
+    """Pids of the live (not zombie) processes for which ``matches(/proc/PID, stat fields after the
+    command name)`` holds: state, ppid, pgrp, ..."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] not in ("Z", "X") and matches(entry, fields):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
