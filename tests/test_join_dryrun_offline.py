@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from bootstrap.components.annotations import CERT_GENERATION, with_annotation
 from tests.conftest import ADDRESS, files_under
 from tests.test_manifests_schema import schema_version
 from tests.tools import run_dry_run_keeping, tool
@@ -55,14 +56,24 @@ def _closed_port() -> int:
     return port
 
 
-def _plan_join(base: Path, *extra: str, discovery: list[str] | None = None, endpoint: str = "") -> Planned:
-    """``bootstrap join --dry-run`` into a fresh rootfs; ``discovery`` replaces the token discovery
-    flags, ``endpoint`` the closed loopback port chosen here."""
+def _plan_join(
+    base: Path,
+    *extra: str,
+    discovery: list[str] | None = None,
+    endpoint: str = "",
+    planted: dict[str, str] | None = None,
+) -> Planned:
+    """``bootstrap join --dry-run`` into a fresh rootfs (with ``planted`` files: relative path ->
+    text); ``discovery`` replaces the token discovery flags, ``endpoint`` the closed loopback port
+    chosen here."""
     rootfs, kept = base / "rootfs", base / "dry-run"
     rootfs.mkdir()
     (rootfs / "etc/kubernetes").mkdir(parents=True)
     (rootfs / "etc/kubernetes/keep.txt").write_text("the host's own file\n")
-    planted = files_under(rootfs)
+    for relative, text in (planted or {}).items():
+        (rootfs / relative).parent.mkdir(parents=True, exist_ok=True)
+        (rootfs / relative).write_text(text)
+    before = files_under(rootfs)
     config = base / "join.yaml"
     # Short discovery: nothing will answer, and the plan is what this test is about.
     config.write_text(
@@ -78,15 +89,15 @@ def _plan_join(base: Path, *extra: str, discovery: list[str] | None = None, endp
     ]  # fmt: skip
     proc = run_dry_run_keeping(args, kept, timeout=120)
     doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return Planned(endpoint, proc.returncode, doc, proc.stderr, proc.stdout, kept, rootfs, planted)
+    return Planned(endpoint, proc.returncode, doc, proc.stderr, proc.stdout, kept, rootfs, before)
+
+
+CONTROL_PLANE_FLAGS = ("--control-plane", "--certificate-key", KEY, "--apiserver-advertise-address", ADDRESS)
 
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planned]:
-    yield _plan_join(
-        tmp_path_factory.mktemp("offline-cp"),
-        "--control-plane", "--certificate-key", KEY, "--apiserver-advertise-address", ADDRESS,
-    )  # fmt: skip
+    yield _plan_join(tmp_path_factory.mktemp("offline-cp"), *CONTROL_PLANE_FLAGS)
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +257,18 @@ def test_file_discovery_plans_against_the_server_the_file_names(tmp_path: Path) 
         f"https://{endpoint}"
     )
     assert files_under(planned.rootfs) == planned.planted
+
+
+def test_a_new_plan_keeps_the_etcd_manifests_certificate_generation(
+    control_plane: Planned, tmp_path: Path
+) -> None:
+    """A join re-run after ``certs renew --restart`` (which annotated etcd's manifest to restart it)
+    must not render the annotation away: that would rewrite the manifest and restart etcd once more."""
+    manifest = "etc/kubernetes/manifests/etcd.yaml"
+    annotated = with_annotation(control_plane.file("/" + manifest).read_text(), CERT_GENERATION, "7")
+
+    again = _plan_join(tmp_path, *CONTROL_PLANE_FLAGS, planted={manifest: annotated})
+
+    assert again.code == 0, again.stderr
+    assert again.plan()["etcd-join"]["wouldChange"] is False, again.plan()["etcd-join"]
+    assert again.file("/" + manifest).read_text() == annotated

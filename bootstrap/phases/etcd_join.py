@@ -78,6 +78,7 @@ def peer_cert_problem(peer_cert: Path, address: str) -> str | None:
 def _run(rd: RunData) -> list[Outcome]:
     from bootstrap.cluster.client import admin_api
     from bootstrap.cluster.joining import etcd_client_urls
+    from bootstrap.components.annotations import keep_generation
     from bootstrap.components.pods import EtcdJoin
     from bootstrap.components.render import render
     from bootstrap.components.write import write_manifest
@@ -126,7 +127,7 @@ def _run(rd: RunData) -> list[Outcome]:
 
     manifest_path = rd.manifest_dir / "etcd.yaml"
     initial = initial_cluster_to_render(existing_etcd_flags(manifest_path), learner)
-    manifest = render("etcd", cfg, host_view(rd), etcd_join=EtcdJoin(initial))
+    manifest = keep_generation(manifest_path, render("etcd", cfg, host_view(rd), etcd_join=EtcdJoin(initial)))
     if data_was_empty:
         announce(data, "etcd-data")  # etcd writes it, but it is this join's: reset removes it
     if not manifest_path.exists() or manifest_path.read_text() != manifest.text:
@@ -157,6 +158,7 @@ def _plan(rd: RunData, name: str, peer_url: str) -> list[Outcome]:
     real run would start with into the dry-run directory, so the plan shows it and the wait finds it."""
     from bootstrap.cluster.client import ApiError, admin_api
     from bootstrap.cluster.joining import etcd_client_urls
+    from bootstrap.components.annotations import keep_generation
     from bootstrap.components.pods import EtcdJoin
     from bootstrap.components.render import render
     from bootstrap.components.write import write_manifest
@@ -179,8 +181,8 @@ def _plan(rd: RunData, name: str, peer_url: str) -> list[Outcome]:
         cluster, source = initial_cluster(members, name, peer_url), "the live member list"
     except (ApiError, BootstrapError) as exc:
         cluster, source = f"{name}={peer_url}", f"this member only: the member list is out of reach ({exc})"
-    manifest = render("etcd", rd.config, host_view(rd), etcd_join=EtcdJoin(cluster))
-    written = write_manifest(rd.manifest_dir, manifest)
+    rendered = render("etcd", rd.config, host_view(rd), etcd_join=EtcdJoin(cluster))
+    written = write_manifest(rd.manifest_dir, keep_generation(rd.manifest_dir / "etcd.yaml", rendered))
     plan = (
         f"Dry run: would add {name} ({peer_url}) to etcd as a learner and promote it; "
         f"--initial-cluster from {source}"
