@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from bootstrap.cluster.bootstrap_tokens import TokenApi
+    from bootstrap.cluster.client import Credentials
     from bootstrap.output import Reporter
 
 DEFAULT_KUBECONFIG = "/etc/kubernetes/admin.conf"
@@ -54,11 +55,11 @@ def _kubeconfig(rootfs: Path | None, kubeconfig: str) -> Path:
     return Rootfs(rootfs).path(path) if path.is_absolute() else path
 
 
-def _token_api(rootfs: Path | None, kubeconfig: str) -> TokenApi:
+def _token_api(kubeconfig: Path | Credentials) -> TokenApi:
     from bootstrap.cluster.bootstrap_tokens import TokenApi
     from bootstrap.cluster.client import KubeApi
 
-    return TokenApi(KubeApi(_kubeconfig(rootfs, kubeconfig)))
+    return TokenApi(KubeApi(kubeconfig))
 
 
 def _document(kind: str, reporter: Reporter, changed: bool, dry_run: bool, **fields: Any) -> dict[str, Any]:
@@ -172,7 +173,7 @@ def create(
     now = datetime.now(UTC).replace(microsecond=0)
     wanted_description = description or tokens.DEFAULT_DESCRIPTION
     cluster = _cluster_of(rootfs, kubeconfig)
-    api = _token_api(rootfs, kubeconfig)
+    api = _token_api(cluster.credentials)  # the kubeconfig read once
     try:
         reused = (
             None
@@ -218,6 +219,7 @@ class _Cluster:
     """What a join command names of the kubeconfig's current cluster."""
 
     kubeconfig: Path
+    credentials: Credentials
     endpoint: str
     ca_hash: str | None
 
@@ -230,7 +232,7 @@ def _cluster_of(rootfs: Path | None, kubeconfig: str) -> _Cluster:
     path = _kubeconfig(rootfs, kubeconfig)
     credentials = read_kubeconfig(path)
     ca_hash = None if credentials.ca_pem is None else ca_hash_of(credentials.ca_pem)
-    return _Cluster(path, credentials.server.removeprefix("https://").rstrip("/"), ca_hash)
+    return _Cluster(path, credentials, credentials.server.removeprefix("https://").rstrip("/"), ca_hash)
 
 
 def _join_command(cluster: _Cluster, value: str, certificate_key: str | None) -> str:
@@ -252,7 +254,7 @@ def list_(kubeconfig: str, rootfs: Path | None, dry_run: bool, output: str, verb
     options.expect_kind("TokenList")
     reporter = options.reporter(output, verbose, "TokenList")
     now = datetime.now(UTC).replace(microsecond=0)
-    api = _token_api(rootfs, kubeconfig)
+    api = _token_api(_kubeconfig(rootfs, kubeconfig))
     try:
         found = api.list()
     finally:
@@ -299,7 +301,7 @@ def delete(
         except ValueError as exc:
             raise UsageError(f"argument {index}: {exc}") from None  # never echo what may be a secret
     reporter = options.reporter(output, verbose, "TokenDeleteResult")
-    api = _token_api(rootfs, kubeconfig)
+    api = _token_api(_kubeconfig(rootfs, kubeconfig))
     deleted: list[str] = []
     missing: list[str] = []
     try:
